@@ -1,0 +1,11 @@
+//! Tidings' domain core: ids and token formats, the event catalog, audience and fan-out
+//! rules, the Slack envelopes, the `event_context` codec, request signing, and the
+//! retry/rate/health policies as pure functions of (state, clock).
+//!
+//! Nothing in this crate does I/O: the store, the delivery engine and the HTTP surface
+//! build on it, and everything here is testable with plain values.
+
+pub mod catalog;
+pub mod ids;
+pub mod signing;
+pub mod token;

@@ -1,0 +1,68 @@
+//! Operator authentication: `Authorization: Bearer <admin token>` for everything, or a
+//! publisher token for the publish endpoints only.
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tidings_core::token::{self, TokenKind};
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+/// Who is calling, put in request extensions for handlers that care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Admin,
+    Publisher,
+}
+
+/// Paths (relative to `/admin/v1`) a publisher token may POST to.
+const PUBLISH_PATHS: &[&str] = &["/events", "/events/batch"];
+
+pub fn bearer(req_headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = req_headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+pub async fn require_operator(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(presented) = bearer(req.headers()) else {
+        return Problem::unauthorized("missing Authorization: Bearer <admin token>")
+            .into_response();
+    };
+    let hash = token::hash(presented);
+    let operator = if token::constant_time_eq(hash.as_bytes(), state.admin_token_hash.as_bytes()) {
+        Operator::Admin
+    } else if TokenKind::of(presented) == Some(TokenKind::Publisher) {
+        match state.store.authenticate(&hash).await {
+            Ok(Some(g)) if g.kind == "publisher" && !g.revoked => Operator::Publisher,
+            Ok(_) => return Problem::unauthorized("the token is not valid").into_response(),
+            Err(e) => return Problem::from(e).into_response(),
+        }
+    } else {
+        return Problem::unauthorized("the token is not valid").into_response();
+    };
+    if operator == Operator::Publisher
+        && !(req.method() == Method::POST && PUBLISH_PATHS.contains(&req.uri().path()))
+    {
+        return Problem::forbidden("publisher tokens may only publish events").into_response();
+    }
+    req.extensions_mut().insert(operator);
+    next.run(req).await
+}
+
+pub async fn not_found(req: Request) -> Problem {
+    Problem::not_found(format!(
+        "no operator API route {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}

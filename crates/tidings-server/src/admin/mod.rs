@@ -1,0 +1,79 @@
+//! The operator API under `/admin/v1`: directory, apps, installations, tokens (and, as
+//! later issues add them, events and deliveries). Every call needs the admin token;
+//! publisher tokens may call only the publish endpoints.
+
+mod apps;
+mod auth;
+mod directory;
+mod installations;
+mod operator_tokens;
+pub mod validate;
+
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+
+use crate::state::AppState;
+
+pub use auth::Operator;
+
+/// Routes relative to `/admin/v1`.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/enterprises",
+            post(directory::create_enterprise).get(directory::list_enterprises),
+        )
+        .route("/enterprises/{id}", get(directory::get_enterprise))
+        .route(
+            "/teams",
+            post(directory::create_team).get(directory::list_teams),
+        )
+        .route("/teams/{team}", get(directory::get_team))
+        .route(
+            "/teams/{team}/users",
+            post(directory::create_user).get(directory::list_users),
+        )
+        .route("/teams/{team}/users/{user}", get(directory::get_user))
+        .route(
+            "/teams/{team}/conversations/{channel}",
+            put(directory::put_conversation).get(directory::get_conversation),
+        )
+        .route(
+            "/teams/{team}/conversations/{channel}/members",
+            post(directory::add_member),
+        )
+        .route(
+            "/teams/{team}/conversations/{channel}/members/{user}",
+            delete(directory::remove_member),
+        )
+        .route("/apps", post(apps::create_app).get(apps::list_apps))
+        .route("/apps/{app}", get(apps::get_app).patch(apps::update_app))
+        .route(
+            "/apps/{app}/signing_secret/rotate",
+            post(apps::rotate_signing_secret),
+        )
+        .route("/apps/{app}/events/enable", post(apps::enable_events))
+        .route(
+            "/apps/{app}/tokens",
+            post(apps::create_app_token).get(apps::list_app_tokens),
+        )
+        .route("/apps/{app}/tokens/{id}", delete(apps::revoke_app_token))
+        .route(
+            "/apps/{app}/installations",
+            post(installations::install).get(installations::list),
+        )
+        .route(
+            "/apps/{app}/installations/{id}",
+            get(installations::get).delete(installations::uninstall),
+        )
+        .route(
+            "/publisher_tokens",
+            post(operator_tokens::create).get(operator_tokens::list),
+        )
+        .route("/publisher_tokens/{id}", delete(operator_tokens::revoke))
+        .fallback(auth::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::require_operator,
+        ))
+}

@@ -1,0 +1,125 @@
+//! Starting a server: open the store, settle the admin token, bind the listener, build the
+//! state. The binary's `serve` prints what this returns; tests call it too.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tidings_core::catalog::Catalog;
+use tidings_core::token::{self, TokenKind};
+use tidings_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::{AppState, Inner};
+
+/// Where the admin token came from, for the startup message.
+#[derive(Debug, Clone)]
+pub enum AdminTokenSource {
+    /// Set in the configuration or `TIDINGS_ADMIN_TOKEN`.
+    Configured,
+    /// Read from, or generated into, this file.
+    File { path: PathBuf, generated: bool },
+}
+
+/// A bound, ready-to-serve server.
+pub struct Booted {
+    pub listener: TcpListener,
+    pub state: AppState,
+    pub admin_token: AdminTokenSource,
+    pub store_description: String,
+}
+
+/// Opens everything `serve` needs. Errors are one clear line for the operator.
+pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
+    let catalog = Catalog::with_custom(config.events.custom.clone())
+        .map_err(|e| format!("event catalog: {e}"))?;
+    if let Some(url) = &config.server.database_url {
+        return Err(format!(
+            "database_url {url:?}: the PostgreSQL backend is not available in this build yet; unset it to use SQLite"
+        ));
+    }
+    let data_dir = config.server.data_dir.clone();
+    let sqlite = SqliteStore::open(&data_dir).map_err(|e| e.to_string())?;
+    let store_description = format!("SQLite {}", sqlite.path().display());
+    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let (admin_token_hash, admin_token) = admin_token(&config, &data_dir)?;
+    let listener = TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let bound = listener.local_addr().ok();
+    let public_url = config.public_url(bound);
+    let state = AppState::new(Inner {
+        store,
+        config,
+        admin_token_hash,
+        catalog: Arc::new(catalog),
+        public_url,
+        dev,
+        metrics: crate::observe::prometheus(),
+    });
+    Ok(Booted {
+        listener,
+        state,
+        admin_token,
+        store_description,
+    })
+}
+
+/// The configured admin token, or the one in `<data_dir>/admin-token`, generating it
+/// (mode 0600) on first start.
+fn admin_token(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<(String, AdminTokenSource), String> {
+    if let Some(t) = &config.server.admin_token {
+        return Ok((token::hash(t), AdminTokenSource::Configured));
+    }
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(format!(
+                    "{} is empty; delete it to generate a new admin token",
+                    path.display()
+                ));
+            }
+            Ok((
+                token::hash(t),
+                AdminTokenSource::File {
+                    path,
+                    generated: false,
+                },
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = token::generate(TokenKind::Admin, None);
+            write_secret_file(&path, &t)?;
+            Ok((
+                token::hash(&t),
+                AdminTokenSource::File {
+                    path,
+                    generated: true,
+                },
+            ))
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes a secret to a new file readable by its owner only.
+pub fn write_secret_file(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(format!("{contents}\n").as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

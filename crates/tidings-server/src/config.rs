@@ -1,0 +1,420 @@
+//! Configuration: one TOML file, every key overridable by `TIDINGS_<SECTION>_<KEY>`, and
+//! defaults that are Slack's. Precedence: defaults < file < environment < command-line flags.
+//!
+//! Each section is a typed struct with its defaults beside it; `tidings.example.toml` at
+//! the repository root is tested against these structs so the two cannot drift.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub delivery: DeliveryConfig,
+    pub rate_limit: RateLimitConfig,
+    pub health: HealthConfig,
+    pub events: EventsConfig,
+    pub socket_mode: SocketModeConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Base URL Tidings puts in URLs it hands out; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// The operator token; generated into `<data_dir>/admin-token` when unset.
+    pub admin_token: Option<String>,
+    /// Where the SQLite database and the generated admin token live.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; SQLite in `data_dir` when unset.
+    pub database_url: Option<String>,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:3000".into(),
+            public_url: None,
+            admin_token: None,
+            data_dir: PathBuf::from("./tidings-data"),
+            database_url: None,
+            max_body_bytes: 1_048_576,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    pub max_redirects: u32,
+    #[serde(with = "duration_list")]
+    pub retry_schedule: Vec<Duration>,
+    pub max_in_flight_per_app: u32,
+    /// `None` means "decided by --dev": false normally, true under `--dev`.
+    pub allow_private_targets: Option<bool>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            timeout: Duration::from_secs(3),
+            max_redirects: 2,
+            retry_schedule: vec![
+                Duration::ZERO,
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+            ],
+            max_in_flight_per_app: 64,
+            allow_private_targets: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub max_deliveries: u32,
+    #[serde(with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            max_deliveries: 30_000,
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    #[serde(with = "duration")]
+    pub window: Duration,
+    pub min_success_ratio: f64,
+    pub min_events: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            window: Duration::from_secs(3600),
+            min_success_ratio: 0.05,
+            min_events: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    #[serde(with = "duration")]
+    pub max_event_age: Duration,
+    #[serde(with = "duration")]
+    pub max_future_skew: Duration,
+    /// Operator-defined event types, added to the built-in catalog.
+    pub custom: Vec<tidings_core::catalog::EventType>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            max_event_age: Duration::from_secs(72 * 3600),
+            max_future_skew: Duration::from_secs(300),
+            custom: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketModeConfig {
+    #[serde(with = "duration")]
+    pub ack_timeout: Duration,
+    pub max_connections_per_app: u32,
+    #[serde(with = "duration")]
+    pub ticket_ttl: Duration,
+    #[serde(with = "duration")]
+    pub connection_lifetime: Duration,
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "duration")]
+    pub hold_time: Duration,
+}
+
+impl Default for SocketModeConfig {
+    fn default() -> Self {
+        SocketModeConfig {
+            ack_timeout: Duration::from_secs(3),
+            max_connections_per_app: 10,
+            ticket_ttl: Duration::from_secs(60),
+            connection_lifetime: Duration::from_secs(3600),
+            ping_interval: Duration::from_secs(10),
+            hold_time: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "delivery",
+    "rate_limit",
+    "health",
+    "events",
+    "socket_mode",
+];
+
+impl Config {
+    /// Loads the file (if any), then applies `TIDINGS_*` overrides from `env`.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut doc: toml::Table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| format!("config {} is not valid TOML: {e}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut doc, env)?;
+        let what = file
+            .map(|p| format!("config {}", p.display()))
+            .unwrap_or_else(|| "configuration".into());
+        let cfg: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{what}: {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.server;
+        s.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+            format!(
+                "server.listen {:?} is not an address like 127.0.0.1:3000",
+                s.listen
+            )
+        })?;
+        if s.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        if let Some(t) = &s.admin_token {
+            if t.len() < 16 {
+                return Err("server.admin_token must be at least 16 characters".into());
+            }
+        }
+        if let Some(u) = &s.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!(
+                    "server.public_url {u:?} must start with http:// or https://"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.health.min_success_ratio) {
+            return Err("health.min_success_ratio must be between 0 and 1".into());
+        }
+        if self.delivery.max_in_flight_per_app == 0 {
+            return Err("delivery.max_in_flight_per_app must be at least 1".into());
+        }
+        if self.socket_mode.max_connections_per_app == 0 {
+            return Err("socket_mode.max_connections_per_app must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `public_url` or `http://<listen>`, without a trailing slash.
+    pub fn public_url(&self, bound: Option<std::net::SocketAddr>) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!(
+                "http://{}",
+                bound
+                    .map(|a| a.to_string())
+                    .unwrap_or(self.server.listen.clone())
+            ),
+        }
+    }
+}
+
+/// Applies `TIDINGS_<SECTION>_<KEY>=value` (and the `TIDINGS_ADMIN_TOKEN` alias) onto the
+/// document. Values are read as TOML when they parse (numbers, booleans, arrays), else as
+/// strings. A known section with an unknown key is an error, so typos do not pass silently.
+fn apply_env(
+    doc: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), String> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("TIDINGS_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let (section, key) = if rest == "admin_token" {
+            ("server", "admin_token".to_string())
+        } else {
+            let Some(section) = SECTIONS
+                .iter()
+                .filter(|s| rest.starts_with(&format!("{s}_")))
+                .max_by_key(|s| s.len())
+            else {
+                continue; // TIDINGS_URL and friends belong to the CLI.
+            };
+            (*section, rest[section.len() + 1..].to_string())
+        };
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw.clone()));
+        let table = doc
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("config section [{section}] is not a table"))?;
+        table.insert(key, value);
+        tracing::debug!(env = %name, "config override from environment");
+    }
+    Ok(())
+}
+
+/// Serde for durations written as "3s", "1m", "72h".
+pub mod duration {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))
+    }
+
+    /// The shortest unit that states the duration exactly ("90s", "5m", "72h").
+    pub fn format(d: Duration) -> String {
+        let ms = d.as_millis();
+        if !ms.is_multiple_of(1000) {
+            return format!("{ms}ms");
+        }
+        let s = d.as_secs();
+        if s != 0 && s.is_multiple_of(3600) {
+            format!("{}h", s / 3600)
+        } else if s != 0 && s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{s}s")
+        }
+    }
+}
+
+/// Serde for lists of durations.
+pub mod duration_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| super::duration::format(*d)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let v = Vec::<String>::deserialize(d)?;
+        v.iter()
+            .map(|s| super::duration::parse(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_slacks() {
+        let c = Config::load(None, vec![]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:3000");
+        assert_eq!(c.delivery.timeout, Duration::from_secs(3));
+        assert_eq!(c.rate_limit.max_deliveries, 30_000);
+        assert_eq!(c.health.min_events, 1000);
+        assert_eq!(c.events.max_event_age, Duration::from_secs(72 * 3600));
+        assert_eq!(c.socket_mode.max_connections_per_app, 10);
+    }
+
+    #[test]
+    fn the_example_config_states_every_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tidings.example.toml");
+        let from_file = Config::load(Some(std::path::Path::new(path)), vec![]).unwrap();
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_sections() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "100"),
+                ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","2s"]"#),
+                ("TIDINGS_SOCKET_MODE_ACK_TIMEOUT", "500ms"),
+                ("TIDINGS_SERVER_LISTEN", "127.0.0.1:0"),
+                ("TIDINGS_ADMIN_TOKEN", "tdk_admin_0123456789abcdef"),
+                ("TIDINGS_URL", "http://ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.rate_limit.max_deliveries, 100);
+        assert_eq!(
+            c.delivery.retry_schedule,
+            vec![Duration::ZERO, Duration::from_secs(2)]
+        );
+        assert_eq!(c.socket_mode.ack_timeout, Duration::from_millis(500));
+        assert_eq!(c.server.listen, "127.0.0.1:0");
+        assert_eq!(
+            c.server.admin_token.as_deref(),
+            Some("tdk_admin_0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::load(None, env(&[("TIDINGS_SERVER_LISTN", "x")])).unwrap_err();
+        assert!(e.contains("listn"), "{e}");
+        let e = Config::load(None, env(&[("TIDINGS_DELIVERY_TIMEOUT", "soon")])).unwrap_err();
+        assert!(e.contains("soon"), "{e}");
+        let e = Config::load(None, env(&[("TIDINGS_SERVER_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn durations_format_in_their_largest_exact_unit() {
+        assert_eq!(duration::format(Duration::from_secs(3)), "3s");
+        assert_eq!(duration::format(Duration::from_secs(60)), "1m");
+        assert_eq!(duration::format(Duration::from_secs(72 * 3600)), "72h");
+        assert_eq!(duration::format(Duration::from_millis(1500)), "1500ms");
+    }
+}

@@ -1,0 +1,206 @@
+//! Request extractors for the operator API that turn every malformed input into a
+//! problem+json naming the field: JSON bodies (with the path of the bad field), query
+//! strings and pagination.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tidings_store::PageRequest;
+
+use crate::error::Problem;
+
+/// Maximum nesting of a JSON body; deeper documents are refused before parsing.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// A JSON body parsed into `T`, or a problem naming what is wrong with it.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(usize::MAX);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::too_large(limit)
+            } else {
+                Problem::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON document into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::bad_request(
+            "the request body is empty; a JSON object is expected",
+        ));
+    }
+    check_depth(bytes)?;
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Problem::bad_request(format!("the request body is not valid JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            Problem::bad_request(format!("the request body does not fit: {inner}"))
+        } else {
+            Problem::invalid_field(&path, strip_position(&inner.to_string()))
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 12"; the field name says more to a user.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Refuses documents nested deeper than [`MAX_JSON_DEPTH`] without parsing them.
+fn check_depth(bytes: &[u8]) -> Result<(), Problem> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Problem::bad_request(format!(
+                        "the request body nests deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The configured body limit, put in request extensions so extractors can report it.
+#[derive(Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Query parameters parsed into `T`, or a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Problem::invalid_field(&path, e.into_inner().to_string())
+            })
+    }
+}
+
+fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(q.as_bytes())
+}
+
+/// `?limit=&cursor=` for every list.
+pub struct Paging(pub PageRequest);
+
+#[derive(Deserialize)]
+struct PagingQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Problem> {
+        let ApiQuery(q) = ApiQuery::<PagingQuery>::from_request_parts(parts, s).await?;
+        let limit = match q.limit.as_deref() {
+            None | Some("") => None,
+            Some(l) => Some(
+                l.parse::<i64>()
+                    .map_err(|_| Problem::invalid_field("limit", "must be a whole number"))?,
+            ),
+        };
+        PageRequest::parse(limit, q.cursor.as_deref())
+            .map(Paging)
+            .map_err(|m| {
+                let field = if m.starts_with("limit") {
+                    "limit"
+                } else {
+                    "cursor"
+                };
+                Problem::invalid_field(field, m)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field() {
+        let p = parse_json::<Body>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.errors[0].field, "name");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_syntax_are_400s() {
+        let p = parse_json::<Body>(br#"{"name": "x", "nmae": 1}"#).unwrap_err();
+        assert!(p.detail.contains("nmae"), "{}", p.detail);
+        let p = parse_json::<Body>(br#"{"name": "#).unwrap_err();
+        assert!(p.detail.contains("not valid JSON"), "{}", p.detail);
+        let p = parse_json::<Body>(b"").unwrap_err();
+        assert!(p.detail.contains("empty"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let p = parse_json::<serde_json::Value>(deep.as_bytes()).unwrap_err();
+        assert!(p.detail.contains("deeper"));
+        // Brackets inside strings do not count.
+        let s = format!("{{\"name\": \"{}\"}}", "[".repeat(100));
+        assert!(parse_json::<Body>(s.as_bytes()).is_ok());
+    }
+}

@@ -1,0 +1,38 @@
+//! Shared server state handed to every handler.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tidings_core::catalog::Catalog;
+use tidings_store::Store;
+
+use crate::config::Config;
+
+/// Everything a handler may need. Cloned per request (an `Arc` inside), read-only.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    /// SHA-256 of the operator token; compared in constant time.
+    pub admin_token_hash: String,
+    pub catalog: Arc<Catalog>,
+    /// Base URL for URLs handed out (no trailing slash).
+    pub public_url: String,
+    pub dev: bool,
+    pub metrics: PrometheusHandle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}

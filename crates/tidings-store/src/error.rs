@@ -1,0 +1,45 @@
+//! The store's error type: what went wrong, in words an API can hand to its caller.
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A referenced record does not exist ("team T123 does not exist").
+    #[error("{0}")]
+    NotFound(String),
+    /// The record exists already, or the change conflicts with stored state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The change is well-formed but refused by a stored invariant.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached or is shutting down; safe to retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a corrupt database.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Internal(format!("stored JSON is corrupt: {e}"))
+    }
+}

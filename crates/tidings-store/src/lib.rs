@@ -1,0 +1,90 @@
+//! Persistence for Tidings: the [`Store`] trait every backend implements, the records it
+//! stores, versioned migrations, and the embedded SQLite backend.
+//!
+//! The trait speaks in domain operations (create a team, install an app, publish events
+//! with their deliveries), never in SQL, so a PostgreSQL backend can follow without callers
+//! changing. Every write is atomic: an operation that fails leaves nothing behind.
+
+mod error;
+pub mod model;
+mod page;
+pub mod sqlite;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+pub use page::{Cursor, Page, PageRequest};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// Everything Tidings keeps. Implementations must be safe to share between tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round-trip to the backing database (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- directory -------------------------------------------------------------------
+    async fn create_enterprise(&self, e: Enterprise) -> StoreResult<Enterprise>;
+    async fn get_enterprise(&self, id: &str) -> StoreResult<Option<Enterprise>>;
+    async fn list_enterprises(&self, page: &PageRequest) -> StoreResult<Page<Enterprise>>;
+
+    /// Creates a team; `Conflict` if the id exists, `NotFound` if its enterprise does not.
+    async fn create_team(&self, t: Team) -> StoreResult<Team>;
+    async fn get_team(&self, id: &str) -> StoreResult<Option<Team>>;
+    async fn list_teams(&self, page: &PageRequest) -> StoreResult<Page<Team>>;
+
+    /// Creates a (human) user in a team.
+    async fn create_user(&self, u: User) -> StoreResult<User>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>>;
+    /// The team's users, bot users included.
+    async fn list_users(&self, team_id: &str, page: &PageRequest) -> StoreResult<Page<User>>;
+
+    /// Creates or replaces a conversation and its member list; the bool says "created".
+    async fn put_conversation(&self, c: Conversation) -> StoreResult<(Conversation, bool)>;
+    async fn get_conversation(&self, team_id: &str, id: &str) -> StoreResult<Option<Conversation>>;
+    async fn add_member(
+        &self,
+        team_id: &str,
+        conversation: &str,
+        user: &str,
+    ) -> StoreResult<Conversation>;
+    async fn remove_member(
+        &self,
+        team_id: &str,
+        conversation: &str,
+        user: &str,
+    ) -> StoreResult<Conversation>;
+
+    // --- apps --------------------------------------------------------------------------
+    async fn create_app(&self, app: App) -> StoreResult<App>;
+    /// Replaces the app's mutable fields (everything but id, created_at).
+    async fn update_app(&self, app: App) -> StoreResult<App>;
+    async fn get_app(&self, id: &str) -> StoreResult<Option<App>>;
+    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>>;
+
+    async fn create_app_token(&self, t: NewAppToken) -> StoreResult<AppToken>;
+    async fn list_app_tokens(&self, app_id: &str) -> StoreResult<Vec<AppToken>>;
+    async fn revoke_app_token(&self, app_id: &str, token_id: &str) -> StoreResult<AppToken>;
+
+    /// Installs an app (or re-installs it for the same installer, replacing that
+    /// installation's tokens and scopes). The bot user is shared by every installation of
+    /// the app in the same team (or enterprise, for org-wide installs).
+    async fn install(&self, i: NewInstallation) -> StoreResult<Installation>;
+    async fn get_installation(&self, id: &str) -> StoreResult<Option<Installation>>;
+    async fn list_installations(
+        &self,
+        app_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Installation>>;
+    /// Uninstalls: the installation and its tokens are revoked (kept for `token_revoked`).
+    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation>;
+
+    // --- operator tokens and authentication --------------------------------------------
+    async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken>;
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorToken>>;
+    async fn revoke_operator_token(&self, id: &str) -> StoreResult<OperatorToken>;
+
+    /// What a presented token (by its hash) may do; revoked tokens are returned with
+    /// `revoked = true` so callers can answer `token_revoked` rather than `invalid_auth`.
+    async fn authenticate(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>>;
+}

@@ -1,0 +1,223 @@
+//! The records Tidings stores. They serialize to the shapes the operator API returns
+//! (API.md), so a record read from the store is what a user sees.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch.
+pub type Timestamp = i64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enterprise {
+    pub id: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub domain: String,
+    pub enterprise_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    /// The user's team; `None` only for the bot user of an org-wide installation.
+    pub team_id: Option<String>,
+    /// Set for bot users of org-wide installations.
+    pub enterprise_id: Option<String>,
+    pub name: String,
+    pub real_name: Option<String>,
+    pub is_admin: bool,
+    pub is_bot: bool,
+    /// For bot users: the app they belong to.
+    pub app_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    Public,
+    Private,
+    Im,
+    Mpim,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationKind::Public => "public",
+            ConversationKind::Private => "private",
+            ConversationKind::Im => "im",
+            ConversationKind::Mpim => "mpim",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "private" => Some(Self::Private),
+            "im" => Some(Self::Im),
+            "mpim" => Some(Self::Mpim),
+            _ => None,
+        }
+    }
+
+    /// The `channel_type` Slack puts on message events in this kind of conversation.
+    pub fn channel_type(self) -> &'static str {
+        match self {
+            ConversationKind::Public => "channel",
+            ConversationKind::Private => "group",
+            ConversationKind::Im => "im",
+            ConversationKind::Mpim => "mpim",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub team_id: String,
+    pub name: String,
+    pub kind: ConversationKind,
+    /// Member user ids, sorted.
+    pub members: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EventShape {
+    /// `authorizations` + `event_context` (every app created after 2021-02-24 at Slack).
+    #[default]
+    Authorizations,
+    /// Also `authed_users` / `authed_teams`, each truncated to one entry.
+    Legacy,
+}
+
+impl EventShape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventShape::Authorizations => "authorizations",
+            EventShape::Legacy => "legacy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorizations" => Some(Self::Authorizations),
+            "legacy" => Some(Self::Legacy),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub request_url: Option<String>,
+    pub request_url_verified: bool,
+    pub socket_mode: bool,
+    pub bot_events: Vec<String>,
+    pub user_events: Vec<String>,
+    pub event_shape: EventShape,
+    pub signing_secret: String,
+    pub verification_token: String,
+    pub events_enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// An app-level (`xapp-`) token as listed; the secret itself is never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppToken {
+    pub id: String,
+    pub app_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAppToken {
+    pub id: String,
+    pub app_id: String,
+    pub scopes: Vec<String>,
+    pub token_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Installation {
+    pub id: String,
+    pub app_id: String,
+    /// `None` for an org-wide installation.
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub is_enterprise_install: bool,
+    pub installer_user_id: String,
+    /// The app's bot user in this team (or org); `None` when no bot scopes were granted.
+    pub bot_user_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub bot_scopes: Vec<String>,
+    pub user_scopes: Vec<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// What an install call asks for. Token hashes are made by the caller, which alone sees
+/// the tokens; `None` when the side has no scopes.
+#[derive(Debug, Clone)]
+pub struct NewInstallation {
+    pub id: String,
+    pub app_id: String,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub installer_user_id: String,
+    pub bot_scopes: Vec<String>,
+    pub user_scopes: Vec<String>,
+    pub bot_token_hash: Option<String>,
+    pub user_token_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorToken {
+    pub id: String,
+    /// `admin` or `publisher`.
+    pub kind: String,
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOperatorToken {
+    pub id: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub token_hash: String,
+}
+
+/// What a presented token stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenGrant {
+    /// `bot`, `user`, `app`, `admin` or `publisher`.
+    pub kind: String,
+    pub revoked: bool,
+    pub app_id: Option<String>,
+    pub installation_id: Option<String>,
+    /// For app-level and operator tokens: the token's own id.
+    pub token_id: Option<String>,
+    /// The acting user: bot user for bot tokens, installer for user tokens.
+    pub user_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub team_id: Option<String>,
+    pub enterprise_id: Option<String>,
+    pub is_enterprise_install: bool,
+    pub scopes: Vec<String>,
+}

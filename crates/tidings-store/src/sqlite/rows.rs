@@ -1,0 +1,118 @@
+//! Row ↔ record mapping for the SQLite backend, kept in one place so every query selects
+//! the same columns in the same order.
+
+use rusqlite::Row;
+
+use crate::model::*;
+
+pub fn json_list(s: String) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn to_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+pub const ENTERPRISE: &str = "id, name, created_at";
+pub fn enterprise(r: &Row) -> rusqlite::Result<Enterprise> {
+    Ok(Enterprise {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        created_at: r.get(2)?,
+    })
+}
+
+pub const TEAM: &str = "id, name, domain, enterprise_id, created_at";
+pub fn team(r: &Row) -> rusqlite::Result<Team> {
+    Ok(Team {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        domain: r.get(2)?,
+        enterprise_id: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+pub const USER: &str =
+    "id, team_id, enterprise_id, name, real_name, is_admin, is_bot, app_id, created_at";
+pub fn user(r: &Row) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        team_id: r.get(1)?,
+        enterprise_id: r.get(2)?,
+        name: r.get(3)?,
+        real_name: r.get(4)?,
+        is_admin: r.get(5)?,
+        is_bot: r.get(6)?,
+        app_id: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+pub const APP: &str = "id, name, request_url, request_url_verified, socket_mode, bot_events, \
+    user_events, event_shape, signing_secret, verification_token, events_enabled, \
+    disabled_reason, disabled_at, created_at";
+pub fn app(r: &Row) -> rusqlite::Result<App> {
+    let shape: String = r.get(7)?;
+    Ok(App {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        request_url: r.get(2)?,
+        request_url_verified: r.get(3)?,
+        socket_mode: r.get(4)?,
+        bot_events: json_list(r.get(5)?)?,
+        user_events: json_list(r.get(6)?)?,
+        event_shape: EventShape::parse(&shape).unwrap_or_default(),
+        signing_secret: r.get(8)?,
+        verification_token: r.get(9)?,
+        events_enabled: r.get(10)?,
+        disabled_reason: r.get(11)?,
+        disabled_at: r.get(12)?,
+        created_at: r.get(13)?,
+    })
+}
+
+pub const APP_TOKEN: &str = "id, app_id, scopes, created_at, revoked_at";
+pub fn app_token(r: &Row) -> rusqlite::Result<AppToken> {
+    Ok(AppToken {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        scopes: json_list(r.get(2)?)?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
+}
+
+pub const INSTALLATION: &str = "id, app_id, team_id, enterprise_id, installer_user_id, \
+    bot_user_id, bot_id, bot_scopes, user_scopes, created_at, revoked_at";
+pub fn installation(r: &Row) -> rusqlite::Result<Installation> {
+    let team_id: Option<String> = r.get(2)?;
+    let enterprise_id: Option<String> = r.get(3)?;
+    Ok(Installation {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        is_enterprise_install: team_id.is_none() && enterprise_id.is_some(),
+        team_id,
+        enterprise_id,
+        installer_user_id: r.get(4)?,
+        bot_user_id: r.get(5)?,
+        bot_id: r.get(6)?,
+        bot_scopes: json_list(r.get(7)?)?,
+        user_scopes: json_list(r.get(8)?)?,
+        created_at: r.get(9)?,
+        revoked_at: r.get(10)?,
+    })
+}
+
+pub const OPERATOR_TOKEN: &str = "id, kind, label, created_at, revoked_at";
+pub fn operator_token(r: &Row) -> rusqlite::Result<OperatorToken> {
+    Ok(OperatorToken {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        label: r.get(2)?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
+}

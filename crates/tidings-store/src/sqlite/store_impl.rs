@@ -1,0 +1,196 @@
+//! [`Store`] for [`SqliteStore`]: each method sends its SQL function to the writer (writes)
+//! or the read pool (reads).
+
+use async_trait::async_trait;
+
+use super::{apps, directory as dir, rows, SqliteStore};
+use crate::model::*;
+use crate::{Page, PageRequest, Store, StoreResult};
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn create_enterprise(&self, e: Enterprise) -> StoreResult<Enterprise> {
+        self.write(move |c| dir::create_enterprise(c, e)).await
+    }
+
+    async fn get_enterprise(&self, id: &str) -> StoreResult<Option<Enterprise>> {
+        let id = id.to_owned();
+        self.read(move |c| dir::get_enterprise(c, &id)).await
+    }
+
+    async fn list_enterprises(&self, page: &PageRequest) -> StoreResult<Page<Enterprise>> {
+        let page = page.clone();
+        self.read(move |c| {
+            let sql = format!("SELECT {} FROM enterprises", rows::ENTERPRISE);
+            dir::page(c, &sql, "id", &[], &page, rows::enterprise, |e| {
+                e.id.clone()
+            })
+        })
+        .await
+    }
+
+    async fn create_team(&self, t: Team) -> StoreResult<Team> {
+        self.write(move |c| dir::create_team(c, t)).await
+    }
+
+    async fn get_team(&self, id: &str) -> StoreResult<Option<Team>> {
+        let id = id.to_owned();
+        self.read(move |c| dir::get_team(c, &id)).await
+    }
+
+    async fn list_teams(&self, page: &PageRequest) -> StoreResult<Page<Team>> {
+        let page = page.clone();
+        self.read(move |c| {
+            let sql = format!("SELECT {} FROM teams", rows::TEAM);
+            dir::page(c, &sql, "id", &[], &page, rows::team, |t| t.id.clone())
+        })
+        .await
+    }
+
+    async fn create_user(&self, u: User) -> StoreResult<User> {
+        self.write(move |c| dir::create_user(c, u)).await
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
+        let id = id.to_owned();
+        self.read(move |c| dir::get_user(c, &id)).await
+    }
+
+    async fn list_users(&self, team_id: &str, page: &PageRequest) -> StoreResult<Page<User>> {
+        let (team_id, page) = (team_id.to_owned(), page.clone());
+        self.read(move |c| {
+            dir::require_team(c, &team_id)?;
+            let sql = format!("SELECT {} FROM users WHERE team_id = ?1", rows::USER);
+            dir::page(c, &sql, "id", &[&team_id], &page, rows::user, |u| {
+                u.id.clone()
+            })
+        })
+        .await
+    }
+
+    async fn put_conversation(&self, conv: Conversation) -> StoreResult<(Conversation, bool)> {
+        self.write(move |c| dir::put_conversation(c, conv)).await
+    }
+
+    async fn get_conversation(&self, team_id: &str, id: &str) -> StoreResult<Option<Conversation>> {
+        let (team_id, id) = (team_id.to_owned(), id.to_owned());
+        self.read(move |c| {
+            dir::require_team(c, &team_id)?;
+            dir::get_conversation(c, &team_id, &id)
+        })
+        .await
+    }
+
+    async fn add_member(&self, team_id: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
+        let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
+        self.write(move |c| dir::add_member(c, &t, &cv, &u)).await
+    }
+
+    async fn remove_member(
+        &self,
+        team_id: &str,
+        conv: &str,
+        user: &str,
+    ) -> StoreResult<Conversation> {
+        let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
+        self.write(move |c| dir::remove_member(c, &t, &cv, &u))
+            .await
+    }
+
+    async fn create_app(&self, app: App) -> StoreResult<App> {
+        self.write(move |c| apps::create_app(c, app)).await
+    }
+
+    async fn update_app(&self, app: App) -> StoreResult<App> {
+        self.write(move |c| apps::update_app(c, app)).await
+    }
+
+    async fn get_app(&self, id: &str) -> StoreResult<Option<App>> {
+        let id = id.to_owned();
+        self.read(move |c| apps::get_app(c, &id)).await
+    }
+
+    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>> {
+        let page = page.clone();
+        self.read(move |c| {
+            let sql = format!("SELECT {} FROM apps", rows::APP);
+            dir::page(c, &sql, "id", &[], &page, rows::app, |a| a.id.clone())
+        })
+        .await
+    }
+
+    async fn create_app_token(&self, t: NewAppToken) -> StoreResult<AppToken> {
+        self.write(move |c| apps::create_app_token(c, t)).await
+    }
+
+    async fn list_app_tokens(&self, app_id: &str) -> StoreResult<Vec<AppToken>> {
+        let app_id = app_id.to_owned();
+        self.read(move |c| apps::list_app_tokens(c, &app_id)).await
+    }
+
+    async fn revoke_app_token(&self, app_id: &str, token_id: &str) -> StoreResult<AppToken> {
+        let (a, t) = (app_id.to_owned(), token_id.to_owned());
+        self.write(move |c| apps::revoke_app_token(c, &a, &t)).await
+    }
+
+    async fn install(&self, i: NewInstallation) -> StoreResult<Installation> {
+        self.write(move |c| apps::install(c, i)).await
+    }
+
+    async fn get_installation(&self, id: &str) -> StoreResult<Option<Installation>> {
+        let id = id.to_owned();
+        self.read(move |c| apps::get_installation(c, &id)).await
+    }
+
+    async fn list_installations(
+        &self,
+        app_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Installation>> {
+        let (app_id, page) = (app_id.to_owned(), page.clone());
+        self.read(move |c| {
+            if apps::get_app(c, &app_id)?.is_none() {
+                return Err(crate::StoreError::NotFound(format!(
+                    "app {app_id} does not exist"
+                )));
+            }
+            let sql = format!(
+                "SELECT {} FROM installations WHERE app_id = ?1",
+                rows::INSTALLATION
+            );
+            dir::page(c, &sql, "id", &[&app_id], &page, rows::installation, |i| {
+                i.id.clone()
+            })
+        })
+        .await
+    }
+
+    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation> {
+        let (a, i) = (app_id.to_owned(), installation_id.to_owned());
+        self.write(move |c| apps::uninstall(c, &a, &i)).await
+    }
+
+    async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken> {
+        self.write(move |c| apps::create_operator_token(c, t)).await
+    }
+
+    async fn list_operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
+        self.read(apps::list_operator_tokens).await
+    }
+
+    async fn revoke_operator_token(&self, id: &str) -> StoreResult<OperatorToken> {
+        let id = id.to_owned();
+        self.write(move |c| apps::revoke_operator_token(c, &id))
+            .await
+    }
+
+    async fn authenticate(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
+        let h = token_hash.to_owned();
+        self.read(move |c| apps::authenticate(c, &h)).await
+    }
+}

@@ -1,0 +1,111 @@
+//! `tidings serve`: load the configuration, boot the server, print where it listens and
+//! where the admin token is, and serve until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use tidings_server::boot::{self, AdminTokenSource};
+use tidings_server::config::Config;
+
+#[derive(Args, Debug)]
+pub struct ServeOpts {
+    /// TOML configuration file (see tidings.example.toml).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (SQLite database, generated admin token).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:3000 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// PostgreSQL URL instead of the embedded SQLite.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Development mode: loopback Request URLs allowed, a demo workspace and app seeded.
+    #[arg(long)]
+    pub dev: bool,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+}
+
+pub async fn run(opts: ServeOpts) -> Result<(), String> {
+    init_logging(&opts.log_format);
+    let mut config = Config::load(opts.config.as_deref(), std::env::vars())?;
+    if let Some(d) = opts.data_dir {
+        config.server.data_dir = d;
+    }
+    if let Some(l) = opts.listen {
+        config.server.listen = l;
+    }
+    if let Some(u) = opts.database_url {
+        config.server.database_url = Some(u);
+    }
+    if opts.dev && config.delivery.allow_private_targets.is_none() {
+        config.delivery.allow_private_targets = Some(true);
+    }
+    config.validate()?;
+    let booted = boot::boot(config, opts.dev).await?;
+    let addr = booted
+        .listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    // These lines are the contract with people and with tests: keep their shape.
+    println!("tidings listening on http://{addr}");
+    println!("store: {}", booted.store_description);
+    match &booted.admin_token {
+        AdminTokenSource::Configured => println!("admin token: from configuration"),
+        AdminTokenSource::File { path, generated } => println!(
+            "admin token: {} ({})",
+            path.display(),
+            if *generated { "generated" } else { "existing" }
+        ),
+    }
+    if opts.dev {
+        match tidings_server::dev::seed(&booted.state).await? {
+            Some(c) => println!(
+                "dev workspace: team {} user {} channel {} app {}\n  bot token:  {}\n  user token: {}\n  app token:  {}\n  signing secret: {}",
+                c.team_id, c.user_id, c.channel_id, c.app_id, c.bot_token, c.user_token, c.app_token, c.signing_secret
+            ),
+            None => println!("dev workspace: exists, but its credentials file is gone"),
+        }
+    }
+    let app = tidings_server::router(booted.state.clone());
+    axum::serve(booted.listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TIDINGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
