@@ -1,0 +1,258 @@
+//! Test support: start the real `tidings` binary on an ephemeral port, talk to it over
+//! HTTP, kill it (SIGKILL) and start it again on the same data directory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "tdk_admin_test_token_0123456789";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tidings")
+}
+
+/// A running `tidings serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    pub stdout_lines: Vec<String>,
+}
+
+impl Server {
+    /// A fresh server with its own data directory and the test admin token.
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if !env.iter().any(|(k, _)| k == "TIDINGS_ADMIN_TOKEN") {
+            env.push(("TIDINGS_ADMIN_TOKEN".into(), ADMIN.into()));
+        }
+        let mut s = Self::spawn(&dir, env, &[]);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts the binary on `dir` with exactly `env` (plus a quiet log level).
+    pub fn spawn(dir: &Path, env: Vec<(String, String)>, args: &[&str]) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("TIDINGS_ADMIN_TOKEN")
+            .env("TIDINGS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawning tidings");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("tidings did not print its listening line within 20 s");
+            lines.push(line.clone());
+            if let Some(rest) = line.strip_prefix("tidings listening on ") {
+                break rest.trim().to_string();
+            }
+        };
+        // Keep reading the rest of the startup block without blocking the test.
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(150)) {
+            lines.push(l);
+        }
+        Server {
+            child: Some(child),
+            url,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+            env,
+            stdout_lines: lines,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the process and starts a new one on the same data directory.
+    pub fn restart(mut self) -> Server {
+        self.kill();
+        let mut s = Self::spawn(&self.data_dir, self.env.clone(), &[]);
+        s._tmp = self._tmp.take();
+        s
+    }
+
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+    }
+
+    /// An operator API call with the admin token: (status, JSON body or Null).
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.admin_as(ADMIN, method, path, body).await
+    }
+
+    pub async fn admin_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = Self::client()
+            .request(m, format!("{}/admin/v1{}", self.url, path))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A Slack Web API call with a form body and a bearer token.
+    pub async fn api(
+        &self,
+        method: &str,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> (reqwest::header::HeaderMap, Value) {
+        let mut req = Self::client()
+            .post(format!("{}/api/{}", self.url, method))
+            .form(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("request");
+        assert_eq!(res.status(), 200, "Web API answers 200 even for errors");
+        let headers = res.headers().clone();
+        (headers, res.json().await.expect("json"))
+    }
+
+    /// Team + user + app + installation; returns ids and tokens.
+    pub async fn workspace(
+        &self,
+        bot_events: &[&str],
+        bot_scopes: &[&str],
+        user_scopes: &[&str],
+    ) -> Workspace {
+        let (st, team) = self
+            .admin(
+                "POST",
+                "/teams",
+                Some(json!({"name": "Acme", "domain": unique_domain()})),
+            )
+            .await;
+        assert_eq!(st, 201, "{team}");
+        let team_id = team["id"].as_str().unwrap().to_string();
+        let (st, user) = self
+            .admin(
+                "POST",
+                &format!("/teams/{team_id}/users"),
+                Some(json!({"name": "alice"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{user}");
+        let (st, app) = self
+            .admin(
+                "POST",
+                "/apps",
+                Some(json!({"name": "Test App", "bot_events": bot_events})),
+            )
+            .await;
+        assert_eq!(st, 201, "{app}");
+        let app_id = app["id"].as_str().unwrap().to_string();
+        let user_id = user["id"].as_str().unwrap().to_string();
+        let (st, inst) = self
+            .admin(
+                "POST",
+                &format!("/apps/{app_id}/installations"),
+                Some(json!({"team_id": team_id, "installer_user_id": user_id, "bot_scopes": bot_scopes, "user_scopes": user_scopes})),
+            )
+            .await;
+        assert_eq!(st, 201, "{inst}");
+        Workspace {
+            team_id,
+            user_id,
+            app_id,
+            app,
+            installation: inst,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Workspace {
+    pub team_id: String,
+    pub user_id: String,
+    pub app_id: String,
+    pub app: Value,
+    pub installation: Value,
+}
+
+impl Workspace {
+    pub fn bot_token(&self) -> &str {
+        self.installation["bot_token"].as_str().expect("bot token")
+    }
+    pub fn user_token(&self) -> &str {
+        self.installation["user_token"]
+            .as_str()
+            .expect("user token")
+    }
+    pub fn bot_user_id(&self) -> &str {
+        self.installation["bot_user_id"].as_str().expect("bot user")
+    }
+}
+
+/// A workspace domain no other test in this process uses.
+pub fn unique_domain() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "team-{}-{}",
+        std::process::id() % 100000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
