@@ -6,6 +6,10 @@
 //! build on it, and everything here is testable with plain values.
 
 pub mod catalog;
+pub mod envelope;
+pub mod event_context;
+pub mod fanout;
 pub mod ids;
+pub mod publish;
 pub mod signing;
 pub mod token;

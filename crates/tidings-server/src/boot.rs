@@ -48,11 +48,18 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
     let bound = listener.local_addr().ok();
     let public_url = config.public_url(bound);
+    let catalog = Arc::new(catalog);
+    let publish_policy = tidings_store::PublishPolicy {
+        catalog: catalog.clone(),
+        max_event_age_secs: config.events.max_event_age.as_secs() as i64,
+        max_future_skew_secs: config.events.max_future_skew.as_secs() as i64,
+    };
     let state = AppState::new(Inner {
         store,
         config,
         admin_token_hash,
-        catalog: Arc::new(catalog),
+        catalog,
+        publish_policy,
         public_url,
         dev,
         metrics: crate::observe::prometheus(),

@@ -108,6 +108,7 @@ impl From<StoreError> for Problem {
                 tracing::warn!(error = %m, "store unavailable");
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
+            StoreError::Refused(r) => Problem::from(r),
             StoreError::Internal(m) => {
                 tracing::error!(error = %m, "store error");
                 Problem::new(
@@ -117,6 +118,14 @@ impl From<StoreError> for Problem {
                 )
             }
         }
+    }
+}
+
+impl From<tidings_store::PublishRefusal> for Problem {
+    fn from(r: tidings_store::PublishRefusal) -> Problem {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+        Problem::new(status, r.code, format!("{}: {}", r.field, r.message))
+            .with_field(&r.field, r.message)
     }
 }
 

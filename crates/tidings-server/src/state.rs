@@ -18,6 +18,8 @@ pub struct Inner {
     /// SHA-256 of the operator token; compared in constant time.
     pub admin_token_hash: String,
     pub catalog: Arc<Catalog>,
+    /// Catalog and time rules for publishing, from the configuration.
+    pub publish_policy: tidings_store::PublishPolicy,
     /// Base URL for URLs handed out (no trailing slash).
     pub public_url: String,
     pub dev: bool,

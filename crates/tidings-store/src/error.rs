@@ -17,6 +17,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down; safe to retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// An event refused for its content (publish only; carried out of the writer job so
+    /// its savepoint rolls back).
+    #[error("{}", .0.message)]
+    Refused(crate::model::PublishRefusal),
     /// A bug or a corrupt database.
     #[error("store error: {0}")]
     Internal(String),

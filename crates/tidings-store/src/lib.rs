@@ -87,4 +87,38 @@ pub trait Store: Send + Sync + 'static {
     /// What a presented token (by its hash) may do; revoked tokens are returned with
     /// `revoked = true` so callers can answer `token_revoked` rather than `invalid_auth`.
     async fn authenticate(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>>;
+
+    // --- events and deliveries ---------------------------------------------------------
+    /// Publishes events, each atomically with every delivery it implies: validated against
+    /// the catalog and the directory, its directory changes applied, fanned out, stored.
+    /// Results come back in request order; a refused event writes nothing and does not
+    /// affect the others.
+    async fn publish(
+        &self,
+        policy: &PublishPolicy,
+        requests: Vec<PublishRequest>,
+    ) -> StoreResult<Vec<Result<Published, PublishRefusal>>>;
+
+    /// The secret `event_context` handles are signed with (shared by all nodes).
+    fn event_context_key(&self) -> Vec<u8>;
+
+    async fn get_event(&self, id: &str) -> StoreResult<Option<StoredEvent>>;
+    async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>>;
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>>;
+    /// An app's deliveries, newest first.
+    async fn list_deliveries(
+        &self,
+        app_id: &str,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Delivery>>;
+
+    /// Every installation of the app that can see the event now (for
+    /// `apps.event.authorizations.list`); `None` if the event or app does not exist.
+    async fn event_audience(
+        &self,
+        catalog: &tidings_core::catalog::Catalog,
+        event_id: &str,
+        app_id: &str,
+    ) -> StoreResult<Option<Vec<tidings_core::fanout::Authorization>>>;
 }

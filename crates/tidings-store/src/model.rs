@@ -221,3 +221,150 @@ pub struct TokenGrant {
     pub is_enterprise_install: bool,
     pub scopes: Vec<String>,
 }
+
+/// One event to publish, as the operator API received it (shape-checked, not yet
+/// validated against the directory).
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub team_id: String,
+    /// The inner event (a JSON object with a `type`).
+    pub event: serde_json::Map<String, serde_json::Value>,
+    pub event_time: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub app_id: Option<String>,
+}
+
+/// Rules for publishing that come from configuration.
+#[derive(Debug, Clone)]
+pub struct PublishPolicy {
+    pub catalog: std::sync::Arc<tidings_core::catalog::Catalog>,
+    pub max_event_age_secs: i64,
+    pub max_future_skew_secs: i64,
+}
+
+/// A stored event and what it led to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Published {
+    pub event_id: String,
+    pub deliveries: usize,
+    pub duplicate: bool,
+}
+
+/// Why an event was not published: a status, a machine code and the field at fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishRefusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl PublishRefusal {
+    pub fn unprocessable(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        PublishRefusal {
+            status: 422,
+            code,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
+        PublishRefusal {
+            status: 400,
+            code: "invalid_field",
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A published event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    pub team_id: String,
+    pub enterprise_id: Option<String>,
+    pub event_type: String,
+    pub app_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub actor_id: Option<String>,
+    pub event_time: Timestamp,
+    /// The inner event as sent (JSON object text).
+    #[serde(skip)]
+    pub payload: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    Dropped,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Dropped => "dropped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            "dropped" => Some(Self::Dropped),
+            _ => None,
+        }
+    }
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    /// Milliseconds since the epoch.
+    pub at: i64,
+    /// `http` or `socket`.
+    pub transport: String,
+    pub status_code: Option<u16>,
+    pub reason: Option<String>,
+    pub latency_ms: i64,
+    pub retry_num: u32,
+}
+
+/// One event for one app in one team.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    #[serde(skip)]
+    pub seq: i64,
+    pub event_id: String,
+    pub app_id: String,
+    pub team_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub reason: Option<String>,
+    pub authorization: tidings_core::fanout::Authorization,
+    pub created_at: Timestamp,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Filters for a delivery listing.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub team_id: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}

@@ -4,7 +4,9 @@
 
 mod apps;
 mod auth;
+mod deliveries;
 mod directory;
+mod events;
 mod installations;
 mod operator_tokens;
 pub mod validate;
@@ -15,6 +17,9 @@ use axum::Router;
 use crate::state::AppState;
 
 pub use auth::Operator;
+
+/// A batch body may be this many times `max_body_bytes` (each event stays within it).
+pub const BATCH_BODY_FACTOR: usize = 16;
 
 /// Routes relative to `/admin/v1`.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -71,6 +76,20 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(operator_tokens::create).get(operator_tokens::list),
         )
         .route("/publisher_tokens/{id}", delete(operator_tokens::revoke))
+        .route("/events", post(events::publish))
+        .route(
+            "/events/batch",
+            post(events::publish_batch).layer(axum::extract::DefaultBodyLimit::max(
+                state
+                    .config
+                    .server
+                    .max_body_bytes
+                    .saturating_mul(BATCH_BODY_FACTOR),
+            )),
+        )
+        .route("/events/{event_id}", get(events::get_event))
+        .route("/apps/{app}/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::get))
         .fallback(auth::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -4,6 +4,7 @@
 //! `{"ok": false, "error"}` for application errors.
 
 mod auth_test;
+mod authorizations;
 mod params;
 
 use axum::body::Bytes;
@@ -43,6 +44,7 @@ pub async fn dispatch(
     };
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
+        "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
         _ => Err(SlackError::new("unknown_method")),
     };

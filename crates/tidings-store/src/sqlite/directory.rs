@@ -165,6 +165,21 @@ pub fn user_in_team(c: &Connection, team: &Team, user: &str) -> StoreResult<bool
     .is_some())
 }
 
+/// [`user_in_team`] by ids, for callers that hold no `Team`.
+pub fn user_in_team_id(
+    c: &Connection,
+    team: &str,
+    enterprise: Option<&str>,
+    user: &str,
+) -> StoreResult<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM users WHERE id = ?1 AND (team_id = ?2 OR (team_id IS NULL AND enterprise_id IS NOT NULL AND enterprise_id = ?3))",
+    )?
+    .query_row(params![user, team, enterprise], |_| Ok(()))
+    .optional()?
+    .is_some())
+}
+
 pub fn get_conversation(c: &Connection, team: &str, id: &str) -> StoreResult<Option<Conversation>> {
     let head = c
         .query_row(

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::StoreResult;
 
 /// (version, name, SQL). Versions are dense and ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "directory_apps_tokens", V1)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", V1)];
 
 const V1: &str = r#"
 CREATE TABLE enterprises (
@@ -108,6 +108,58 @@ CREATE TABLE tokens (
     revoked_at INTEGER
 );
 CREATE INDEX tokens_installation ON tokens(installation_id);
+-- Server-wide secrets and settings (the event_context signing key).
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- Published events. `payload` is the inner event exactly as it will be sent.
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams(id),
+    enterprise_id TEXT,
+    event_type TEXT NOT NULL,
+    app_id TEXT,
+    channel_id TEXT,
+    actor_id TEXT,
+    event_time INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    idempotency_key TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX events_idempotency ON events(team_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- One event for one app in one team: the unit that is sent, retried, rate limited and
+-- logged. `seq` orders them (listings, the dispatcher's scan); `auth` is the JSON of the
+-- authorization the envelope carries.
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    app_id TEXT NOT NULL REFERENCES apps(id),
+    team_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    auth TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_app ON deliveries(app_id, seq);
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at, seq) WHERE status = 'pending';
+CREATE TABLE delivery_attempts (
+    delivery_seq INTEGER NOT NULL REFERENCES deliveries(seq),
+    n INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    transport TEXT NOT NULL,
+    status_code INTEGER,
+    reason TEXT,
+    latency_ms INTEGER NOT NULL,
+    retry_num INTEGER NOT NULL,
+    PRIMARY KEY (delivery_seq, n)
+);
 "#;
 
 /// Applies every migration newer than the database's version.

@@ -6,8 +6,11 @@
 //! the trade the architecture asks for: batching, not per-event fsync.
 
 mod apps;
+mod cache;
 mod directory;
+mod events;
 pub mod migrations;
+mod publish;
 mod rows;
 mod store_impl;
 pub mod writer;
@@ -28,6 +31,10 @@ const READERS: usize = 4;
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    /// The fan-out index, used and invalidated only inside writer jobs.
+    index: cache::Index,
+    /// The `event_context` signing key (read once at open).
+    context_key: Arc<Vec<u8>>,
     readers: Arc<ReadPool>,
     path: PathBuf,
 }
@@ -66,10 +73,18 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         configure(&conn)?;
         migrations::migrate(&mut conn)?;
-        let writer = Writer::start(conn)
+        let context_key = events::context_key(&conn)?;
+        let index = cache::Index::default();
+        let on_rollback = {
+            let index = index.clone();
+            Box::new(move || index.clear())
+        };
+        let writer = Writer::start(conn, on_rollback)
             .map_err(|e| StoreError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
             writer,
+            index,
+            context_key: Arc::new(context_key),
             readers: Arc::new(ReadPool {
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(READERS),

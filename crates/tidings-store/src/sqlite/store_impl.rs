@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{apps, directory as dir, rows, SqliteStore};
+use super::{apps, directory as dir, events, publish, rows, SqliteStore};
 use crate::model::*;
 use crate::{Page, PageRequest, Store, StoreResult};
 
@@ -74,7 +74,12 @@ impl Store for SqliteStore {
     }
 
     async fn put_conversation(&self, conv: Conversation) -> StoreResult<(Conversation, bool)> {
-        self.write(move |c| dir::put_conversation(c, conv)).await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_conversation(&conv.team_id, &conv.id);
+            dir::put_conversation(c, conv)
+        })
+        .await
     }
 
     async fn get_conversation(&self, team_id: &str, id: &str) -> StoreResult<Option<Conversation>> {
@@ -88,7 +93,12 @@ impl Store for SqliteStore {
 
     async fn add_member(&self, team_id: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
         let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
-        self.write(move |c| dir::add_member(c, &t, &cv, &u)).await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_conversation(&t, &cv);
+            dir::add_member(c, &t, &cv, &u)
+        })
+        .await
     }
 
     async fn remove_member(
@@ -98,8 +108,12 @@ impl Store for SqliteStore {
         user: &str,
     ) -> StoreResult<Conversation> {
         let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
-        self.write(move |c| dir::remove_member(c, &t, &cv, &u))
-            .await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_conversation(&t, &cv);
+            dir::remove_member(c, &t, &cv, &u)
+        })
+        .await
     }
 
     async fn create_app(&self, app: App) -> StoreResult<App> {
@@ -107,7 +121,12 @@ impl Store for SqliteStore {
     }
 
     async fn update_app(&self, app: App) -> StoreResult<App> {
-        self.write(move |c| apps::update_app(c, app)).await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_app(&app.id);
+            apps::update_app(c, app)
+        })
+        .await
     }
 
     async fn get_app(&self, id: &str) -> StoreResult<Option<App>> {
@@ -139,7 +158,12 @@ impl Store for SqliteStore {
     }
 
     async fn install(&self, i: NewInstallation) -> StoreResult<Installation> {
-        self.write(move |c| apps::install(c, i)).await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_grants();
+            apps::install(c, i)
+        })
+        .await
     }
 
     async fn get_installation(&self, id: &str) -> StoreResult<Option<Installation>> {
@@ -172,7 +196,12 @@ impl Store for SqliteStore {
 
     async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation> {
         let (a, i) = (app_id.to_owned(), installation_id.to_owned());
-        self.write(move |c| apps::uninstall(c, &a, &i)).await
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_grants();
+            apps::uninstall(c, &a, &i)
+        })
+        .await
     }
 
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken> {
@@ -192,5 +221,82 @@ impl Store for SqliteStore {
     async fn authenticate(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
         let h = token_hash.to_owned();
         self.read(move |c| apps::authenticate(c, &h)).await
+    }
+
+    async fn publish(
+        &self,
+        policy: &PublishPolicy,
+        requests: Vec<PublishRequest>,
+    ) -> StoreResult<Vec<Result<Published, PublishRefusal>>> {
+        // One writer job per event: they share a group commit, and a failure inside one
+        // rolls back only its own savepoint.
+        let jobs = requests.into_iter().map(|req| {
+            let idx = self.index.clone();
+            let policy = policy.clone();
+            self.write(move |c| {
+                let mut guard = idx.lock();
+                let outcome = publish::publish_one(c, &mut guard, &policy, req);
+                if outcome.is_err() {
+                    // The savepoint rolls back; the index may have seen its writes.
+                    *guard = Default::default();
+                }
+                match outcome? {
+                    Ok(p) => Ok(Ok(p)),
+                    // A refusal must leave nothing behind: fail the job so its savepoint
+                    // rolls back, and carry the refusal out through the error.
+                    Err(r) => Err(crate::StoreError::Refused(r)),
+                }
+            })
+        });
+        let results = futures::future::join_all(jobs).await;
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(inner) => Ok(inner),
+                Err(crate::StoreError::Refused(r)) => Ok(Err(r)),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    fn event_context_key(&self) -> Vec<u8> {
+        self.context_key.as_ref().clone()
+    }
+
+    async fn get_event(&self, id: &str) -> StoreResult<Option<StoredEvent>> {
+        let id = id.to_owned();
+        self.read(move |c| events::get_event(c, &id)).await
+    }
+
+    async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>> {
+        let id = event_id.to_owned();
+        self.read(move |c| events::event_deliveries(c, &id)).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>> {
+        let id = id.to_owned();
+        self.read(move |c| events::get_delivery(c, &id)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        app_id: &str,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Delivery>> {
+        let (app_id, filter, page) = (app_id.to_owned(), filter.clone(), page.clone());
+        self.read(move |c| events::list_deliveries(c, &app_id, &filter, &page))
+            .await
+    }
+
+    async fn event_audience(
+        &self,
+        catalog: &tidings_core::catalog::Catalog,
+        event_id: &str,
+        app_id: &str,
+    ) -> StoreResult<Option<Vec<tidings_core::fanout::Authorization>>> {
+        let (catalog, e, a) = (catalog.clone(), event_id.to_owned(), app_id.to_owned());
+        self.read(move |c| events::audience(c, &catalog, &e, &a))
+            .await
     }
 }

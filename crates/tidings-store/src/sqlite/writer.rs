@@ -70,12 +70,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn start(conn: Connection) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn`. `on_rollback` runs after a batch failed to
+    /// commit (callers drop caches that may have seen its uncommitted state).
+    pub fn start(conn: Connection, on_rollback: Box<dyn Fn() + Send>) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("tidings-sqlite-writer".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || run(conn, rx, on_rollback))?;
         Ok(Writer { tx })
     }
 
@@ -96,7 +97,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, on_rollback: Box<dyn Fn() + Send>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -108,6 +109,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
             }
         }
         let outcome = commit_batch(&conn, &mut batch, &mut finishers);
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "a write batch failed to commit");
+            on_rollback();
+        }
         for finish in finishers.drain(..) {
             finish(outcome.clone().err());
         }
@@ -176,7 +181,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .unwrap();
-        Writer::start(conn).unwrap()
+        Writer::start(conn, Box::new(|| {})).unwrap()
     }
 
     #[tokio::test]

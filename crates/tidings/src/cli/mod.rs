@@ -5,6 +5,7 @@
 
 mod client;
 mod output;
+mod publish;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
@@ -70,6 +71,40 @@ pub enum Command {
     Apps(AppCmd),
     /// Install an app in a team (or org-wide); prints the new tokens once.
     Install(InstallOpts),
+    /// Publish events: one from an argument or file, or NDJSON from stdin in batches.
+    Publish(publish::PublishOpts),
+    /// Published events.
+    #[command(subcommand)]
+    Events(EventCmd),
+    /// Deliveries (one event for one app in one team).
+    #[command(subcommand)]
+    Deliveries(DeliveryCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventCmd {
+    /// An event with its deliveries and the envelope each sends.
+    Show { event_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveryCmd {
+    /// An app's deliveries, newest first.
+    List {
+        #[arg(long)]
+        app: String,
+        #[arg(long, value_parser = ["pending", "delivered", "failed", "dropped"])]
+        status: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        event_type: Option<String>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    Show {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +350,61 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
             );
         }
         Command::Conversations(cmd) => conversations(&c, json_out, cmd).await?,
+        Command::Publish(o) => publish::run(&c, json_out, o).await?,
+        Command::Events(EventCmd::Show { event_id }) => {
+            let v = c.get(&format!("/events/{}", seg(&event_id))).await?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Command::Deliveries(DeliveryCmd::List {
+            app,
+            status,
+            team,
+            event_type,
+            limit,
+        }) => {
+            let mut q = format!("/apps/{}/deliveries?limit={limit}", seg(&app));
+            for (k, v) in [
+                ("status", status),
+                ("team_id", team),
+                ("event_type", event_type),
+            ] {
+                if let Some(v) = v {
+                    q.push_str(&format!("&{k}={}", seg(&v)));
+                }
+            }
+            let page = c.get(&q).await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            print_list(
+                json_out,
+                &items,
+                &[
+                    "id",
+                    "event_id",
+                    "team_id",
+                    "event_type",
+                    "status",
+                    "reason",
+                    "created_at",
+                ],
+            );
+        }
+        Command::Deliveries(DeliveryCmd::Show { id }) => {
+            let v = c.get(&format!("/deliveries/{}", seg(&id))).await?;
+            print_item(
+                json_out,
+                &v,
+                &[
+                    "id",
+                    "event_id",
+                    "app_id",
+                    "team_id",
+                    "event_type",
+                    "status",
+                    "reason",
+                    "attempts",
+                ],
+            );
+        }
         Command::Apps(cmd) => apps(&c, json_out, cmd).await?,
         Command::Install(o) => {
             let mut body = json!({

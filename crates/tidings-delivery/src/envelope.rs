@@ -1,0 +1,56 @@
+//! The exact bytes a delivery sends: its event's `event_callback` envelope for its app,
+//! assembled from stored records (the event, the delivery's authorization, the app's
+//! verification token and event shape) with `tidings_core::envelope`.
+
+use serde_json::value::RawValue;
+use tidings_core::catalog::Catalog;
+use tidings_core::envelope::{self, EventCallbackParts};
+use tidings_core::event_context::{self, EventContext};
+use tidings_store::{App, Delivery, EventShape, StoredEvent};
+
+/// The `event_context` handle an app gets for this event, if the type carries one.
+pub fn event_context_for(
+    catalog: &Catalog,
+    key: &[u8],
+    ev: &StoredEvent,
+    app_id: &str,
+) -> Option<String> {
+    let kind = catalog.get(&ev.event_type)?;
+    kind.event_context.then(|| {
+        event_context::encode(
+            &EventContext {
+                event_type: ev.event_type.clone(),
+                team_id: ev.team_id.clone(),
+                app_id: app_id.to_string(),
+                channel_id: ev.channel_id.clone(),
+                event_id: ev.id.clone(),
+            },
+            key,
+        )
+    })
+}
+
+/// The `event_callback` body for `delivery`.
+pub fn for_delivery(
+    catalog: &Catalog,
+    key: &[u8],
+    ev: &StoredEvent,
+    delivery: &Delivery,
+    app: &App,
+) -> Result<Vec<u8>, String> {
+    let raw = RawValue::from_string(ev.payload.clone())
+        .map_err(|e| format!("stored event {} is not JSON: {e}", ev.id))?;
+    let ctx = event_context_for(catalog, key, ev, &app.id);
+    Ok(envelope::event_callback(&EventCallbackParts {
+        verification_token: &app.verification_token,
+        team_id: &ev.team_id,
+        enterprise_id: ev.enterprise_id.as_deref(),
+        app_id: &app.id,
+        event: &raw,
+        event_id: &ev.id,
+        event_time: ev.event_time,
+        authorization: &delivery.authorization,
+        event_context: ctx.as_deref(),
+        legacy: app.event_shape == EventShape::Legacy,
+    }))
+}

@@ -1,0 +1,179 @@
+//! The fan-out index: the directory as publish needs it, cached in memory and keyed for
+//! its lookups (team → installations by app; app → subscriptions; conversation → kind and
+//! members), so fan-out cost grows with the apps that match, not with all rows.
+//!
+//! Owned by the store and touched only from the writer thread (publish runs there, and so
+//! does every write that changes what the index holds). It is a `std::sync::Mutex` only to
+//! be shareable; it is never contended and never held across an `.await`. Every entry is
+//! loaded lazily from the same connection the writer uses, and every write that changes
+//! its source invalidates it in the same job — so the index always agrees with the
+//! transaction that reads it. If a commit fails, the writer clears it entirely.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tidings_core::fanout::{AppSubscriptions, Grant};
+
+use super::rows;
+use crate::model::ConversationKind;
+use crate::StoreResult;
+
+/// An app as publish needs it.
+#[derive(Debug)]
+pub struct AppEntry {
+    pub subs: AppSubscriptions,
+}
+
+#[derive(Debug)]
+pub struct ConversationEntry {
+    pub kind: ConversationKind,
+    pub members: HashSet<String>,
+}
+
+#[derive(Default)]
+pub struct FanoutIndex {
+    /// team → enterprise (teams never change enterprise).
+    teams: HashMap<String, Option<String>>,
+    apps: HashMap<String, Arc<AppEntry>>,
+    /// team → active installations covering it, grouped by app (app order is stable).
+    grants: HashMap<String, Arc<Vec<(String, Vec<Grant>)>>>,
+    conversations: HashMap<(String, String), Option<Arc<ConversationEntry>>>,
+}
+
+/// Shared handle to the index.
+#[derive(Clone, Default)]
+pub struct Index(Arc<Mutex<FanoutIndex>>);
+
+impl Index {
+    pub fn lock(&self) -> MutexGuard<'_, FanoutIndex> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn clear(&self) {
+        *self.lock() = FanoutIndex::default();
+    }
+}
+
+impl FanoutIndex {
+    pub fn invalidate_app(&mut self, id: &str) {
+        self.apps.remove(id);
+    }
+
+    /// Installations changed: cheap enough to drop all teams (installs are rare).
+    pub fn invalidate_grants(&mut self) {
+        self.grants.clear();
+    }
+
+    pub fn invalidate_conversation(&mut self, team: &str, id: &str) {
+        self.conversations
+            .remove(&(team.to_string(), id.to_string()));
+    }
+
+    /// `Some(enterprise)` if the team exists.
+    pub fn team(&mut self, c: &Connection, id: &str) -> StoreResult<Option<Option<String>>> {
+        if let Some(e) = self.teams.get(id) {
+            return Ok(Some(e.clone()));
+        }
+        let row: Option<Option<String>> = c
+            .prepare_cached("SELECT enterprise_id FROM teams WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(e) = &row {
+            self.teams.insert(id.to_string(), e.clone());
+        }
+        Ok(row)
+    }
+
+    pub fn app(&mut self, c: &Connection, id: &str) -> StoreResult<Option<Arc<AppEntry>>> {
+        if let Some(a) = self.apps.get(id) {
+            return Ok(Some(a.clone()));
+        }
+        let app = c
+            .prepare_cached(&format!("SELECT {} FROM apps WHERE id = ?1", rows::APP))?
+            .query_row([id], rows::app)
+            .optional()?;
+        Ok(app.map(|a| {
+            let e = Arc::new(AppEntry {
+                subs: AppSubscriptions {
+                    id: a.id.clone(),
+                    bot_events: a.bot_events,
+                    user_events: a.user_events,
+                    events_enabled: a.events_enabled,
+                },
+            });
+            self.apps.insert(a.id, e.clone());
+            e
+        }))
+    }
+
+    /// Active installations covering `team` (team installs, and org-wide installs of its
+    /// enterprise), grouped by app id in id order.
+    pub fn grants(
+        &mut self,
+        c: &Connection,
+        team: &str,
+        enterprise: Option<&str>,
+    ) -> StoreResult<Arc<Vec<(String, Vec<Grant>)>>> {
+        if let Some(g) = self.grants.get(team) {
+            return Ok(g.clone());
+        }
+        let mut st = c.prepare_cached(&format!(
+            "SELECT {} FROM installations WHERE revoked_at IS NULL
+               AND (team_id = ?1 OR (team_id IS NULL AND ?2 IS NOT NULL AND enterprise_id = ?2))
+             ORDER BY app_id, id",
+            rows::INSTALLATION
+        ))?;
+        let mut grouped: Vec<(String, Vec<Grant>)> = Vec::new();
+        for inst in st.query_map(params![team, enterprise], rows::installation)? {
+            let i = inst?;
+            let g = Grant {
+                installation_id: i.id,
+                team_id: i.team_id,
+                enterprise_id: i.enterprise_id,
+                is_enterprise_install: i.is_enterprise_install,
+                installer_user_id: i.installer_user_id,
+                bot_user_id: i.bot_user_id,
+                bot_scopes: i.bot_scopes,
+                user_scopes: i.user_scopes,
+            };
+            match grouped.last_mut() {
+                Some((app, list)) if *app == i.app_id => list.push(g),
+                _ => grouped.push((i.app_id, vec![g])),
+            }
+        }
+        let arc = Arc::new(grouped);
+        self.grants.insert(team.to_string(), arc.clone());
+        Ok(arc)
+    }
+
+    pub fn conversation(
+        &mut self,
+        c: &Connection,
+        team: &str,
+        id: &str,
+    ) -> StoreResult<Option<Arc<ConversationEntry>>> {
+        let key = (team.to_string(), id.to_string());
+        if let Some(e) = self.conversations.get(&key) {
+            return Ok(e.clone());
+        }
+        let kind: Option<String> = c
+            .prepare_cached("SELECT kind FROM conversations WHERE team_id = ?1 AND id = ?2")?
+            .query_row(params![team, id], |r| r.get(0))
+            .optional()?;
+        let entry = match kind.and_then(|k| ConversationKind::parse(&k)) {
+            None => None,
+            Some(kind) => {
+                let mut st = c.prepare_cached(
+                    "SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
+                )?;
+                let members = st
+                    .query_map(params![team, id], |r| r.get::<_, String>(0))?
+                    .collect::<Result<HashSet<_>, _>>()?;
+                Some(Arc::new(ConversationEntry { kind, members }))
+            }
+        };
+        self.conversations.insert(key, entry.clone());
+        Ok(entry)
+    }
+}

@@ -1,0 +1,241 @@
+//! SQL for reading events and deliveries, the server secret for `event_context`, and the
+//! on-demand audience of an event for `apps.event.authorizations.list`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use tidings_core::catalog::Catalog;
+use tidings_core::fanout::{self, Authorization, EventFacts, Grant};
+use tidings_core::publish as rules;
+
+use super::rows;
+use crate::model::*;
+use crate::{Page, PageRequest, StoreError, StoreResult};
+
+/// The `event_context` signing key, created on first use.
+pub fn context_key(c: &Connection) -> StoreResult<Vec<u8>> {
+    let existing: Option<String> = c
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'event_context_key'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let hexed = match existing {
+        Some(v) => v,
+        None => {
+            let v = tidings_core::token::random_hex(32);
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES ('event_context_key', ?1)",
+                [&v],
+            )?;
+            v
+        }
+    };
+    hex::decode(hexed).map_err(|e| StoreError::Internal(format!("settings.event_context_key: {e}")))
+}
+
+const EVENT: &str = "id, team_id, enterprise_id, event_type, app_id, channel_id, actor_id, event_time, payload, idempotency_key, created_at";
+
+fn event(r: &Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        team_id: r.get(1)?,
+        enterprise_id: r.get(2)?,
+        event_type: r.get(3)?,
+        app_id: r.get(4)?,
+        channel_id: r.get(5)?,
+        actor_id: r.get(6)?,
+        event_time: r.get(7)?,
+        payload: r.get(8)?,
+        idempotency_key: r.get(9)?,
+        created_at: r.get(10)?,
+    })
+}
+
+pub fn get_event(c: &Connection, id: &str) -> StoreResult<Option<StoredEvent>> {
+    Ok(
+        c.prepare_cached(&format!("SELECT {EVENT} FROM events WHERE id = ?1"))?
+            .query_row([id], event)
+            .optional()?,
+    )
+}
+
+const DELIVERY: &str =
+    "seq, id, event_id, app_id, team_id, event_type, status, reason, auth, created_at";
+
+fn delivery(r: &Row) -> rusqlite::Result<Delivery> {
+    let status: String = r.get(6)?;
+    let auth: String = r.get(8)?;
+    Ok(Delivery {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        event_id: r.get(2)?,
+        app_id: r.get(3)?,
+        team_id: r.get(4)?,
+        event_type: r.get(5)?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+        reason: r.get(7)?,
+        authorization: serde_json::from_str(&auth).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        created_at: r.get(9)?,
+        attempts: Vec::new(),
+    })
+}
+
+fn with_attempts(c: &Connection, mut list: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
+    let mut st = c.prepare_cached(
+        "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY n",
+    )?;
+    for d in &mut list {
+        d.attempts = st
+            .query_map([d.seq], |r| {
+                Ok(Attempt {
+                    at: r.get(0)?,
+                    transport: r.get(1)?,
+                    status_code: r.get(2)?,
+                    reason: r.get(3)?,
+                    latency_ms: r.get(4)?,
+                    retry_num: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    Ok(list)
+}
+
+pub fn event_deliveries(c: &Connection, event_id: &str) -> StoreResult<Vec<Delivery>> {
+    let list = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY} FROM deliveries WHERE event_id = ?1 ORDER BY seq"
+        ))?
+        .query_map([event_id], delivery)?
+        .collect::<Result<Vec<_>, _>>()?;
+    with_attempts(c, list)
+}
+
+pub fn get_delivery(c: &Connection, id: &str) -> StoreResult<Option<Delivery>> {
+    let d = c
+        .prepare_cached(&format!("SELECT {DELIVERY} FROM deliveries WHERE id = ?1"))?
+        .query_row([id], delivery)
+        .optional()?;
+    Ok(with_attempts(c, d.into_iter().collect())?.pop())
+}
+
+/// An app's deliveries, newest first, filtered; the cursor is the last `seq` seen.
+pub fn list_deliveries(
+    c: &Connection,
+    app_id: &str,
+    f: &DeliveryFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<Delivery>> {
+    let before: Option<i64> = match &page.after {
+        Some(k) => Some(
+            k.parse()
+                .map_err(|_| StoreError::Invalid("cursor is not valid".into()))?,
+        ),
+        None => None,
+    };
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {DELIVERY} FROM deliveries
+         WHERE app_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR team_id = ?3)
+           AND (?4 IS NULL OR event_type = ?4) AND (?5 IS NULL OR created_at >= ?5)
+           AND (?6 IS NULL OR created_at <= ?6) AND (?7 IS NULL OR seq < ?7)
+         ORDER BY seq DESC LIMIT ?8"
+    ))?;
+    let rows = st
+        .query_map(
+            params![
+                app_id,
+                f.status.map(DeliveryStatus::as_str),
+                f.team_id,
+                f.event_type,
+                f.since,
+                f.until,
+                before,
+                page.limit as i64 + 1
+            ],
+            delivery,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = Page::from_rows(rows, page.limit, |d| d.seq.to_string());
+    Ok(Page {
+        items: with_attempts(c, page.items)?,
+        next_cursor: page.next_cursor,
+    })
+}
+
+/// Every installation of `app_id` that can see the event now, in fan-out order; `None`
+/// when the event or the app does not exist.
+pub fn audience(
+    c: &Connection,
+    catalog: &Catalog,
+    event_id: &str,
+    app_id: &str,
+) -> StoreResult<Option<Vec<Authorization>>> {
+    let Some(ev) = get_event(c, event_id)? else {
+        return Ok(None);
+    };
+    let Some(app) = super::apps::get_app(c, app_id)? else {
+        return Ok(None);
+    };
+    let Some(kind) = catalog.get(&ev.event_type) else {
+        return Ok(Some(Vec::new()));
+    };
+    let payload: serde_json::Value = serde_json::from_str(&ev.payload)?;
+    let (audience, channel) = rules::audience(kind, &payload);
+    let members: std::collections::HashSet<String> = match channel {
+        Some(ch) => c
+            .prepare_cached("SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2")?
+            .query_map(params![ev.team_id, ch], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?,
+        None => Default::default(),
+    };
+    let grants: Vec<Grant> = c
+        .prepare_cached(&format!(
+            "SELECT {} FROM installations WHERE app_id = ?1 AND revoked_at IS NULL
+               AND (team_id = ?2 OR (team_id IS NULL AND ?3 IS NOT NULL AND enterprise_id = ?3)) ORDER BY id",
+            rows::INSTALLATION
+        ))?
+        .query_map(params![app_id, ev.team_id, ev.enterprise_id], rows::installation)?
+        .map(|i| {
+            i.map(|i| Grant {
+                installation_id: i.id,
+                team_id: i.team_id,
+                enterprise_id: i.enterprise_id,
+                is_enterprise_install: i.is_enterprise_install,
+                installer_user_id: i.installer_user_id,
+                bot_user_id: i.bot_user_id,
+                bot_scopes: i.bot_scopes,
+                user_scopes: i.user_scopes,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let text_mentions = if kind.mention_only {
+        payload
+            .get("text")
+            .and_then(|t| t.as_str())
+            .map(fanout::mentions)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let facts = EventFacts {
+        kind,
+        audience,
+        actor: ev.actor_id.as_deref(),
+        app_id: ev.app_id.as_deref(),
+        mentions: &text_mentions,
+    };
+    let subs = fanout::AppSubscriptions {
+        id: app.id,
+        bot_events: app.bot_events,
+        user_events: app.user_events,
+        events_enabled: app.events_enabled,
+    };
+    Ok(Some(fanout::visible_authorizations(
+        &facts,
+        &subs,
+        &grants,
+        &|u| members.contains(u),
+    )))
+}
