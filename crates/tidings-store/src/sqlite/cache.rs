@@ -31,13 +31,16 @@ pub struct ConversationEntry {
     pub members: HashSet<String>,
 }
 
+/// A team's active installations, grouped by app id.
+pub type TeamGrants = Arc<Vec<(String, Vec<Grant>)>>;
+
 #[derive(Default)]
 pub struct FanoutIndex {
     /// team → enterprise (teams never change enterprise).
     teams: HashMap<String, Option<String>>,
     apps: HashMap<String, Arc<AppEntry>>,
     /// team → active installations covering it, grouped by app (app order is stable).
-    grants: HashMap<String, Arc<Vec<(String, Vec<Grant>)>>>,
+    grants: HashMap<String, TeamGrants>,
     conversations: HashMap<(String, String), Option<Arc<ConversationEntry>>>,
 }
 
@@ -114,7 +117,7 @@ impl FanoutIndex {
         c: &Connection,
         team: &str,
         enterprise: Option<&str>,
-    ) -> StoreResult<Arc<Vec<(String, Vec<Grant>)>>> {
+    ) -> StoreResult<TeamGrants> {
         if let Some(g) = self.grants.get(team) {
             return Ok(g.clone());
         }
