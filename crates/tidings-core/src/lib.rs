@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event_context;
 pub mod fanout;
 pub mod ids;
+pub mod policy;
 pub mod publish;
 pub mod signing;
 pub mod token;

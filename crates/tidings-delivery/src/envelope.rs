@@ -30,7 +30,8 @@ pub fn event_context_for(
     })
 }
 
-/// The `event_callback` body for `delivery`.
+/// The body for `delivery`: its `event_callback`, or for a rate-limit notice the
+/// `app_rate_limited` payload.
 pub fn for_delivery(
     catalog: &Catalog,
     key: &[u8],
@@ -38,6 +39,19 @@ pub fn for_delivery(
     delivery: &Delivery,
     app: &App,
 ) -> Result<Vec<u8>, String> {
+    // A rate-limit notice is its own outer payload (SLACK-WIRE.md §1.5).
+    if ev.event_type == "app_rate_limited" {
+        let minute = serde_json::from_str::<serde_json::Value>(&ev.payload)
+            .ok()
+            .and_then(|v| v["minute_rate_limited"].as_i64())
+            .unwrap_or(ev.event_time - ev.event_time.rem_euclid(60));
+        return Ok(envelope::app_rate_limited(
+            &app.verification_token,
+            &ev.team_id,
+            minute,
+            &app.id,
+        ));
+    }
     let raw = RawValue::from_string(ev.payload.clone())
         .map_err(|e| format!("stored event {} is not JSON: {e}", ev.id))?;
     let ctx = event_context_for(catalog, key, ev, &app.id);

@@ -1,5 +1,49 @@
-//! Getting events out: the envelope each delivery sends (this issue), and — as the delivery
-//! issues add them — the dispatcher, HTTP sender, retry scheduler, Socket Mode hub, rate
-//! limiter and health tracker.
+//! Getting events out: the envelope each delivery sends, the dispatcher with its per-app
+//! lanes and Slack's retry schedule, the HTTP sender with its SSRF policy, and the health
+//! tracker that disables failing apps. (The rate limit is counted where deliveries are
+//! created, in the store's publish transaction, so it is exact.) Socket Mode joins here.
 
+pub mod dispatcher;
 pub mod envelope;
+pub mod health;
+pub mod http;
+pub mod ssrf;
+
+use std::sync::Arc;
+
+use tidings_core::catalog::Catalog;
+use tidings_store::Store;
+
+pub use dispatcher::{DispatchConfig, Dispatcher};
+pub use health::{Health, HealthConfig};
+pub use http::{HttpSender, SenderConfig};
+
+/// The running delivery engine, as the server sees it.
+pub struct Engine {
+    pub dispatcher: Arc<Dispatcher>,
+    pub sender: HttpSender,
+    pub health: Health,
+}
+
+impl Engine {
+    /// Builds the engine, rebuilds its health state from the store and starts dispatching.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        sender_cfg: SenderConfig,
+        dispatch_cfg: DispatchConfig,
+        health_cfg: HealthConfig,
+    ) -> Result<Engine, String> {
+        let sender = HttpSender::new(sender_cfg)?;
+        let health = Health::new(health_cfg);
+        health.rebuild(&store).await;
+        let dispatcher =
+            Dispatcher::new(store, catalog, sender.clone(), dispatch_cfg, health.clone());
+        dispatcher.spawn();
+        Ok(Engine {
+            dispatcher,
+            sender,
+            health,
+        })
+    }
+}

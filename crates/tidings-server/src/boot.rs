@@ -12,6 +12,9 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::state::{AppState, Inner};
 
+/// Attempts in flight across all apps at most.
+pub const MAX_IN_FLIGHT_TOTAL: usize = 4096;
+
 /// Where the admin token came from, for the startup message.
 #[derive(Debug, Clone)]
 pub enum AdminTokenSource {
@@ -53,7 +56,32 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         catalog: catalog.clone(),
         max_event_age_secs: config.events.max_event_age.as_secs() as i64,
         max_future_skew_secs: config.events.max_future_skew.as_secs() as i64,
+        rate_max: config.rate_limit.max_deliveries,
+        rate_window_secs: config.rate_limit.window.as_secs() as i64,
     };
+    let d = &config.delivery;
+    let engine = tidings_delivery::Engine::start(
+        store.clone(),
+        catalog.clone(),
+        tidings_delivery::SenderConfig {
+            timeout: d.timeout,
+            max_redirects: d.max_redirects,
+            allow_private_targets: d.allow_private_targets.unwrap_or(dev),
+        },
+        tidings_delivery::DispatchConfig {
+            retry_schedule: d.retry_schedule.clone(),
+            max_in_flight_per_app: d.max_in_flight_per_app as usize,
+            max_in_flight_total: MAX_IN_FLIGHT_TOTAL,
+            hold_recheck: std::time::Duration::from_secs(5),
+            socket_hold_time: config.socket_mode.hold_time,
+        },
+        tidings_delivery::HealthConfig {
+            window: config.health.window,
+            min_success_ratio: config.health.min_success_ratio,
+            min_events: config.health.min_events,
+        },
+    )
+    .await?;
     let state = AppState::new(Inner {
         store,
         config,
@@ -62,6 +90,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         publish_policy,
         public_url,
         dev,
+        engine,
         metrics: crate::observe::prometheus(),
     });
     Ok(Booted {

@@ -310,20 +310,9 @@ pub mod duration {
             .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))
     }
 
-    /// The shortest unit that states the duration exactly ("90s", "5m", "72h").
+    /// The largest unit that states the duration exactly ("90s", "5m", "72h").
     pub fn format(d: Duration) -> String {
-        let ms = d.as_millis();
-        if !ms.is_multiple_of(1000) {
-            return format!("{ms}ms");
-        }
-        let s = d.as_secs();
-        if s != 0 && s.is_multiple_of(3600) {
-            format!("{}h", s / 3600)
-        } else if s != 0 && s.is_multiple_of(60) {
-            format!("{}m", s / 60)
-        } else {
-            format!("{s}s")
-        }
+        tidings_core::policy::format_duration(d)
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Inner {
     /// Base URL for URLs handed out (no trailing slash).
     pub public_url: String,
     pub dev: bool,
+    /// The delivery engine (dispatcher, HTTP sender, health).
+    pub engine: tidings_delivery::Engine,
     pub metrics: PrometheusHandle,
 }
 

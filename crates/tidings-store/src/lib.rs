@@ -113,6 +113,35 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<Delivery>>;
 
+    // --- the delivery engine -----------------------------------------------------------
+    /// Apps with pending deliveries and when the earliest is due (ms since the epoch).
+    async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>>;
+    /// Up to `limit` of an app's pending deliveries due by `now_ms`, earliest first,
+    /// skipping the `exclude`d (in flight) ones.
+    async fn due_deliveries(
+        &self,
+        app_id: &str,
+        now_ms: i64,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// When the app's next pending delivery (not in `exclude`) is due, if any.
+    async fn next_due(&self, app_id: &str, exclude: Vec<i64>) -> StoreResult<Option<i64>>;
+    /// Records attempts and their consequences (batched with other writes).
+    async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;
+    /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
+    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
+    /// Makes every pending delivery of the app due now (its Request URL was verified).
+    async fn wake_app(&self, app_id: &str) -> StoreResult<()>;
+    /// One new attempt now, outside the retry budget.
+    async fn redeliver(&self, id: &str) -> StoreResult<Delivery>;
+    /// [`Store::redeliver`] for every matching delivery of the app; returns how many.
+    async fn redeliver_many(&self, app_id: &str, filter: &DeliveryFilter) -> StoreResult<usize>;
+    /// Attempt counts per app and minute since `since_ms`.
+    async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>>;
+    /// How many deliveries are pending.
+    async fn pending_count(&self) -> StoreResult<u64>;
+
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.
     async fn event_audience(

@@ -240,6 +240,9 @@ pub struct PublishPolicy {
     pub catalog: std::sync::Arc<tidings_core::catalog::Catalog>,
     pub max_event_age_secs: i64,
     pub max_future_skew_secs: i64,
+    /// Deliveries per app per team per `rate_window_secs` (Slack: 30,000 per hour).
+    pub rate_max: u32,
+    pub rate_window_secs: i64,
 }
 
 /// A stored event and what it led to.
@@ -248,6 +251,9 @@ pub struct Published {
     pub event_id: String,
     pub deliveries: usize,
     pub duplicate: bool,
+    /// Apps that got a pending delivery (for waking the dispatcher).
+    #[serde(skip)]
+    pub apps: Vec<String>,
 }
 
 /// Why an event was not published: a status, a machine code and the field at fault.
@@ -367,4 +373,55 @@ pub struct DeliveryFilter {
     pub event_type: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+}
+
+/// A pending delivery the dispatcher may send now, with its event.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    pub event: StoredEvent,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Set by an operator's redeliver: one attempt outside the retry budget.
+    pub redeliver: bool,
+}
+
+/// What became of a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    Delivered,
+    /// Try again at this time (ms since the epoch); `reason` is why this attempt failed
+    /// (sent as `X-Slack-Retry-Reason` with the retry).
+    Retry {
+        at_ms: i64,
+        reason: String,
+    },
+    /// No more attempts.
+    Failed {
+        reason: String,
+    },
+    /// Not sent, and will not be (app disabled, rate limited).
+    Dropped {
+        reason: String,
+    },
+}
+
+/// One attempt's record and its consequence, written together.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub seq: i64,
+    /// `None` when no attempt was made (a drop decided before sending).
+    pub attempt: Option<Attempt>,
+    pub next: NextStep,
+}
+
+/// Per-app attempt counts in one minute (for rebuilding the health rule after a restart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptTally {
+    pub app_id: String,
+    pub minute: i64,
+    pub successes: u64,
+    pub failures: u64,
+    /// First attempts: events the app received.
+    pub events: u64,
 }

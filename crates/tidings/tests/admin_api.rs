@@ -270,8 +270,20 @@ async fn apps_validate_subscriptions_against_the_catalog() {
         )
         .await;
     assert_eq!(st, 400, "star_added is user-only: {p}");
+    // A Request URL must answer the url_verification challenge before it is saved.
+    let (st, p) = s
+        .admin("POST", "/apps", Some(json!({"id": "A0APP1", "name": "a", "request_url": "https://example.invalid/slack/events"})))
+        .await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (
+            422,
+            Some("urn:tidings:problem:request_url_verification_failed")
+        ),
+        "{p}"
+    );
     let (st, app) = s
-        .admin("POST", "/apps", Some(json!({"id": "A0APP1", "name": "a", "request_url": "https://example.com/slack/events", "user_events": ["star_added"], "event_shape": "legacy"})))
+        .admin("POST", "/apps", Some(json!({"id": "A0APP1", "name": "a", "user_events": ["star_added"], "event_shape": "legacy"})))
         .await;
     assert_eq!(st, 201, "{app}");
     assert_eq!(app["request_url_verified"], false);

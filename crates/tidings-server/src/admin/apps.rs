@@ -89,11 +89,28 @@ fn event_shape(v: &str) -> Result<EventShape, Problem> {
     })
 }
 
+/// Sends a signed `url_verification` to the app's URL; a 422 with what came back if the
+/// answer does not echo the challenge.
+async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
+    s.engine
+        .sender
+        .verify(url, &app.verification_token, &app.signing_secret)
+        .await
+        .map_err(|why| {
+            tracing::info!(app = %app.id, url, reason = %why, "request URL verification failed");
+            Problem::unprocessable(
+                "request_url_verification_failed",
+                format!("request_url {url} failed verification: {why}"),
+            )
+            .with_field("request_url", why)
+        })
+}
+
 pub async fn create_app(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewApp>,
 ) -> Result<(StatusCode, Json<App>), Problem> {
-    let app = App {
+    let mut app = App {
         id: validate::id_or_new(IdKind::App, b.id)?,
         name: validate::name("name", &b.name)?,
         request_url: b
@@ -118,6 +135,10 @@ pub async fn create_app(
         disabled_at: None,
         created_at: 0,
     };
+    if let Some(url) = app.request_url.clone() {
+        verify(&s, &app, &url).await?;
+        app.request_url_verified = true;
+    }
     Ok((StatusCode::CREATED, Json(s.store.create_app(app).await?)))
 }
 
@@ -153,11 +174,17 @@ pub async fn update_app(
     if let Some(n) = p.name {
         a.name = validate::name("name", &n)?;
     }
+    let mut verified_now = false;
     if let Some(url) = p.request_url {
         let url = url.as_deref().map(validate::request_url).transpose()?;
         if url != a.request_url {
+            // A new URL is saved only once it answers the challenge; the old one stays otherwise.
+            if let Some(u) = &url {
+                verify(&s, &a, u).await?;
+                verified_now = true;
+            }
+            a.request_url_verified = url.is_some();
             a.request_url = url;
-            a.request_url_verified = false;
         }
     }
     if let Some(m) = p.socket_mode {
@@ -172,7 +199,12 @@ pub async fn update_app(
     if let Some(shape) = p.event_shape {
         a.event_shape = event_shape(&shape)?;
     }
-    Ok(Json(s.store.update_app(a).await?))
+    let a = s.store.update_app(a).await?;
+    if verified_now {
+        s.store.wake_app(&a.id).await?;
+        s.engine.dispatcher.wake([a.id.clone()]);
+    }
+    Ok(Json(a))
 }
 
 pub async fn rotate_signing_secret(
@@ -192,7 +224,27 @@ pub async fn enable_events(
     a.events_enabled = true;
     a.disabled_reason = None;
     a.disabled_at = None;
-    Ok(Json(s.store.update_app(a).await?))
+    s.engine.health.reset(&a.id);
+    let a = s.store.update_app(a).await?;
+    s.engine.dispatcher.wake([a.id.clone()]);
+    Ok(Json(a))
+}
+
+/// Verifies the current Request URL again (the "Retry" button).
+pub async fn verify_request_url(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<App>, Problem> {
+    let mut a = app_in_path(&s, &app).await?;
+    let url = a.request_url.clone().ok_or_else(|| {
+        Problem::unprocessable("no_request_url", "the app has no request_url to verify")
+    })?;
+    verify(&s, &a, &url).await?;
+    a.request_url_verified = true;
+    let a = s.store.update_app(a).await?;
+    s.store.wake_app(&a.id).await?;
+    s.engine.dispatcher.wake([a.id.clone()]);
+    Ok(Json(a))
 }
 
 #[derive(Deserialize)]

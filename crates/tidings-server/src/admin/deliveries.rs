@@ -74,3 +74,54 @@ pub async fn get(
         .map(Json)
         .ok_or_else(|| Problem::not_found(format!("delivery {id} does not exist")))
 }
+
+/// A new attempt now, outside the retry budget.
+pub async fn redeliver(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Delivery>, Problem> {
+    validate::path_id(IdKind::Delivery, "id", &id)?;
+    let d = s.store.redeliver(&id).await?;
+    s.engine.dispatcher.wake([d.app_id.clone()]);
+    Ok(Json(d))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverMany {
+    status: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    team_id: Option<String>,
+    event_type: Option<String>,
+}
+
+/// Redelivers every matching delivery of the app (default: the failed ones).
+pub async fn redeliver_many(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    crate::extract::ApiJson(b): crate::extract::ApiJson<RedeliverMany>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    app_in_path(&s, &app).await?;
+    let status = match b.status.as_deref().unwrap_or("failed") {
+        "failed" => DeliveryStatus::Failed,
+        "dropped" => DeliveryStatus::Dropped,
+        "delivered" => DeliveryStatus::Delivered,
+        _ => {
+            return Err(Problem::invalid_field(
+                "status",
+                "must be failed, dropped or delivered",
+            ))
+        }
+    };
+    let filter = DeliveryFilter {
+        status: Some(status),
+        team_id: b.team_id,
+        event_type: b.event_type,
+        since: b.since,
+        until: b.until,
+    };
+    let n = s.store.redeliver_many(&app, &filter).await?;
+    s.engine.dispatcher.wake([app.clone()]);
+    Ok(Json(serde_json::json!({"redelivered": n})))
+}

@@ -59,6 +59,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/apps/{app}/events/enable", post(apps::enable_events))
         .route(
+            "/apps/{app}/request_url/verify",
+            post(apps::verify_request_url),
+        )
+        .route("/apps/{app}/redeliver", post(deliveries::redeliver_many))
+        .route("/deliveries/{id}/redeliver", post(deliveries::redeliver))
+        .route(
             "/apps/{app}/tokens",
             post(apps::create_app_token).get(apps::list_app_tokens),
         )

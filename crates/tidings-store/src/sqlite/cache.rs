@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tidings_core::fanout::{AppSubscriptions, Grant};
+use tidings_core::policy::MinuteWindow;
 
 use super::rows;
 use crate::model::ConversationKind;
@@ -42,6 +43,15 @@ pub struct FanoutIndex {
     /// team → active installations covering it, grouped by app (app order is stable).
     grants: HashMap<String, TeamGrants>,
     conversations: HashMap<(String, String), Option<Arc<ConversationEntry>>>,
+    /// (app, team) → deliveries per minute in the rate window, and the last minute an
+    /// `app_rate_limited` notice went out. Exact because only the writer counts.
+    rates: HashMap<(String, String), RateState>,
+}
+
+#[derive(Debug, Default)]
+pub struct RateState {
+    pub window: MinuteWindow,
+    pub notified_minute: Option<i64>,
 }
 
 /// Shared handle to the index.
@@ -178,5 +188,39 @@ impl FanoutIndex {
         };
         self.conversations.insert(key, entry.clone());
         Ok(entry)
+    }
+
+    /// The rate state of (app, team), rebuilt from stored deliveries on first use.
+    pub fn rate(
+        &mut self,
+        c: &Connection,
+        app: &str,
+        team: &str,
+        now_secs: i64,
+        window_secs: i64,
+    ) -> StoreResult<&mut RateState> {
+        let key = (app.to_string(), team.to_string());
+        if !self.rates.contains_key(&key) {
+            let mut state = RateState::default();
+            let mut st = c.prepare_cached(
+                "SELECT created_at / 60, COUNT(*) FROM deliveries
+                 WHERE app_id = ?1 AND team_id = ?2 AND created_at > ?3 AND status <> 'dropped'
+                   AND event_type <> 'app_rate_limited'
+                 GROUP BY 1",
+            )?;
+            for row in st.query_map(params![app, team, now_secs - window_secs], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })? {
+                let (minute, n) = row?;
+                state.window.add(minute, n as u64);
+            }
+            state.notified_minute = c
+                .prepare_cached(
+                    "SELECT MAX(event_time) / 60 FROM events WHERE event_type = 'app_rate_limited' AND app_id = ?1 AND team_id = ?2",
+                )?
+                .query_row(params![app, team], |r| r.get(0))?;
+            self.rates.insert(key.clone(), state);
+        }
+        Ok(self.rates.get_mut(&key).expect("inserted above"))
     }
 }

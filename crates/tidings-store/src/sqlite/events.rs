@@ -34,20 +34,27 @@ pub fn context_key(c: &Connection) -> StoreResult<Vec<u8>> {
 }
 
 const EVENT: &str = "id, team_id, enterprise_id, event_type, app_id, channel_id, actor_id, event_time, payload, idempotency_key, created_at";
+/// [`EVENT`] qualified with the alias `e`, for joins.
+pub const EVENT_COLUMNS_E: &str = "e.id, e.team_id, e.enterprise_id, e.event_type, e.app_id, e.channel_id, e.actor_id, e.event_time, e.payload, e.idempotency_key, e.created_at";
 
 fn event(r: &Row) -> rusqlite::Result<StoredEvent> {
+    map_event(r, 0)
+}
+
+/// An event from the columns starting at `o`.
+pub fn map_event(r: &Row, o: usize) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
-        id: r.get(0)?,
-        team_id: r.get(1)?,
-        enterprise_id: r.get(2)?,
-        event_type: r.get(3)?,
-        app_id: r.get(4)?,
-        channel_id: r.get(5)?,
-        actor_id: r.get(6)?,
-        event_time: r.get(7)?,
-        payload: r.get(8)?,
-        idempotency_key: r.get(9)?,
-        created_at: r.get(10)?,
+        id: r.get(o)?,
+        team_id: r.get(o + 1)?,
+        enterprise_id: r.get(o + 2)?,
+        event_type: r.get(o + 3)?,
+        app_id: r.get(o + 4)?,
+        channel_id: r.get(o + 5)?,
+        actor_id: r.get(o + 6)?,
+        event_time: r.get(o + 7)?,
+        payload: r.get(o + 8)?,
+        idempotency_key: r.get(o + 9)?,
+        created_at: r.get(o + 10)?,
     })
 }
 
@@ -61,6 +68,19 @@ pub fn get_event(c: &Connection, id: &str) -> StoreResult<Option<StoredEvent>> {
 
 const DELIVERY: &str =
     "seq, id, event_id, app_id, team_id, event_type, status, reason, auth, created_at";
+
+/// The delivery columns qualified with a table alias.
+pub fn delivery_columns(alias: &str) -> String {
+    DELIVERY
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn map_delivery(r: &Row) -> rusqlite::Result<Delivery> {
+    delivery(r)
+}
 
 fn delivery(r: &Row) -> rusqlite::Result<Delivery> {
     let status: String = r.get(6)?;

@@ -143,12 +143,14 @@ CREATE TABLE deliveries (
     auth TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
+    redeliver INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX deliveries_app ON deliveries(app_id, seq);
 CREATE INDEX deliveries_event ON deliveries(event_id);
-CREATE INDEX deliveries_due ON deliveries(next_attempt_at, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_app_due ON deliveries(app_id, next_attempt_at, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_rate ON deliveries(app_id, team_id, created_at);
 CREATE TABLE delivery_attempts (
     delivery_seq INTEGER NOT NULL REFERENCES deliveries(seq),
     n INTEGER NOT NULL,
@@ -160,6 +162,7 @@ CREATE TABLE delivery_attempts (
     retry_num INTEGER NOT NULL,
     PRIMARY KEY (delivery_seq, n)
 );
+CREATE INDEX delivery_attempts_at ON delivery_attempts(at);
 "#;
 
 /// Applies every migration newer than the database's version.

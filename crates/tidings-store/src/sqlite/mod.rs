@@ -8,6 +8,7 @@
 mod apps;
 mod cache;
 mod directory;
+mod dispatch;
 mod events;
 pub mod migrations;
 mod publish;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tidings_core::catalog::{Audience, EventType};
 use tidings_core::fanout::{self, EventFacts};
 use tidings_core::ids::{self, IdKind};
+use tidings_core::policy;
 use tidings_core::publish::{self as rules, DirectoryChange};
 
 use super::cache::FanoutIndex;
@@ -70,6 +71,7 @@ pub fn publish_one(
                 event_id,
                 deliveries: n as usize,
                 duplicate: true,
+                apps: Vec::new(),
             }));
         }
     }
@@ -252,6 +254,7 @@ pub fn publish_one(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )?;
     let mut count = 0;
+    let mut woken: Vec<String> = Vec::new();
     for (app_id, app_grants) in grants.iter() {
         let Some(entry) = idx.app(c, app_id)? else {
             continue;
@@ -261,10 +264,15 @@ pub fn publish_one(
         else {
             continue;
         };
-        let (status, reason) = if entry.subs.events_enabled {
-            (DeliveryStatus::Pending, None)
-        } else {
+        let (status, reason) = if !entry.subs.events_enabled {
             (DeliveryStatus::Dropped, Some("app_disabled"))
+        } else if rate_limited(c, idx, policy, app_id, &team_id, &auth, created)? {
+            // The app_rate_limited notice (if one was queued) is pending for this app.
+            woken.push(app_id.clone());
+            (DeliveryStatus::Dropped, Some("rate_limited"))
+        } else {
+            woken.push(app_id.clone());
+            (DeliveryStatus::Pending, None)
         };
         insert.execute(params![
             ids::generate(IdKind::Delivery),
@@ -288,11 +296,59 @@ pub fn publish_one(
             }
         }
     }
+    woken.sort();
+    woken.dedup();
     Ok(Ok(Published {
         event_id,
         deliveries: count,
         duplicate: false,
+        apps: woken,
     }))
+}
+
+/// Counts a delivery against (app, team)'s rate window; past the limit, answers true and
+/// queues one `app_rate_limited` notice for the minute (notices are not counted).
+fn rate_limited(
+    c: &Connection,
+    idx: &mut FanoutIndex,
+    policy: &PublishPolicy,
+    app_id: &str,
+    team_id: &str,
+    auth: &tidings_core::fanout::Authorization,
+    now_secs: i64,
+) -> StoreResult<bool> {
+    let minute = policy::minute_of(now_secs);
+    let window = policy::window_minutes(std::time::Duration::from_secs(
+        policy.rate_window_secs.max(60) as u64,
+    ));
+    let state = idx.rate(c, app_id, team_id, now_secs, policy.rate_window_secs)?;
+    if policy::rate_allows(state.window.total(minute, window), policy.rate_max) {
+        state.window.add(minute, 1);
+        return Ok(false);
+    }
+    if state.notified_minute != Some(minute) {
+        state.notified_minute = Some(minute);
+        let notice_id = ids::generate(IdKind::Event);
+        let payload = serde_json::json!({"minute_rate_limited": minute * 60}).to_string();
+        c.prepare_cached(
+            "INSERT INTO events (id, team_id, event_type, app_id, event_time, payload, created_at)
+             VALUES (?1, ?2, 'app_rate_limited', ?3, ?4, ?5, ?4)",
+        )?
+        .execute(params![notice_id, team_id, app_id, now_secs, payload])?;
+        c.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'app_rate_limited', 'pending', ?5, ?6, ?7, ?7)",
+        )?
+        .execute(params![ids::generate(IdKind::Delivery), notice_id, app_id, team_id, serde_json::to_string(auth)?, now_secs * 1000, now_secs])?;
+        tracing::warn!(
+            app = app_id,
+            team = team_id,
+            minute = minute * 60,
+            "app rate limited"
+        );
+        metrics::counter!("tidings_rate_limited_minutes_total").increment(1);
+    }
+    Ok(true)
 }
 
 /// Applies a directory change implied by an event, keeping the index in step.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{apps, directory as dir, events, publish, rows, SqliteStore};
+use super::{apps, directory as dir, dispatch, events, publish, rows, SqliteStore};
 use crate::model::*;
 use crate::{Page, PageRequest, Store, StoreResult};
 
@@ -298,5 +298,65 @@ impl Store for SqliteStore {
         let (catalog, e, a) = (catalog.clone(), event_id.to_owned(), app_id.to_owned());
         self.read(move |c| events::audience(c, &catalog, &e, &a))
             .await
+    }
+
+    async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>> {
+        self.read(dispatch::pending_apps).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        app_id: &str,
+        now_ms: i64,
+        limit: usize,
+        exclude: Vec<i64>,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        let app = app_id.to_owned();
+        self.read(move |c| dispatch::due(c, &app, now_ms, limit, &exclude))
+            .await
+    }
+
+    async fn next_due(&self, app_id: &str, exclude: Vec<i64>) -> StoreResult<Option<i64>> {
+        let app = app_id.to_owned();
+        self.read(move |c| dispatch::next_due(c, &app, &exclude))
+            .await
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
+        self.write(move |c| dispatch::record(c, &outcomes)).await
+    }
+
+    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {
+        self.write(move |c| dispatch::postpone(c, &seqs, until_ms))
+            .await
+    }
+
+    async fn wake_app(&self, app_id: &str) -> StoreResult<()> {
+        let app = app_id.to_owned();
+        self.write(move |c| dispatch::wake_app(c, &app)).await
+    }
+
+    async fn redeliver(&self, id: &str) -> StoreResult<Delivery> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            dispatch::redeliver(c, &id)?;
+            events::get_delivery(c, &id)?
+                .ok_or_else(|| crate::StoreError::NotFound(format!("delivery {id} does not exist")))
+        })
+        .await
+    }
+
+    async fn redeliver_many(&self, app_id: &str, filter: &DeliveryFilter) -> StoreResult<usize> {
+        let (app, f) = (app_id.to_owned(), filter.clone());
+        self.write(move |c| dispatch::redeliver_many(c, &app, &f))
+            .await
+    }
+
+    async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
+        self.read(move |c| dispatch::tallies(c, since_ms)).await
+    }
+
+    async fn pending_count(&self) -> StoreResult<u64> {
+        self.read(dispatch::pending_count).await
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub mod receiver;
+
 pub const ADMIN: &str = "tdk_admin_test_token_0123456789";
 
 pub fn bin() -> &'static str {
@@ -41,6 +43,16 @@ impl Server {
             .collect();
         if !env.iter().any(|(k, _)| k == "TIDINGS_ADMIN_TOKEN") {
             env.push(("TIDINGS_ADMIN_TOKEN".into(), ADMIN.into()));
+        }
+        // Receivers live on 127.0.0.1; the SSRF test turns this off explicitly.
+        if !env
+            .iter()
+            .any(|(k, _)| k == "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS")
+        {
+            env.push((
+                "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS".into(),
+                "true".into(),
+            ));
         }
         let mut s = Self::spawn(&dir, env, &[]);
         s._tmp = Some(tmp);

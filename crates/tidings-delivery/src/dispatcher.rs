@@ -1,0 +1,401 @@
+//! The dispatcher: takes due deliveries from the store, app by app, and sends them.
+//!
+//! - **Per-app lanes.** Each app has at most `max_in_flight_per_app` attempts in flight
+//!   and its own next-due time, so a slow or dead endpoint fills only its own lane; a
+//!   global semaphore bounds all in-flight attempts.
+//! - **The store is the queue.** Memory holds only what is in flight (bounded), never the
+//!   backlog: each round reads at most a lane's free capacity of due rows for an app,
+//!   using the `(app_id, next_attempt_at)` index.
+//! - **At-least-once.** A delivery leaves its lane only after its outcome is committed, so
+//!   it is never fetched twice while in flight; a crash leaves it pending and the next start
+//!   sends it again with its attempt count intact.
+//!
+//! `lanes` is a `std::sync::Mutex`: held only for map updates, never across an `.await`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tidings_core::catalog::Catalog;
+use tidings_core::policy::{self, FailureReason};
+use tidings_store::{App, Attempt, AttemptOutcome, DueDelivery, NextStep, Store};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::health::Health;
+use crate::http::{HttpSender, SendResult};
+
+/// What the dispatcher needs from configuration.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub retry_schedule: Vec<Duration>,
+    pub max_in_flight_per_app: usize,
+    pub max_in_flight_total: usize,
+    /// How often deliveries held for lack of a transport are looked at again.
+    pub hold_recheck: Duration,
+    /// Socket Mode: how long deliveries wait for a connection before failing.
+    pub socket_hold_time: Duration,
+}
+
+#[derive(Default)]
+struct Lane {
+    in_flight: HashSet<i64>,
+    /// When the lane next has due work (ms); `None`: nothing known to be pending.
+    next_due: Option<i64>,
+}
+
+/// The delivery engine's dispatcher. Cheap to share.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    key: Vec<u8>,
+    sender: HttpSender,
+    cfg: DispatchConfig,
+    lanes: Mutex<HashMap<String, Lane>>,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    health: Health,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        sender: HttpSender,
+        cfg: DispatchConfig,
+        health: Health,
+    ) -> Arc<Dispatcher> {
+        let key = store.event_context_key();
+        Arc::new(Dispatcher {
+            permits: Arc::new(Semaphore::new(cfg.max_in_flight_total)),
+            store,
+            catalog,
+            key,
+            sender,
+            cfg,
+            lanes: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            health,
+        })
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// New or re-enabled work for these apps: look at them now.
+    pub fn wake<I: IntoIterator<Item = String>>(&self, apps: I) {
+        let now = now_ms();
+        {
+            let mut lanes = self.lanes();
+            for app in apps {
+                let lane = lanes.entry(app).or_default();
+                lane.next_due = Some(lane.next_due.map_or(now, |d| d.min(now)));
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Spawns the dispatch loop (and the pending-depth gauge).
+    pub fn spawn(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.run().await });
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = me.store.pending_count().await {
+                    metrics::gauge!("tidings_deliveries_pending").set(n as f64);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+
+    async fn run(self: Arc<Self>) {
+        // Rebuild from the store: which apps have pending work, and since when.
+        loop {
+            match self.store.pending_apps().await {
+                Ok(apps) => {
+                    let mut lanes = self.lanes();
+                    for (app, due) in apps {
+                        lanes.entry(app).or_default().next_due = Some(due);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read pending deliveries; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        loop {
+            let now = now_ms();
+            let ready: Vec<(String, usize, Vec<i64>)> = self
+                .lanes()
+                .iter()
+                .filter(|(_, l)| {
+                    l.next_due.is_some_and(|d| d <= now)
+                        && l.in_flight.len() < self.cfg.max_in_flight_per_app
+                })
+                .map(|(a, l)| {
+                    (
+                        a.clone(),
+                        self.cfg.max_in_flight_per_app - l.in_flight.len(),
+                        l.in_flight.iter().copied().collect(),
+                    )
+                })
+                .collect();
+            for (app, capacity, exclude) in ready {
+                if let Err(e) = self.fill(&app, capacity, exclude, now).await {
+                    tracing::error!(app = %app, error = %e, "dispatch round failed");
+                    if let Some(l) = self.lanes().get_mut(&app) {
+                        l.next_due = Some(now + 1000);
+                    }
+                }
+            }
+            let earliest = self.lanes().values().filter_map(|l| l.next_due).min();
+            let wait = earliest.map_or(1000, |t| (t - now_ms()).clamp(0, 1000)) as u64;
+            if wait > 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                }
+            } else {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// One round for one app: read up to `capacity` due deliveries and act on them.
+    async fn fill(
+        self: &Arc<Self>,
+        app_id: &str,
+        capacity: usize,
+        exclude: Vec<i64>,
+        now: i64,
+    ) -> Result<(), String> {
+        let Some(app) = self
+            .store
+            .get_app(app_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            self.lanes().remove(app_id);
+            return Ok(());
+        };
+        let rows = self
+            .store
+            .due_deliveries(app_id, now, capacity, exclude.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut taken = exclude;
+        taken.extend(rows.iter().map(|r| r.delivery.seq));
+        let next = if rows.len() == capacity {
+            Some(now)
+        } else {
+            self.store
+                .next_due(app_id, taken)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        if let Some(l) = self.lanes().get_mut(app_id) {
+            l.next_due = next;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if !app.events_enabled {
+            let outcomes = rows
+                .iter()
+                .map(|r| AttemptOutcome {
+                    seq: r.delivery.seq,
+                    attempt: None,
+                    next: NextStep::Dropped {
+                        reason: "app_disabled".into(),
+                    },
+                })
+                .collect();
+            return self
+                .store
+                .record_outcomes(outcomes)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let url = app.request_url.clone().filter(|_| app.request_url_verified);
+        match (url, app.socket_mode) {
+            (Some(url), _) => {
+                let app = Arc::new(app);
+                let url: Arc<str> = url.into();
+                for row in rows {
+                    if let Some(l) = self.lanes().get_mut(app_id) {
+                        l.in_flight.insert(row.delivery.seq);
+                    }
+                    let me = self.clone();
+                    let (app, url) = (app.clone(), url.clone());
+                    tokio::spawn(async move { me.attempt_http(app, url, row).await });
+                }
+                metrics::gauge!("tidings_deliveries_in_flight")
+                    .set((self.cfg.max_in_flight_total - self.permits.available_permits()) as f64);
+                Ok(())
+            }
+            (None, socket_mode) => self.hold(app_id, rows, socket_mode, now).await,
+        }
+    }
+
+    /// No transport yet: keep the deliveries pending and look again later. Socket Mode
+    /// deliveries give up after the hold time as `connection_failed`.
+    async fn hold(
+        &self,
+        app_id: &str,
+        rows: Vec<DueDelivery>,
+        socket_mode: bool,
+        now: i64,
+    ) -> Result<(), String> {
+        let recheck = now + self.cfg.hold_recheck.as_millis() as i64;
+        let hold_ms = self.cfg.socket_hold_time.as_millis() as i64;
+        let (expired, held): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| socket_mode && r.delivery.created_at * 1000 + hold_ms <= now);
+        if !expired.is_empty() {
+            let outcomes = expired
+                .iter()
+                .map(|r| AttemptOutcome {
+                    seq: r.delivery.seq,
+                    attempt: None,
+                    next: NextStep::Failed {
+                        reason: FailureReason::ConnectionFailed.as_str().into(),
+                    },
+                })
+                .collect();
+            self.store
+                .record_outcomes(outcomes)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if !held.is_empty() {
+            let seqs = held.iter().map(|r| r.delivery.seq).collect();
+            self.store
+                .postpone(seqs, recheck)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(l) = self.lanes().get_mut(app_id) {
+                l.next_due = Some(l.next_due.map_or(recheck, |d| d.min(recheck)));
+            }
+        }
+        Ok(())
+    }
+
+    async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
+        let seq = row.delivery.seq;
+        let _permit = self.permits.clone().acquire_owned().await;
+        let retry_num = if row.redeliver { 0 } else { row.attempts };
+        let last_reason = row
+            .delivery
+            .reason
+            .clone()
+            .unwrap_or_else(|| FailureReason::UnknownError.as_str().into());
+        let outcome = match crate::envelope::for_delivery(
+            &self.catalog,
+            &self.key,
+            &row.event,
+            &row.delivery,
+            &app,
+        ) {
+            Err(e) => {
+                tracing::error!(delivery = %row.delivery.id, error = %e, "cannot build the envelope");
+                AttemptOutcome {
+                    seq,
+                    attempt: None,
+                    next: NextStep::Failed {
+                        reason: FailureReason::UnknownError.as_str().into(),
+                    },
+                }
+            }
+            Ok(body) => {
+                let retry = (retry_num > 0).then_some((retry_num, last_reason.as_str()));
+                let result = self
+                    .sender
+                    .post(&url, Bytes::from(body), &app.signing_secret, retry)
+                    .await;
+                self.observe(&app.id, &row, &result, retry_num);
+                self.outcome(&row, &result, retry_num)
+            }
+        };
+        let retry_at = match &outcome.next {
+            NextStep::Retry { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        };
+        // Leave the lane only once the outcome is durable, so the row is never fetched
+        // again while this attempt's result is unknown to the store.
+        let mut tries = 0;
+        while let Err(e) = self.store.record_outcomes(vec![outcome.clone()]).await {
+            tries += 1;
+            tracing::error!(delivery = %row.delivery.id, error = %e, tries, "cannot record an attempt; retrying");
+            tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        }
+        {
+            let mut lanes = self.lanes();
+            if let Some(l) = lanes.get_mut(&app.id) {
+                l.in_flight.remove(&seq);
+                if let Some(t) = retry_at {
+                    l.next_due = Some(l.next_due.map_or(t, |d| d.min(t)));
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Counts the attempt in metrics, the log and the health rule.
+    fn observe(&self, app_id: &str, row: &DueDelivery, r: &SendResult, retry_num: u32) {
+        let outcome = r.failure.map_or("success", FailureReason::as_str);
+        metrics::counter!("tidings_delivery_attempts_total", "transport" => "http", "outcome" => outcome).increment(1);
+        metrics::histogram!("tidings_delivery_latency_seconds", "transport" => "http")
+            .record(r.latency.as_secs_f64());
+        if let Some(reason) = r.failure {
+            tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = app_id, reason = reason.as_str(),
+                status = ?r.status_code, retry_num, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");
+        }
+        let store = self.store.clone();
+        self.health
+            .record(&store, app_id, r.ok(), retry_num == 0 && !row.redeliver);
+    }
+
+    /// What follows an attempt: delivered, a retry on Slack's schedule, or failed.
+    fn outcome(&self, row: &DueDelivery, r: &SendResult, retry_num: u32) -> AttemptOutcome {
+        let attempt = Attempt {
+            at: now_ms() - r.latency.as_millis() as i64,
+            transport: "http".into(),
+            status_code: r.status_code,
+            reason: r.failure.map(|f| f.as_str().to_string()),
+            latency_ms: r.latency.as_millis() as i64,
+            retry_num,
+        };
+        let next = match r.failure {
+            None => NextStep::Delivered,
+            Some(reason) if row.redeliver || r.no_retry => NextStep::Failed {
+                reason: reason.as_str().into(),
+            },
+            Some(reason) => match policy::retry_delay(&self.cfg.retry_schedule, row.attempts + 1) {
+                Some(d) => NextStep::Retry {
+                    at_ms: now_ms() + d.as_millis() as i64,
+                    reason: reason.as_str().into(),
+                },
+                None => NextStep::Failed {
+                    reason: reason.as_str().into(),
+                },
+            },
+        };
+        AttemptOutcome {
+            seq: row.delivery.seq,
+            attempt: Some(attempt),
+            next,
+        }
+    }
+}

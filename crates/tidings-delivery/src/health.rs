@@ -1,0 +1,147 @@
+//! The health rule: an app whose attempts succeed less than `min_success_ratio` over the
+//! window, having received at least `min_events` events in it, gets its event
+//! subscriptions disabled (`events_enabled: false`, a reason, a time, a log line, a metric).
+//!
+//! Counts live per app in minute windows (bounded by the window), fed by every attempt and
+//! rebuilt from the attempt log at start. `apps` is a `std::sync::Mutex`: held only to
+//! update counters, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidings_core::policy::{self, MinuteWindow};
+use tidings_store::Store;
+
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub window: Duration,
+    pub min_success_ratio: f64,
+    pub min_events: u32,
+}
+
+#[derive(Default)]
+struct AppHealth {
+    successes: MinuteWindow,
+    failures: MinuteWindow,
+    events: MinuteWindow,
+    disabling: bool,
+}
+
+/// Shared health tracker.
+#[derive(Clone)]
+pub struct Health {
+    cfg: HealthConfig,
+    apps: Arc<Mutex<HashMap<String, AppHealth>>>,
+}
+
+fn now_minute() -> i64 {
+    policy::minute_of(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    )
+}
+
+impl Health {
+    pub fn new(cfg: HealthConfig) -> Health {
+        Health {
+            cfg,
+            apps: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppHealth>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refills the windows from the attempt log.
+    pub async fn rebuild(&self, store: &Arc<dyn Store>) {
+        let since = (now_minute() - policy::window_minutes(self.cfg.window) + 1) * 60_000;
+        match store.attempt_tallies(since).await {
+            Ok(tallies) => {
+                let mut apps = self.apps();
+                for t in tallies {
+                    let h = apps.entry(t.app_id).or_default();
+                    h.successes.add(t.minute, t.successes);
+                    h.failures.add(t.minute, t.failures);
+                    h.events.add(t.minute, t.events);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild delivery health from the attempt log")
+            }
+        }
+    }
+
+    /// Forgets an app's history (after an operator re-enables it).
+    pub fn reset(&self, app_id: &str) {
+        self.apps().remove(app_id);
+    }
+
+    /// Counts one attempt; disables the app when the rule says so.
+    pub fn record(&self, store: &Arc<dyn Store>, app_id: &str, ok: bool, first_attempt: bool) {
+        let minute = now_minute();
+        let window = policy::window_minutes(self.cfg.window);
+        let verdict = {
+            let mut apps = self.apps();
+            let h = apps.entry(app_id.to_string()).or_default();
+            if ok {
+                &mut h.successes
+            } else {
+                &mut h.failures
+            }
+            .add(minute, 1);
+            if first_attempt {
+                h.events.add(minute, 1);
+            }
+            let (s, f, e) = (
+                h.successes.total(minute, window),
+                h.failures.total(minute, window),
+                h.events.total(minute, window),
+            );
+            if !h.disabling
+                && policy::should_disable(s, f, e, self.cfg.min_success_ratio, self.cfg.min_events)
+            {
+                h.disabling = true;
+                Some((s, f))
+            } else {
+                None
+            }
+        };
+        if let Some((s, f)) = verdict {
+            let reason = format!(
+                "more than {:.0}% of delivery attempts failed in the last {} ({} of {})",
+                (1.0 - self.cfg.min_success_ratio) * 100.0,
+                policy::format_duration(self.cfg.window),
+                f,
+                s + f
+            );
+            let (store, app, me) = (store.clone(), app_id.to_string(), self.clone());
+            tokio::spawn(async move { me.disable(store, app, reason).await });
+        }
+    }
+
+    async fn disable(&self, store: Arc<dyn Store>, app_id: String, reason: String) {
+        match store.get_app(&app_id).await {
+            Ok(Some(mut app)) if app.events_enabled => {
+                app.events_enabled = false;
+                app.disabled_reason = Some(reason.clone());
+                app.disabled_at = Some(now_minute() * 60);
+                match store.update_app(app).await {
+                    Ok(_) => {
+                        tracing::warn!(app = %app_id, reason = %reason, "event subscriptions disabled");
+                        metrics::counter!("tidings_apps_disabled_total").increment(1);
+                    }
+                    Err(e) => {
+                        tracing::error!(app = %app_id, error = %e, "cannot disable an unhealthy app")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(app = %app_id, error = %e, "cannot read an unhealthy app"),
+        }
+        self.reset(&app_id);
+    }
+}

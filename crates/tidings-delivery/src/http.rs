@@ -1,0 +1,352 @@
+//! The HTTP sender: one signed POST of exact bytes to a Request URL, Slack's way
+//! (SLACK-WIRE.md §1): a 2xx within the timeout (the whole exchange, redirects included)
+//! is success; 301/302 are followed up to `max_redirects` re-sending the same POST and body
+//! (a general-purpose client would turn it into a GET); failures are classified into the
+//! six retry reasons; `X-Slack-No-Retry: 1` on a non-2xx is reported. Connections are
+//! pooled per host with keep-alive, and every connection passes the SSRF policy.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, USER_AGENT};
+use tidings_core::policy::FailureReason;
+use tidings_core::signing;
+
+use crate::ssrf;
+
+/// What the sender needs from configuration.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub timeout: Duration,
+    pub max_redirects: u32,
+    pub allow_private_targets: bool,
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendResult {
+    /// The final response status, if a response came.
+    pub status_code: Option<u16>,
+    /// `None` on success.
+    pub failure: Option<FailureReason>,
+    /// The app answered a non-2xx with `X-Slack-No-Retry: 1`.
+    pub no_retry: bool,
+    pub latency: Duration,
+    /// A human explanation of a failure (for logs and verification errors).
+    pub detail: Option<String>,
+    /// The start of the response body (for URL verification).
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl SendResult {
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpSender {
+    client: reqwest::Client,
+    cfg: SenderConfig,
+}
+
+/// How much of a response body is kept.
+const BODY_KEEP: usize = 4096;
+
+impl HttpSender {
+    pub fn new(cfg: SenderConfig) -> Result<HttpSender, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(ssrf::resolver(cfg.allow_private_targets))
+            .connect_timeout(cfg.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HttpSender { client, cfg })
+    }
+
+    /// POSTs `body` to `url`, signed with `signing_secret`, with retry headers when
+    /// `retry` is `Some((number, reason))`.
+    pub async fn post(
+        &self,
+        url: &str,
+        body: Bytes,
+        signing_secret: &str,
+        retry: Option<(u32, &str)>,
+    ) -> SendResult {
+        let start = Instant::now();
+        let fail = |reason: FailureReason, detail: String, status: Option<u16>| SendResult {
+            status_code: status,
+            failure: Some(reason),
+            no_retry: false,
+            latency: start.elapsed(),
+            detail: Some(detail),
+            body: Bytes::new(),
+            content_type: None,
+        };
+        let exchange = self.exchange(url, body, signing_secret, retry, start);
+        match tokio::time::timeout(self.cfg.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => fail(
+                FailureReason::HttpTimeout,
+                format!("no response within {}", humanize(self.cfg.timeout)),
+                None,
+            ),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        url: &str,
+        body: Bytes,
+        secret: &str,
+        retry: Option<(u32, &str)>,
+        start: Instant,
+    ) -> SendResult {
+        let fail = |reason: FailureReason, detail: String, status: Option<u16>| SendResult {
+            status_code: status,
+            failure: Some(reason),
+            no_retry: false,
+            latency: start.elapsed(),
+            detail: Some(detail),
+            body: Bytes::new(),
+            content_type: None,
+        };
+        let mut target = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => {
+                return fail(
+                    FailureReason::ConnectionFailed,
+                    format!("invalid URL {url}: {e}"),
+                    None,
+                )
+            }
+        };
+        let ts = now_secs();
+        let signature = signing::sign(secret, ts, &body);
+        let mut redirects = 0;
+        loop {
+            if let Err(why) = ssrf::check_url(&target, self.cfg.allow_private_targets) {
+                tracing::warn!(url = %target, reason = %why, "delivery target refused");
+                return fail(FailureReason::ConnectionFailed, why, None);
+            }
+            let mut req = self
+                .client
+                .post(target.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(
+                    USER_AGENT,
+                    concat!(
+                        "Tidings/",
+                        env!("CARGO_PKG_VERSION"),
+                        " (+Slack-compatible Events API)"
+                    ),
+                )
+                .header("X-Slack-Request-Timestamp", ts.to_string())
+                .header("X-Slack-Signature", signature.as_str())
+                .body(body.clone());
+            if let Some((n, reason)) = retry {
+                req = req
+                    .header("X-Slack-Retry-Num", n.to_string())
+                    .header("X-Slack-Retry-Reason", reason);
+            }
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let (reason, detail) = classify(&e);
+                    return fail(reason, detail, None);
+                }
+            };
+            let status = res.status();
+            if status == reqwest::StatusCode::MOVED_PERMANENTLY
+                || status == reqwest::StatusCode::FOUND
+            {
+                redirects += 1;
+                if redirects > self.cfg.max_redirects {
+                    return fail(
+                        FailureReason::TooManyRedirects,
+                        format!("more than {} redirects", self.cfg.max_redirects),
+                        Some(status.as_u16()),
+                    );
+                }
+                let next = res
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| target.join(l).ok());
+                match next {
+                    Some(n) => {
+                        target = n;
+                        continue;
+                    }
+                    None => {
+                        return fail(
+                            FailureReason::HttpError,
+                            format!("HTTP {status} without a usable Location"),
+                            Some(status.as_u16()),
+                        )
+                    }
+                }
+            }
+            let no_retry = res
+                .headers()
+                .get("x-slack-no-retry")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() == "1");
+            let content_type = res
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = read_some(res).await;
+            let ok = status.is_success();
+            return SendResult {
+                status_code: Some(status.as_u16()),
+                failure: (!ok).then_some(FailureReason::HttpError),
+                no_retry: !ok && no_retry,
+                latency: start.elapsed(),
+                detail: (!ok).then(|| format!("HTTP {}", status.as_u16())),
+                body,
+                content_type,
+            };
+        }
+    }
+
+    /// Sends a signed `url_verification` and checks that the answer echoes the challenge
+    /// in one of the three accepted forms (SLACK-WIRE.md §1.2).
+    pub async fn verify(
+        &self,
+        url: &str,
+        verification_token: &str,
+        signing_secret: &str,
+    ) -> Result<(), String> {
+        let challenge = tidings_core::token::random_secret();
+        let body = Bytes::from(tidings_core::envelope::url_verification(
+            verification_token,
+            &challenge,
+        ));
+        let r = self.post(url, body, signing_secret, None).await;
+        if let Some(reason) = r.failure {
+            let mut msg = format!("{}: {}", reason.as_str(), r.detail.unwrap_or_default());
+            if !r.body.is_empty() {
+                msg.push_str(&format!("; body: {}", excerpt(&r.body)));
+            }
+            return Err(msg);
+        }
+        if echoes(&r.body, r.content_type.as_deref(), &challenge) {
+            Ok(())
+        } else {
+            Err(format!(
+                "HTTP {} but the answer did not echo the challenge (as text, challenge=…, or {{\"challenge\": …}}); body: {}",
+                r.status_code.unwrap_or(0),
+                excerpt(&r.body)
+            ))
+        }
+    }
+}
+
+/// Whether a verification answer carries the challenge: bare text, a form, or JSON.
+pub fn echoes(body: &[u8], content_type: Option<&str>, challenge: &str) -> bool {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text == challenge {
+        return true;
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        if v.get("challenge").and_then(|c| c.as_str()).map(str::trim) == Some(challenge) {
+            return true;
+        }
+    }
+    let _ = content_type;
+    form_urlencoded::parse(text.as_bytes()).any(|(k, v)| k == "challenge" && v.trim() == challenge)
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+    if s.is_empty() {
+        "(empty)".into()
+    } else {
+        s
+    }
+}
+
+async fn read_some(mut res: reqwest::Response) -> Bytes {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        let room = BODY_KEEP.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= BODY_KEEP {
+            break;
+        }
+    }
+    Bytes::from(out)
+}
+
+/// Maps a transport error to a retry reason and an explanation.
+fn classify(e: &reqwest::Error) -> (FailureReason, String) {
+    let mut chain = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    let lower = chain.to_lowercase();
+    let reason = if e.is_timeout() {
+        FailureReason::HttpTimeout
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        FailureReason::SslError
+    } else if e.is_connect() || lower.contains("dns") || lower.contains("ssrf") {
+        FailureReason::ConnectionFailed
+    } else {
+        FailureReason::UnknownError
+    };
+    if lower.contains("ssrf") {
+        tracing::warn!(reason = %chain, "delivery target refused");
+    }
+    (reason, chain)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_accepted_as_text_form_or_json() {
+        assert!(echoes(b"abc", Some("text/plain"), "abc"));
+        assert!(echoes(b" abc\n", None, "abc"));
+        assert!(echoes(
+            b"challenge=abc",
+            Some("application/x-www-form-urlencoded"),
+            "abc"
+        ));
+        assert!(echoes(
+            br#"{"challenge":"abc"}"#,
+            Some("application/json"),
+            "abc"
+        ));
+        assert!(!echoes(b"", None, "abc"));
+        assert!(!echoes(br#"{"challenge":"abd"}"#, None, "abc"));
+        assert!(!echoes(b"ok", None, "abc"));
+    }
+}

@@ -1,0 +1,203 @@
+//! SQL for the delivery engine: due work per app, attempt outcomes, postponing, waking,
+//! redelivery, and the tallies the health rule is rebuilt from after a restart.
+
+use rusqlite::{params, params_from_iter, Connection};
+
+use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
+use super::now;
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn pending_apps(c: &Connection) -> StoreResult<Vec<(String, i64)>> {
+    let mut st = c.prepare_cached(
+        "SELECT app_id, MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' GROUP BY app_id",
+    )?;
+    let v = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
+fn exclusion(exclude: &[i64], first_param: usize) -> String {
+    if exclude.is_empty() {
+        String::new()
+    } else {
+        let marks: Vec<String> = (0..exclude.len())
+            .map(|i| format!("?{}", first_param + i))
+            .collect();
+        format!(" AND d.seq NOT IN ({})", marks.join(","))
+    }
+}
+
+pub fn due(
+    c: &Connection,
+    app: &str,
+    now_ms: i64,
+    limit: usize,
+    exclude: &[i64],
+) -> StoreResult<Vec<DueDelivery>> {
+    let sql = format!(
+        "SELECT {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E} FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2{}
+         ORDER BY d.next_attempt_at, d.seq LIMIT ?3",
+        delivery_columns("d"),
+        exclusion(exclude, 4)
+    );
+    let mut st = c.prepare(&sql)?;
+    let mut args: Vec<rusqlite::types::Value> =
+        vec![app.to_string().into(), now_ms.into(), (limit as i64).into()];
+    args.extend(exclude.iter().map(|s| rusqlite::types::Value::from(*s)));
+    let rows = st
+        .query_map(params_from_iter(args), |r| {
+            let delivery = map_delivery(r)?;
+            Ok(DueDelivery {
+                delivery,
+                attempts: r.get::<_, i64>(10)? as u32,
+                redeliver: r.get(11)?,
+                event: map_event(r, 12)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn next_due(c: &Connection, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
+    let sql = format!(
+        "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'{}",
+        exclusion(exclude, 2)
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![app.to_string().into()];
+    args.extend(exclude.iter().map(|s| rusqlite::types::Value::from(*s)));
+    Ok(c.prepare(&sql)?
+        .query_row(params_from_iter(args), |r| r.get(0))?)
+}
+
+pub fn record(c: &Connection, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+         VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut upd = c.prepare_cached(
+        "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
+            next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6
+         WHERE seq = ?1",
+    )?;
+    let t = now();
+    for o in outcomes {
+        if let Some(a) = &o.attempt {
+            ins.execute(params![
+                o.seq,
+                a.at,
+                a.transport,
+                a.status_code,
+                a.reason,
+                a.latency_ms,
+                a.retry_num
+            ])?;
+        }
+        let (status, reason, next): (&str, Option<&str>, Option<i64>) = match &o.next {
+            NextStep::Delivered => ("delivered", None, None),
+            NextStep::Retry { at_ms, reason } => ("pending", Some(reason.as_str()), Some(*at_ms)),
+            NextStep::Failed { reason } => ("failed", Some(reason), None),
+            NextStep::Dropped { reason } => ("dropped", Some(reason), None),
+        };
+        upd.execute(params![
+            o.seq,
+            o.attempt.is_some() as i64,
+            status,
+            reason,
+            next,
+            t
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn postpone(c: &Connection, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
+    let mut st = c.prepare_cached(
+        "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1 AND status = 'pending'",
+    )?;
+    for s in seqs {
+        st.execute(params![s, until_ms])?;
+    }
+    Ok(())
+}
+
+pub fn wake_app(c: &Connection, app: &str) -> StoreResult<()> {
+    c.prepare_cached("UPDATE deliveries SET next_attempt_at = ?2 WHERE app_id = ?1 AND status = 'pending' AND next_attempt_at > ?2")?
+        .execute(params![app, now_ms()])?;
+    Ok(())
+}
+
+pub fn redeliver(c: &Connection, id: &str) -> StoreResult<()> {
+    let n = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?2, updated_at = ?3
+             WHERE id = ?1 AND status <> 'pending'",
+        )?
+        .execute(params![id, now_ms(), now()])?;
+    if n == 0 {
+        let exists: bool = c
+            .prepare_cached("SELECT COUNT(*) FROM deliveries WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, i64>(0))?
+            > 0;
+        return Err(if exists {
+            StoreError::Conflict(format!("delivery {id} is already pending"))
+        } else {
+            StoreError::NotFound(format!("delivery {id} does not exist"))
+        });
+    }
+    Ok(())
+}
+
+pub fn redeliver_many(c: &Connection, app: &str, f: &DeliveryFilter) -> StoreResult<usize> {
+    let status = f.status.map(DeliveryStatus::as_str).unwrap_or("failed");
+    if status == "pending" {
+        return Err(StoreError::Invalid(
+            "pending deliveries are already going to be attempted".into(),
+        ));
+    }
+    Ok(c.prepare_cached(
+        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?3, updated_at = ?4
+         WHERE app_id = ?1 AND status = ?2 AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at <= ?6)
+           AND (?7 IS NULL OR team_id = ?7) AND (?8 IS NULL OR event_type = ?8)",
+    )?
+    .execute(params![app, status, now_ms(), now(), f.since, f.until, f.team_id, f.event_type])?)
+}
+
+pub fn tallies(c: &Connection, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
+    let mut st = c.prepare_cached(
+        "SELECT d.app_id, a.at / 60000,
+                SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 1 ELSE 0 END),
+                SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 0 ELSE 1 END),
+                SUM(CASE WHEN a.retry_num = 0 THEN 1 ELSE 0 END)
+         FROM delivery_attempts a JOIN deliveries d ON d.seq = a.delivery_seq
+         WHERE a.at >= ?1 GROUP BY 1, 2",
+    )?;
+    let v = st
+        .query_map([since_ms], |r| {
+            Ok(AttemptTally {
+                app_id: r.get(0)?,
+                minute: r.get(1)?,
+                successes: r.get::<_, i64>(2)? as u64,
+                failures: r.get::<_, i64>(3)? as u64,
+                events: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
+pub fn pending_count(c: &Connection) -> StoreResult<u64> {
+    Ok(
+        c.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?
+            .query_row([], |r| r.get::<_, i64>(0))? as u64,
+    )
+}
