@@ -68,6 +68,8 @@ pub type Script = Arc<dyn Fn(&Hit, usize) -> Reply + Send + Sync>;
 #[derive(Clone)]
 struct Shared {
     hits: Arc<Mutex<Vec<Hit>>>,
+    /// event_id → requests seen, so the script knows which attempt this is.
+    seen: Arc<Mutex<HashMap<String, usize>>>,
     script: Arc<Mutex<Script>>,
 }
 
@@ -93,12 +95,14 @@ async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Byt
         at: Instant::now(),
     };
     let json = hit.json();
-    let seen = {
-        let hits = s.hits.lock().unwrap();
-        match json["event_id"].as_str() {
-            Some(id) => hits.iter().filter(|h| h.json()["event_id"] == id).count(),
-            None => 0,
+    let seen = match json["event_id"].as_str() {
+        Some(id) => {
+            let mut seen = s.seen.lock().unwrap();
+            let n = seen.entry(id.to_string()).or_default();
+            *n += 1;
+            *n - 1
         }
+        None => 0,
     };
     s.hits.lock().unwrap().push(hit.clone());
     let script = s.script.lock().unwrap().clone();
@@ -140,6 +144,7 @@ impl Receiver {
     pub async fn with(script: Script) -> Receiver {
         let shared = Shared {
             hits: Arc::new(Mutex::new(Vec::new())),
+            seen: Arc::default(),
             script: Arc::new(Mutex::new(script)),
         };
         let app = axum::Router::new()
