@@ -105,6 +105,10 @@ pub enum DeliveryCmd {
     Show {
         id: String,
     },
+    /// A new attempt now, outside the retry budget.
+    Redeliver {
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -387,6 +391,12 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
                     "created_at",
                 ],
             );
+        }
+        Command::Deliveries(DeliveryCmd::Redeliver { id }) => {
+            let v = c
+                .post(&format!("/deliveries/{}/redeliver", seg(&id)), &json!({}))
+                .await?;
+            print_item(json_out, &v, &["id", "event_id", "app_id", "status"]);
         }
         Command::Deliveries(DeliveryCmd::Show { id }) => {
             let v = c.get(&format!("/deliveries/{}", seg(&id))).await?;
