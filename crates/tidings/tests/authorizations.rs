@@ -246,8 +246,6 @@ async fn bad_tokens_contexts_and_cursors_get_slack_errors() {
     );
 
     // Bot tokens are not app-level tokens.
-    let (_, mine) = f.s.admin("GET", "/apps/A01/installations", None).await;
-    assert!(mine["items"][0]["bot_user_id"].is_string());
     let ws = f.s.workspace(&[], &["chat:write"], &[]).await;
     assert_eq!(
         err(list(&f, Some(ws.bot_token()), &[("event_context", ctx)]).await),
