@@ -13,4 +13,5 @@ pub mod ids;
 pub mod policy;
 pub mod publish;
 pub mod signing;
+pub mod socket_mode;
 pub mod token;

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::health::Health;
 use crate::http::{HttpSender, SendResult};
+use crate::socket::{SendError, SocketHub};
 
 /// What the dispatcher needs from configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +56,7 @@ pub struct Dispatcher {
     wake: Notify,
     permits: Arc<Semaphore>,
     health: Health,
+    hub: Arc<SocketHub>,
 }
 
 pub fn now_ms() -> i64 {
@@ -69,6 +71,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         catalog: Arc<Catalog>,
         sender: HttpSender,
+        hub: Arc<SocketHub>,
         cfg: DispatchConfig,
         health: Health,
     ) -> Arc<Dispatcher> {
@@ -83,6 +86,7 @@ impl Dispatcher {
             lanes: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             health,
+            hub,
         })
     }
 
@@ -228,25 +232,38 @@ impl Dispatcher {
                 .await
                 .map_err(|e| e.to_string());
         }
-        let url = app.request_url.clone().filter(|_| app.request_url_verified);
-        match (url, app.socket_mode) {
-            (Some(url), _) => {
-                let app = Arc::new(app);
-                let url: Arc<str> = url.into();
-                for row in rows {
-                    if let Some(l) = self.lanes().get_mut(app_id) {
-                        l.in_flight.insert(row.delivery.seq);
-                    }
-                    let me = self.clone();
-                    let (app, url) = (app.clone(), url.clone());
-                    tokio::spawn(async move { me.attempt_http(app, url, row).await });
-                }
-                metrics::gauge!("tidings_deliveries_in_flight")
-                    .set((self.cfg.max_in_flight_total - self.permits.available_permits()) as f64);
-                Ok(())
+        if app.socket_mode {
+            // Socket Mode apps get events over their WebSocket connections only.
+            if self.hub.connections(app_id) == 0 {
+                return self.hold(app_id, rows, true, now).await;
             }
-            (None, socket_mode) => self.hold(app_id, rows, socket_mode, now).await,
+            let app = Arc::new(app);
+            for row in rows {
+                self.start_attempt(app_id, row.delivery.seq);
+                let (me, app) = (self.clone(), app.clone());
+                tokio::spawn(async move { me.attempt_socket(app, row).await });
+            }
+            return Ok(());
         }
+        let Some(url) = app.request_url.clone().filter(|_| app.request_url_verified) else {
+            return self.hold(app_id, rows, false, now).await;
+        };
+        let app = Arc::new(app);
+        let url: Arc<str> = url.into();
+        for row in rows {
+            self.start_attempt(app_id, row.delivery.seq);
+            let me = self.clone();
+            let (app, url) = (app.clone(), url.clone());
+            tokio::spawn(async move { me.attempt_http(app, url, row).await });
+        }
+        Ok(())
+    }
+
+    fn start_attempt(&self, app_id: &str, seq: i64) {
+        if let Some(l) = self.lanes().get_mut(app_id) {
+            l.in_flight.insert(seq);
+        }
+        metrics::gauge!("tidings_deliveries_in_flight").increment(1.0);
     }
 
     /// No transport yet: keep the deliveries pending and look again later. Socket Mode
@@ -293,7 +310,6 @@ impl Dispatcher {
     }
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
-        let seq = row.delivery.seq;
         let _permit = self.permits.clone().acquire_owned().await;
         let retry_num = if row.redeliver { 0 } else { row.attempts };
         let last_reason = row
@@ -308,94 +324,175 @@ impl Dispatcher {
             &row.delivery,
             &app,
         ) {
-            Err(e) => {
-                tracing::error!(delivery = %row.delivery.id, error = %e, "cannot build the envelope");
-                AttemptOutcome {
-                    seq,
-                    attempt: None,
-                    next: NextStep::Failed {
-                        reason: FailureReason::UnknownError.as_str().into(),
-                    },
-                }
-            }
+            Err(e) => self.unbuildable(&row, e),
             Ok(body) => {
                 let retry = (retry_num > 0).then_some((retry_num, last_reason.as_str()));
-                let result = self
+                let r = self
                     .sender
                     .post(&url, Bytes::from(body), &app.signing_secret, retry)
                     .await;
-                self.observe(&app.id, &row, &result, retry_num);
-                self.outcome(&row, &result, retry_num)
+                self.log_failure(&app.id, &row, &r);
+                let attempt = Attempt {
+                    at: now_ms() - r.latency.as_millis() as i64,
+                    transport: "http".into(),
+                    status_code: r.status_code,
+                    reason: r.failure.map(|f| f.as_str().to_string()),
+                    latency_ms: r.latency.as_millis() as i64,
+                    retry_num,
+                };
+                self.conclude(&app.id, &row, attempt, r.latency, r.no_retry)
             }
         };
-        let retry_at = match &outcome.next {
-            NextStep::Retry { at_ms, .. } => Some(*at_ms),
-            _ => None,
+        self.finish(&app.id, row, outcome).await;
+    }
+
+    /// One attempt over Socket Mode: an `events_api` envelope with a fresh `envelope_id`,
+    /// acked within `ack_timeout` or failed as `timeout` (also when its socket closes first).
+    async fn attempt_socket(self: Arc<Self>, app: Arc<App>, row: DueDelivery) {
+        let _permit = self.permits.clone().acquire_owned().await;
+        let retry_num = if row.redeliver { 0 } else { row.attempts };
+        let body = match crate::envelope::for_delivery(
+            &self.catalog,
+            &self.key,
+            &row.event,
+            &row.delivery,
+            &app,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                let outcome = self.unbuildable(&row, e);
+                return self.finish(&app.id, row, outcome).await;
+            }
         };
-        // Leave the lane only once the outcome is durable, so the row is never fetched
-        // again while this attempt's result is unknown to the store.
-        let mut tries = 0;
-        while let Err(e) = self.store.record_outcomes(vec![outcome.clone()]).await {
-            tries += 1;
-            tracing::error!(delivery = %row.delivery.id, error = %e, tries, "cannot record an attempt; retrying");
-            tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
-        }
+        let raw = match String::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::value::RawValue::from_string(s).map_err(|e| e.to_string()))
         {
-            let mut lanes = self.lanes();
-            if let Some(l) = lanes.get_mut(&app.id) {
-                l.in_flight.remove(&seq);
-                if let Some(t) = retry_at {
-                    l.next_due = Some(l.next_due.map_or(t, |d| d.min(t)));
-                }
+            Ok(r) => r,
+            Err(e) => {
+                let outcome = self.unbuildable(&row, e);
+                return self.finish(&app.id, row, outcome).await;
             }
+        };
+        let envelope_id = uuid::Uuid::new_v4().to_string();
+        let frame = tidings_core::socket_mode::events_api(&envelope_id, &raw, retry_num);
+        let start = std::time::Instant::now();
+        let acked = match self.hub.send(&app.id, &envelope_id, frame) {
+            Err(SendError::NoConnection) => {
+                // The connection went away before sending: no attempt was made.
+                let hold = now_ms() + self.cfg.hold_recheck.as_millis() as i64;
+                let _ = self.store.postpone(vec![row.delivery.seq], hold).await;
+                self.leave_lane(&app.id, row.delivery.seq, Some(hold));
+                return;
+            }
+            Ok(wait) => match tokio::time::timeout(self.hub.cfg.ack_timeout, wait).await {
+                Ok(Ok(())) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    self.hub.forget(&envelope_id);
+                    false
+                }
+            },
+        };
+        let latency = start.elapsed();
+        if !acked {
+            tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = %app.id, envelope_id, retry_num, "socket mode envelope not acked");
         }
-        self.wake.notify_one();
-    }
-
-    /// Counts the attempt in metrics, the log and the health rule.
-    fn observe(&self, app_id: &str, row: &DueDelivery, r: &SendResult, retry_num: u32) {
-        let outcome = r.failure.map_or("success", FailureReason::as_str);
-        metrics::counter!("tidings_delivery_attempts_total", "transport" => "http", "outcome" => outcome).increment(1);
-        metrics::histogram!("tidings_delivery_latency_seconds", "transport" => "http")
-            .record(r.latency.as_secs_f64());
-        if let Some(reason) = r.failure {
-            tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = app_id, reason = reason.as_str(),
-                status = ?r.status_code, retry_num, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");
-        }
-        let store = self.store.clone();
-        self.health
-            .record(&store, app_id, r.ok(), retry_num == 0 && !row.redeliver);
-    }
-
-    /// What follows an attempt: delivered, a retry on Slack's schedule, or failed.
-    fn outcome(&self, row: &DueDelivery, r: &SendResult, retry_num: u32) -> AttemptOutcome {
         let attempt = Attempt {
-            at: now_ms() - r.latency.as_millis() as i64,
-            transport: "http".into(),
-            status_code: r.status_code,
-            reason: r.failure.map(|f| f.as_str().to_string()),
-            latency_ms: r.latency.as_millis() as i64,
+            at: now_ms() - latency.as_millis() as i64,
+            transport: "socket".into(),
+            status_code: None,
+            reason: (!acked).then(|| "timeout".to_string()),
+            latency_ms: latency.as_millis() as i64,
             retry_num,
         };
-        let next = match r.failure {
-            None => NextStep::Delivered,
-            Some(reason) if row.redeliver || r.no_retry => NextStep::Failed {
-                reason: reason.as_str().into(),
+        let outcome = self.conclude(&app.id, &row, attempt, latency, false);
+        self.finish(&app.id, row, outcome).await;
+    }
+
+    fn unbuildable(&self, row: &DueDelivery, e: String) -> AttemptOutcome {
+        tracing::error!(delivery = %row.delivery.id, error = %e, "cannot build the envelope");
+        AttemptOutcome {
+            seq: row.delivery.seq,
+            attempt: None,
+            next: NextStep::Failed {
+                reason: FailureReason::UnknownError.as_str().into(),
             },
+        }
+    }
+
+    /// What follows an attempt — delivered, a retry on Slack's schedule, or failed — with
+    /// the attempt counted in metrics and the health rule.
+    fn conclude(
+        &self,
+        app_id: &str,
+        row: &DueDelivery,
+        attempt: Attempt,
+        latency: Duration,
+        no_retry: bool,
+    ) -> AttemptOutcome {
+        let outcome = attempt.reason.as_deref().unwrap_or("success").to_string();
+        metrics::counter!("tidings_delivery_attempts_total", "transport" => attempt.transport.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("tidings_delivery_latency_seconds", "transport" => attempt.transport.clone()).record(latency.as_secs_f64());
+        let store = self.store.clone();
+        self.health.record(
+            &store,
+            app_id,
+            attempt.reason.is_none(),
+            attempt.retry_num == 0 && !row.redeliver,
+        );
+        let next = match attempt.reason.clone() {
+            None => NextStep::Delivered,
+            Some(reason) if row.redeliver || no_retry => NextStep::Failed { reason },
             Some(reason) => match policy::retry_delay(&self.cfg.retry_schedule, row.attempts + 1) {
                 Some(d) => NextStep::Retry {
                     at_ms: now_ms() + d.as_millis() as i64,
-                    reason: reason.as_str().into(),
+                    reason,
                 },
-                None => NextStep::Failed {
-                    reason: reason.as_str().into(),
-                },
+                None => NextStep::Failed { reason },
             },
         };
         AttemptOutcome {
             seq: row.delivery.seq,
             attempt: Some(attempt),
             next,
+        }
+    }
+
+    /// Records the outcome, then lets the delivery leave its lane: only once the outcome is
+    /// durable, so the row is never fetched again while its result is unknown to the store.
+    async fn finish(&self, app_id: &str, row: DueDelivery, outcome: AttemptOutcome) {
+        let retry_at = match &outcome.next {
+            NextStep::Retry { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        };
+        let mut tries = 0u64;
+        while let Err(e) = self.store.record_outcomes(vec![outcome.clone()]).await {
+            tries += 1;
+            tracing::error!(delivery = %row.delivery.id, error = %e, tries, "cannot record an attempt; retrying");
+            tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        }
+        self.leave_lane(app_id, row.delivery.seq, retry_at);
+    }
+
+    fn leave_lane(&self, app_id: &str, seq: i64, due_at: Option<i64>) {
+        {
+            let mut lanes = self.lanes();
+            if let Some(l) = lanes.get_mut(app_id) {
+                l.in_flight.remove(&seq);
+                if let Some(t) = due_at {
+                    l.next_due = Some(l.next_due.map_or(t, |d| d.min(t)));
+                }
+            }
+        }
+        metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
+        self.wake.notify_one();
+    }
+
+    fn log_failure(&self, app_id: &str, row: &DueDelivery, r: &SendResult) {
+        if let Some(reason) = r.failure {
+            tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = app_id, reason = reason.as_str(),
+                status = ?r.status_code, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod dispatcher;
 pub mod envelope;
 pub mod health;
 pub mod http;
+pub mod socket;
 pub mod ssrf;
 
 use std::sync::Arc;
@@ -17,12 +18,14 @@ use tidings_store::Store;
 pub use dispatcher::{DispatchConfig, Dispatcher};
 pub use health::{Health, HealthConfig};
 pub use http::{HttpSender, SenderConfig};
+pub use socket::{SocketConfig, SocketHub};
 
 /// The running delivery engine, as the server sees it.
 pub struct Engine {
     pub dispatcher: Arc<Dispatcher>,
     pub sender: HttpSender,
     pub health: Health,
+    pub hub: Arc<SocketHub>,
 }
 
 impl Engine {
@@ -33,17 +36,26 @@ impl Engine {
         sender_cfg: SenderConfig,
         dispatch_cfg: DispatchConfig,
         health_cfg: HealthConfig,
+        socket_cfg: SocketConfig,
     ) -> Result<Engine, String> {
         let sender = HttpSender::new(sender_cfg)?;
         let health = Health::new(health_cfg);
         health.rebuild(&store).await;
-        let dispatcher =
-            Dispatcher::new(store, catalog, sender.clone(), dispatch_cfg, health.clone());
+        let hub = Arc::new(SocketHub::new(socket_cfg));
+        let dispatcher = Dispatcher::new(
+            store,
+            catalog,
+            sender.clone(),
+            hub.clone(),
+            dispatch_cfg,
+            health.clone(),
+        );
         dispatcher.spawn();
         Ok(Engine {
             dispatcher,
             sender,
             health,
+            hub,
         })
     }
 }

@@ -80,6 +80,11 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
             min_success_ratio: config.health.min_success_ratio,
             min_events: config.health.min_events,
         },
+        tidings_delivery::SocketConfig {
+            ack_timeout: config.socket_mode.ack_timeout,
+            max_connections_per_app: config.socket_mode.max_connections_per_app as usize,
+            ticket_ttl: config.socket_mode.ticket_ttl,
+        },
     )
     .await?;
     let state = AppState::new(Inner {

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod error;
 pub mod extract;
 pub mod observe;
+pub mod socket;
 pub mod state;
 pub mod webapi;
 
@@ -28,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics_text))
         .route("/api/{method}", any(webapi::dispatch))
+        .route("/link", get(socket::link))
+        .route("/link/", get(socket::link))
         .nest("/admin/v1", admin::router(state.clone()))
         .fallback(|| async {
             error::Problem::not_found(

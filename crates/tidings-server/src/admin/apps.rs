@@ -187,6 +187,7 @@ pub async fn update_app(
             a.request_url = url;
         }
     }
+    let was_socket_mode = a.socket_mode;
     if let Some(m) = p.socket_mode {
         a.socket_mode = m;
     }
@@ -200,7 +201,15 @@ pub async fn update_app(
         a.event_shape = event_shape(&shape)?;
     }
     let a = s.store.update_app(a).await?;
-    if verified_now {
+    if was_socket_mode && !a.socket_mode {
+        // Socket Mode turned off: tell the app's sockets and close them.
+        let frame = tidings_core::socket_mode::disconnect(
+            tidings_core::socket_mode::DisconnectReason::LinkDisabled,
+            "tidings",
+        );
+        s.engine.hub.close_app(&a.id, frame);
+    }
+    if verified_now || was_socket_mode != a.socket_mode {
         s.store.wake_app(&a.id).await?;
         s.engine.dispatcher.wake([a.id.clone()]);
     }

@@ -5,6 +5,7 @@
 
 mod auth_test;
 mod authorizations;
+mod connections;
 mod params;
 
 use axum::body::Bytes;
@@ -45,6 +46,7 @@ pub async fn dispatch(
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
+        "apps.connections.open" => connections::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
         _ => Err(SlackError::new("unknown_method")),
     };
