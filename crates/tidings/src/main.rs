@@ -3,6 +3,7 @@
 //! it sends requests and prints answers.
 
 mod cli;
+mod listen;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.command {
             cli::Command::Serve(opts) => serve::run(opts).await,
+            cli::Command::Listen(opts) => listen::run(args.global, opts).await,
             other => cli::run(args.global, other).await,
         }
     });

@@ -4,6 +4,7 @@
 //! one line.
 
 mod client;
+pub use client::Client;
 mod output;
 mod publish;
 
@@ -11,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::serve::ServeOpts;
-use client::Client;
 use output::{print_item, print_list};
 
 #[derive(Parser, Debug)]
@@ -76,6 +76,8 @@ pub enum Command {
     /// Published events.
     #[command(subcommand)]
     Events(EventCmd),
+    /// Hold a Socket Mode connection for an app and forward its events to a local URL.
+    Listen(crate::listen::ListenOpts),
     /// Deliveries (one event for one app in one team).
     #[command(subcommand)]
     Deliveries(DeliveryCmd),
@@ -291,7 +293,7 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
     let c = Client::new(&g)?;
     let json_out = g.json;
     match cmd {
-        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Serve(_) | Command::Listen(_) => unreachable!("handled by main"),
         Command::Enterprises(EnterpriseCmd::Create { name, id }) => {
             let v = c
                 .post("/enterprises", &with_id(json!({"name": name}), id))
