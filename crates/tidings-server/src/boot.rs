@@ -72,7 +72,10 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
             retry_schedule: d.retry_schedule.clone(),
             max_in_flight_per_app: d.max_in_flight_per_app as usize,
             max_in_flight_total: MAX_IN_FLIGHT_TOTAL,
-            hold_recheck: std::time::Duration::from_secs(5),
+            // Held deliveries are looked at again this often (sooner for a short hold time).
+            hold_recheck: std::time::Duration::from_secs(5)
+                .min(config.socket_mode.hold_time / 2)
+                .max(std::time::Duration::from_millis(100)),
             socket_hold_time: config.socket_mode.hold_time,
         },
         tidings_delivery::HealthConfig {

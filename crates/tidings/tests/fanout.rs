@@ -317,3 +317,76 @@ async fn messages_in_private_channels_and_dms_need_their_own_subscriptions() {
     assert_eq!(full["event"]["event"]["channel_type"], "group");
     assert_eq!(full["event"]["event_type"], "message.groups");
 }
+
+#[tokio::test]
+async fn uninstalling_sends_tokens_revoked_and_app_uninstalled_when_nothing_is_left() {
+    let s = Server::start();
+    team(&s).await;
+    app(&s, "A01", &["tokens_revoked", "app_uninstalled"], &[]).await;
+    let bot = install(&s, "A01", "U01", &["chat:write"], &[]).await;
+    let user = install(&s, "A01", "U02", &[], &["stars:read"]).await;
+    let types = |page: &Value| -> Vec<String> {
+        let mut v: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["event_type"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // U02's user installation goes: its token is revoked; the bot remains, so no app_uninstalled.
+    assert_eq!(
+        s.admin(
+            "DELETE",
+            &format!("/apps/A01/installations/{}", user["id"].as_str().unwrap()),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, page) = s.admin("GET", "/apps/A01/deliveries", None).await;
+    assert_eq!(types(&page), vec!["tokens_revoked"]);
+    let (_, ev) = s
+        .admin(
+            "GET",
+            &format!("/events/{}", page["items"][0]["event_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        ev["event"]["event"]["tokens"],
+        json!({"oauth": ["U02"], "bot": []})
+    );
+    // The last installation goes: tokens_revoked for the bot, and app_uninstalled.
+    assert_eq!(
+        s.admin(
+            "DELETE",
+            &format!("/apps/A01/installations/{}", bot["id"].as_str().unwrap()),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, page) = s.admin("GET", "/apps/A01/deliveries", None).await;
+    assert_eq!(
+        types(&page),
+        vec!["app_uninstalled", "tokens_revoked", "tokens_revoked"]
+    );
+    let newest = &page["items"][0];
+    let (_, ev) = s
+        .admin(
+            "GET",
+            &format!("/events/{}", newest["event_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(
+        ev["deliveries"][0]["envelope"]
+            .get("event_context")
+            .is_none(),
+        "app events carry no event_context"
+    );
+}

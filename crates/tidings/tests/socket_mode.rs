@@ -406,3 +406,12 @@ async fn every_event_arrives_after_the_server_is_killed_with_connections_open() 
         wait_status(&s, e, "delivered").await;
     }
 }
+
+#[tokio::test]
+async fn deliveries_held_past_the_hold_time_fail_as_connection_failed() {
+    let s = Server::start_with(&[("TIDINGS_SOCKET_MODE_HOLD_TIME", "1s")]);
+    socket_app(&s).await;
+    let ev = say(&s, "nobody is connected").await;
+    let d = wait_status(&s, &ev, "failed").await;
+    assert_eq!(d["reason"], "connection_failed");
+}
