@@ -1,37 +1,12 @@
-// @slack/web-api against Tidings: auth.test and paginate() over authorizations.list.
+// apps.event.authorizations.list through @slack/web-api's paginate().
 'use strict';
 
 const test = require('node:test');
 const assert = require('node:assert');
 const { WebClient } = require('@slack/web-api');
-const { startTidings } = require('./support');
+const { withTidings } = require('./support');
 
-test('auth.test returns the bot identity and scopes', async (t) => {
-  const td = await startTidings();
-  t.after(() => td.stop());
-  await td.admin('POST', '/teams', { id: 'T01', name: 'Acme', domain: 'acme' }, 201);
-  await td.admin('POST', '/teams/T01/users', { id: 'U01', name: 'alice' }, 201);
-  const app = (await td.admin('POST', '/apps', { id: 'A01', name: 'A' }, 201)).body;
-  const inst = (await td.admin('POST', '/apps/A01/installations',
-    { team_id: 'T01', installer_user_id: 'U01', bot_scopes: ['chat:write', 'channels:history'] }, 201)).body;
-  const res = await new WebClient(inst.bot_token, { slackApiUrl: td.apiUrl }).auth.test();
-  assert.strictEqual(res.ok, true);
-  assert.strictEqual(res.user_id, inst.bot_user_id);
-  assert.strictEqual(res.bot_id, inst.bot_id);
-  assert.strictEqual(res.app_id, app.id);
-  assert.deepStrictEqual(res.response_metadata.scopes, ['chat:write', 'channels:history']);
-});
-
-test('an invalid token rejects with invalid_auth', async (t) => {
-  const td = await startTidings();
-  t.after(() => td.stop());
-  const client = new WebClient('xoxb-nope', { slackApiUrl: td.apiUrl, retryConfig: { retries: 0 } });
-  await assert.rejects(client.auth.test(), (e) => e.data && e.data.error === 'invalid_auth');
-});
-
-test('paginate() walks every page of more than 250 authorizations', async (t) => {
-  const td = await startTidings();
-  t.after(() => td.stop());
+test('paginate() walks every page of more than 250 authorizations', withTidings(async (td) => {
   const users = Array.from({ length: 260 }, (_, i) => `U${String(i).padStart(5, '0')}`);
   await td.admin('POST', '/teams', { id: 'T01', name: 'Acme', domain: 'acme' }, 201);
   for (const u of users) await td.admin('POST', '/teams/T01/users', { id: u, name: u.toLowerCase() }, 201);
@@ -60,4 +35,4 @@ test('paginate() walks every page of more than 250 authorizations', async (t) =>
   assert.strictEqual(seen.length, users.length + 1);
   assert.strictEqual(seen[0].is_bot, true);
   assert.strictEqual(new Set(seen.map((a) => a.user_id)).size, users.length + 1);
-});
+}));
