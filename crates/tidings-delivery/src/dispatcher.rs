@@ -57,7 +57,16 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     health: Health,
     hub: Arc<SocketHub>,
+    /// Outcomes waiting to be written, folded into one store call per batch.
+    outcomes: tokio::sync::mpsc::Sender<QueuedOutcome>,
+    outcome_queue: Mutex<Option<tokio::sync::mpsc::Receiver<QueuedOutcome>>>,
 }
+
+/// An outcome on its way to the store, and who waits for it to be written.
+type QueuedOutcome = (AttemptOutcome, tokio::sync::oneshot::Sender<()>);
+
+/// Most outcomes written in one store call.
+const OUTCOME_BATCH: usize = 512;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -76,7 +85,10 @@ impl Dispatcher {
         health: Health,
     ) -> Arc<Dispatcher> {
         let key = store.event_context_key();
+        let (outcomes, queue) = tokio::sync::mpsc::channel(cfg.max_in_flight_total.max(1));
         Arc::new(Dispatcher {
+            outcomes,
+            outcome_queue: Mutex::new(Some(queue)),
             permits: Arc::new(Semaphore::new(cfg.max_in_flight_total)),
             store,
             catalog,
@@ -107,10 +119,15 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Spawns the dispatch loop (and the pending-depth gauge).
+    /// Spawns the dispatch loop, the outcome writer and the pending-depth gauge.
     pub fn spawn(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move { me.run().await });
+        let queue = self.outcome_queue.lock().ok().and_then(|mut q| q.take());
+        if let Some(queue) = queue {
+            let store = self.store.clone();
+            tokio::spawn(write_outcomes(store, queue));
+        }
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -466,11 +483,9 @@ impl Dispatcher {
             NextStep::Retry { at_ms, .. } => Some(*at_ms),
             _ => None,
         };
-        let mut tries = 0u64;
-        while let Err(e) = self.store.record_outcomes(vec![outcome.clone()]).await {
-            tries += 1;
-            tracing::error!(delivery = %row.delivery.id, error = %e, tries, "cannot record an attempt; retrying");
-            tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.outcomes.send((outcome, done)).await.is_ok() {
+            let _ = written.await;
         }
         self.leave_lane(app_id, row.delivery.seq, retry_at);
     }
@@ -493,6 +508,41 @@ impl Dispatcher {
         if let Some(reason) = r.failure {
             tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = app_id, reason = reason.as_str(),
                 status = ?r.status_code, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");
+        }
+    }
+}
+
+/// Writes attempt outcomes in batches: whatever has queued while the last write ran goes
+/// in the next one (the same idea as the store's group commit, one level up). A failed
+/// write is retried until it succeeds: an outcome is never dropped, and its delivery stays
+/// in its lane (not re-fetched) until it is durable.
+async fn write_outcomes(
+    store: Arc<dyn Store>,
+    mut queue: tokio::sync::mpsc::Receiver<QueuedOutcome>,
+) {
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    let mut waiters = Vec::with_capacity(OUTCOME_BATCH);
+    while let Some((first, done)) = queue.recv().await {
+        batch.push(first);
+        waiters.push(done);
+        while batch.len() < OUTCOME_BATCH {
+            match queue.try_recv() {
+                Ok((o, d)) => {
+                    batch.push(o);
+                    waiters.push(d);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut tries = 0u64;
+        while let Err(e) = store.record_outcomes(batch.clone()).await {
+            tries += 1;
+            tracing::error!(error = %e, tries, outcomes = batch.len(), "cannot record attempts; retrying");
+            tokio::time::sleep(Duration::from_millis(200 * tries.min(25))).await;
+        }
+        batch.clear();
+        for w in waiters.drain(..) {
+            let _ = w.send(());
         }
     }
 }

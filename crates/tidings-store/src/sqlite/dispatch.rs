@@ -1,7 +1,7 @@
 //! SQL for the delivery engine: due work per app, attempt outcomes, postponing, waking,
 //! redelivery, and the tallies the health rule is rebuilt from after a restart.
 
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, Connection};
 
 use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
 use super::now;
@@ -25,15 +25,10 @@ pub fn pending_apps(c: &Connection) -> StoreResult<Vec<(String, i64)>> {
     Ok(v)
 }
 
-fn exclusion(exclude: &[i64], first_param: usize) -> String {
-    if exclude.is_empty() {
-        String::new()
-    } else {
-        let marks: Vec<String> = (0..exclude.len())
-            .map(|i| format!("?{}", first_param + i))
-            .collect();
-        format!(" AND d.seq NOT IN ({})", marks.join(","))
-    }
+/// The in-flight rows to skip, as a JSON array: one static statement for any number of
+/// them, so it is prepared once and cached.
+fn exclusion_json(exclude: &[i64]) -> String {
+    serde_json::to_string(exclude).unwrap_or_else(|_| "[]".into())
 }
 
 pub fn due(
@@ -45,38 +40,35 @@ pub fn due(
 ) -> StoreResult<Vec<DueDelivery>> {
     let sql = format!(
         "SELECT {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E} FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2{}
+         WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
+           AND d.seq NOT IN (SELECT value FROM json_each(?4))
          ORDER BY d.next_attempt_at, d.seq LIMIT ?3",
         delivery_columns("d"),
-        exclusion(exclude, 4)
     );
-    let mut st = c.prepare(&sql)?;
-    let mut args: Vec<rusqlite::types::Value> =
-        vec![app.to_string().into(), now_ms.into(), (limit as i64).into()];
-    args.extend(exclude.iter().map(|s| rusqlite::types::Value::from(*s)));
+    let mut st = c.prepare_cached(&sql)?;
     let rows = st
-        .query_map(params_from_iter(args), |r| {
-            let delivery = map_delivery(r)?;
-            Ok(DueDelivery {
-                delivery,
-                attempts: r.get::<_, i64>(10)? as u32,
-                redeliver: r.get(11)?,
-                event: map_event(r, 12)?,
-            })
-        })?
+        .query_map(
+            params![app, now_ms, limit as i64, exclusion_json(exclude)],
+            |r| {
+                let delivery = map_delivery(r)?;
+                Ok(DueDelivery {
+                    delivery,
+                    attempts: r.get::<_, i64>(10)? as u32,
+                    redeliver: r.get(11)?,
+                    event: map_event(r, 12)?,
+                })
+            },
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
 pub fn next_due(c: &Connection, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
-    let sql = format!(
-        "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'{}",
-        exclusion(exclude, 2)
-    );
-    let mut args: Vec<rusqlite::types::Value> = vec![app.to_string().into()];
-    args.extend(exclude.iter().map(|s| rusqlite::types::Value::from(*s)));
-    Ok(c.prepare(&sql)?
-        .query_row(params_from_iter(args), |r| r.get(0))?)
+    Ok(c.prepare_cached(
+        "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'
+           AND d.seq NOT IN (SELECT value FROM json_each(?2))",
+    )?
+    .query_row(params![app, exclusion_json(exclude)], |r| r.get(0))?)
 }
 
 pub fn record(c: &Connection, outcomes: &[AttemptOutcome]) -> StoreResult<()> {

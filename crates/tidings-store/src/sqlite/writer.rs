@@ -141,7 +141,10 @@ fn commit_batch(
     let mut jobs = std::mem::take(batch);
     let mut iter = jobs.drain(..);
     while let Some(job) = iter.next() {
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = conn
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut st| st.execute([]))
+        {
             let err = StoreError::from(e);
             let _ = conn.execute_batch("ROLLBACK");
             job.fail(err.clone());
@@ -151,12 +154,19 @@ fn commit_batch(
         }
         let (ok, finish) = job.run(conn);
         finishers.push(finish);
+        // Cached statements: parsing these per job showed up on the hot path.
         let end = if ok {
-            "RELEASE job"
+            conn.prepare_cached("RELEASE job")
+                .and_then(|mut st| st.execute([]))
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            conn.prepare_cached("ROLLBACK TO job")
+                .and_then(|mut st| st.execute([]))
+                .and_then(|_| {
+                    conn.prepare_cached("RELEASE job")
+                        .and_then(|mut st| st.execute([]))
+                })
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             let err = StoreError::from(e);
             let _ = conn.execute_batch("ROLLBACK");
             let mut rest: Vec<_> = iter.collect();
