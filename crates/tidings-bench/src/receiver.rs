@@ -1,0 +1,86 @@
+//! The benchmark's receiver: an HTTP server on 127.0.0.1 that answers every delivery (and
+//! the url_verification handshake) and records when each event arrived relative to when it
+//! was published (the publish time rides in the event's text as `b<unix micros>`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Default)]
+pub struct Stats {
+    pub received: AtomicU64,
+    pub refused: AtomicU64,
+    /// Publish → arrival, microseconds.
+    pub latencies: Mutex<Vec<u64>>,
+    pub last_arrival_us: AtomicU64,
+    /// Answer 500 to first attempts (the `retries` scenario).
+    pub fail_first: AtomicBool,
+}
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn published_at(body: &[u8]) -> Option<u64> {
+    const MARK: &[u8] = b"\"text\":\"b";
+    let i = body.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    let digits = body[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[i..i + digits]).ok()?.parse().ok()
+}
+
+async fn handle(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes) -> Response {
+    if body.windows(18).any(|w| w == b"\"url_verification\"") {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        return axum::Json(serde_json::json!({"challenge": v["challenge"]})).into_response();
+    }
+    if stats.fail_first.load(Ordering::Relaxed) && !headers.contains_key("x-slack-retry-num") {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let now = now_us();
+    if let Some(t) = published_at(&body) {
+        if let Ok(mut l) = stats.latencies.lock() {
+            l.push(now.saturating_sub(t));
+        }
+    }
+    stats.received.fetch_add(1, Ordering::Relaxed);
+    stats.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+    StatusCode::OK.into_response()
+}
+
+/// Starts a receiver; returns its base URL (any path is accepted) and its stats.
+pub async fn start() -> Result<(String, Arc<Stats>), String> {
+    let stats = Arc::new(Stats::default());
+    let app = axum::Router::new()
+        .fallback(handle)
+        .with_state(stats.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}"), stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publish_time_is_read_from_the_text() {
+        assert_eq!(
+            published_at(br#"{"event":{"text":"b1700000000123456 pad"}}"#),
+            Some(1_700_000_000_123_456)
+        );
+        assert_eq!(published_at(br#"{"event":{"text":"hello"}}"#), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! The scenarios: each starts a fresh server and receiver, builds its workspace through the
+//! operator API, publishes through `/admin/v1/events/batch` (bounded in count and time,
+//! loopback only), waits for the deliveries to drain, and reports.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::receiver::{self, now_us, Stats};
+use crate::server::{Server, ADMIN};
+
+/// One scenario's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub events: u64,
+    pub deliveries: u64,
+    pub events_per_sec: f64,
+    pub deliveries_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub server_cpu_s: f64,
+    pub peak_rss_mb: f64,
+    pub note: String,
+}
+
+pub struct Params {
+    pub bin: String,
+    pub duration: Duration,
+    pub drain: Duration,
+}
+
+struct Shape {
+    teams: usize,
+    apps: usize,
+    /// Events per second, or as fast as the server takes them.
+    pace: Option<u64>,
+    fail_first: bool,
+}
+
+pub const ALL: &[&str] = &["throughput", "latency", "fanout", "tenants", "retries"];
+
+pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
+    let shape = match name {
+        "throughput" => Shape {
+            teams: 1,
+            apps: 1,
+            pace: None,
+            fail_first: false,
+        },
+        "latency" => Shape {
+            teams: 1,
+            apps: 1,
+            pace: Some(1000),
+            fail_first: false,
+        },
+        "fanout" => Shape {
+            teams: 1,
+            apps: 100,
+            pace: None,
+            fail_first: false,
+        },
+        "tenants" => Shape {
+            teams: 1000,
+            apps: 10,
+            pace: None,
+            fail_first: false,
+        },
+        "retries" => Shape {
+            teams: 1,
+            apps: 1,
+            pace: None,
+            fail_first: true,
+        },
+        other => {
+            return Err(format!(
+                "unknown scenario {other:?}; known: {}",
+                ALL.join(", ")
+            ))
+        }
+    };
+    let server = Server::start(&p.bin, &[])?;
+    let (recv_url, stats) = receiver::start().await?;
+    stats.fail_first.store(shape.fail_first, Ordering::Relaxed);
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let places = setup(&c, &server.url, shape.teams, shape.apps, &recv_url).await?;
+
+    let cpu0 = server.cpu_seconds();
+    let t0 = Instant::now();
+    let start_us = now_us();
+    let events = publish(&c, &server.url, &places, p.duration, shape.pace).await?;
+    let publish_secs = t0.elapsed().as_secs_f64();
+    let expected = events * shape.apps as u64;
+    let deadline = Instant::now() + p.drain;
+    while stats.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = stats.received.load(Ordering::Relaxed);
+    let span_s = (stats
+        .last_arrival_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(start_us)) as f64
+        / 1e6;
+    let (p50, p99, max) = percentiles(&stats);
+    let mut note = String::new();
+    if received < expected {
+        note = format!("only {received} of {expected} deliveries arrived within the drain time");
+    }
+    if shape.fail_first {
+        note = format!(
+            "{} first attempts refused {}",
+            stats.refused.load(Ordering::Relaxed),
+            note
+        )
+        .trim()
+        .to_string();
+    }
+    Ok(Outcome {
+        scenario: name.to_string(),
+        events,
+        deliveries: received,
+        events_per_sec: events as f64 / publish_secs.max(1e-9),
+        deliveries_per_sec: received as f64 / span_s.max(1e-9),
+        p50_ms: p50,
+        p99_ms: p99,
+        max_ms: max,
+        server_cpu_s: server.cpu_seconds() - cpu0,
+        peak_rss_mb: server.peak_rss_mb(),
+        note,
+    })
+}
+
+fn percentiles(stats: &Stats) -> (f64, f64, f64) {
+    let mut l = stats
+        .latencies
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    if l.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    l.sort_unstable();
+    let at = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    (at(0.5), at(0.99), *l.last().unwrap_or(&0) as f64 / 1000.0)
+}
+
+async fn admin(
+    c: &reqwest::Client,
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let res = c
+        .request(method, format!("{url}/admin/v1{path}"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+    let status = res.status();
+    let v: Value = res.json().await.map_err(|e| format!("{path}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("{path}: {status} {v}"));
+    }
+    Ok(v)
+}
+
+/// (team, channel, user) where events are published.
+type Place = (String, String, String);
+
+/// `teams` teams, each with a user and a channel holding the bots of `apps` apps installed
+/// there; every app's Request URL is the receiver.
+async fn setup(
+    c: &reqwest::Client,
+    url: &str,
+    teams: usize,
+    apps: usize,
+    recv: &str,
+) -> Result<Vec<Place>, String> {
+    use reqwest::Method;
+    for a in 0..apps {
+        admin(
+            c,
+            url,
+            Method::POST,
+            "/apps",
+            json!({"id": format!("A{a:06}"), "name": format!("bench {a}"),
+            "request_url": format!("{recv}/a{a}"), "bot_events": ["message.channels"]}),
+        )
+        .await?;
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut set = JoinSet::new();
+    for t in 0..teams {
+        let (c, url, sem) = (c.clone(), url.to_string(), sem.clone());
+        set.spawn(async move {
+            let _p = sem.acquire().await;
+            let (team, user, channel) = (format!("T{t:06}"), format!("U{t:06}"), format!("C{t:06}"));
+            admin(&c, &url, Method::POST, "/teams", json!({"id": team, "name": team, "domain": format!("t{t}")})).await?;
+            admin(&c, &url, Method::POST, &format!("/teams/{team}/users"), json!({"id": user, "name": "u"})).await?;
+            let mut members = vec![user.clone()];
+            for a in 0..apps {
+                let inst = admin(&c, &url, Method::POST, &format!("/apps/A{a:06}/installations"),
+                    json!({"team_id": team, "installer_user_id": user, "bot_scopes": ["channels:history"]})).await?;
+                members.push(inst["bot_user_id"].as_str().unwrap_or_default().to_string());
+            }
+            admin(&c, &url, Method::PUT, &format!("/teams/{team}/conversations/{channel}"),
+                json!({"name": "bench", "kind": "public", "members": members})).await?;
+            Ok::<Place, String>((team, channel, user))
+        });
+    }
+    let mut places = Vec::with_capacity(teams);
+    while let Some(r) = set.join_next().await {
+        places.push(r.map_err(|e| e.to_string())??);
+    }
+    places.sort();
+    Ok(places)
+}
+
+/// Publishes 1 KB message events spread over the places, for `duration`, in batches; at
+/// `pace` events per second when given. Returns how many were accepted.
+async fn publish(
+    c: &reqwest::Client,
+    url: &str,
+    places: &[Place],
+    duration: Duration,
+    pace: Option<u64>,
+) -> Result<u64, String> {
+    let pad = "x".repeat(800);
+    let (batch, workers, tick) = match pace {
+        Some(rate) => (
+            ((rate / 100).max(1)) as usize,
+            1,
+            Some(Duration::from_millis(10)),
+        ),
+        None => (500, 2, None),
+    };
+    let places = Arc::new(places.to_vec());
+    let end = Instant::now() + duration;
+    let mut set = JoinSet::new();
+    for w in 0..workers {
+        let (c, url, pad, places) = (c.clone(), url.to_string(), pad.clone(), places.clone());
+        set.spawn(async move {
+            let mut sent = 0u64;
+            let mut n = w;
+            let mut interval = tick.map(tokio::time::interval);
+            while Instant::now() < end {
+                if let Some(i) = interval.as_mut() {
+                    i.tick().await;
+                }
+                let t = now_us();
+                let events: Vec<Value> = (0..batch)
+                    .map(|_| {
+                        n += workers;
+                        let (team, channel, user) = &places[n % places.len()];
+                        json!({"team_id": team, "event": {"type": "message", "channel": channel, "user": user,
+                            "text": format!("b{t} {n}"), "pad": pad}})
+                    })
+                    .collect();
+                let res = c
+                    .post(format!("{url}/admin/v1/events/batch"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"events": events}))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let v: Value = res.json().await.map_err(|e| e.to_string())?;
+                sent += v["results"].as_array().map_or(0, |r| r.iter().filter(|x| x["event_id"].is_string()).count()) as u64;
+            }
+            Ok::<u64, String>(sent)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = set.join_next().await {
+        total += r.map_err(|e| e.to_string())??;
+    }
+    Ok(total)
+}

@@ -1,0 +1,85 @@
+//! The server under test: a release `tidings serve` in its own process with a fresh data
+//! dir, and its CPU time and peak RSS read from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const ADMIN: &str = "tdk_admin_bench_token_0123456789";
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(bin: &str, env: &[(&str, &str)]) -> Result<Server, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("TIDINGS_ADMIN_TOKEN", ADMIN)
+            .env("TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS", "true")
+            // The benchmark measures the engine, not Slack's hourly quota.
+            .env("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "4000000000")
+            .env("TIDINGS_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}"))?;
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "tidings did not start".to_string())?;
+            if let Some(url) = line.strip_prefix("tidings listening on ") {
+                return Ok(Server {
+                    child,
+                    url: url.trim().to_string(),
+                    _dir: dir,
+                });
+            }
+        }
+    }
+
+    /// CPU seconds used so far (user + system).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start after ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Peak resident set size in MB (VmHWM).
+    pub fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
