@@ -181,7 +181,13 @@ impl Dispatcher {
                     }
                 }
             }
-            let earliest = self.lanes().values().filter_map(|l| l.next_due).min();
+            // A full lane is woken by its own completions; counting it here would spin.
+            let earliest = self
+                .lanes()
+                .values()
+                .filter(|l| l.in_flight.len() < self.cfg.max_in_flight_per_app)
+                .filter_map(|l| l.next_due)
+                .min();
             let wait = earliest.map_or(1000, |t| (t - now_ms()).clamp(0, 1000)) as u64;
             if wait > 0 {
                 tokio::select! {
