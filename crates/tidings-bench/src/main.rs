@@ -47,6 +47,7 @@ async fn main() -> std::process::ExitCode {
         bin: a.tidings_bin.clone(),
         duration,
         drain: duration.max(Duration::from_secs(20)) * 2,
+        quick: a.quick,
     };
     let names: Vec<String> = if a.scenarios.is_empty() {
         scenarios::ALL.iter().map(|s| s.to_string()).collect()
