@@ -11,68 +11,18 @@ use serde_json::{json, Value};
 use support::receiver::{signature_ok, Hit, Receiver, Reply};
 use support::Server;
 
-/// T01 with U01 in C01; app `app` subscribed to message.channels, installed, its bot in
-/// C01, its Request URL `url` (None: no URL).
+/// App `app` subscribed to channel messages with Request URL `url` (None: no URL),
+/// installed in T01 with its bot in C01.
 async fn app_in_channel(s: &Server, app: &str, url: Option<&str>) -> Value {
-    if s.admin("GET", "/teams/T01", None).await.0 == 404 {
-        assert_eq!(
-            s.admin(
-                "POST",
-                "/teams",
-                Some(json!({"id": "T01", "name": "Acme", "domain": "acme"}))
-            )
-            .await
-            .0,
-            201
-        );
-        assert_eq!(
-            s.admin(
-                "POST",
-                "/teams/T01/users",
-                Some(json!({"id": "U01", "name": "alice"}))
-            )
-            .await
-            .0,
-            201
-        );
-        assert_eq!(
-            s.admin(
-                "PUT",
-                "/teams/T01/conversations/C01",
-                Some(json!({"name": "general", "kind": "public", "members": ["U01"]}))
-            )
-            .await
-            .0,
-            201
-        );
-    }
     let mut body = json!({"id": app, "name": app, "bot_events": ["message.channels"]});
     if let Some(u) = url {
         body["request_url"] = u.into();
     }
-    let (st, a) = s.admin("POST", "/apps", Some(body)).await;
-    assert_eq!(st, 201, "{a}");
-    let (st, inst) = s
-        .admin("POST", &format!("/apps/{app}/installations"), Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})))
-        .await;
-    assert_eq!(st, 201, "{inst}");
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams/T01/conversations/C01/members",
-            Some(json!({"user": inst["bot_user_id"]}))
-        )
-        .await
-        .0,
-        200
-    );
-    a
+    s.app_in_channel(body).await
 }
 
 async fn say(s: &Server, text: &str) -> String {
-    let (st, r) = s.admin("POST", "/events", Some(json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": text}}))).await;
-    assert_eq!(st, 202, "{r}");
-    r["event_id"].as_str().unwrap().to_string()
+    s.say(text).await
 }
 
 async fn delivery_of(s: &Server, event_id: &str) -> Value {
@@ -80,19 +30,8 @@ async fn delivery_of(s: &Server, event_id: &str) -> Value {
     ev["deliveries"][0].clone()
 }
 
-/// Waits until the event's delivery reaches `status`.
 async fn wait_status(s: &Server, event_id: &str, status: &str) -> Value {
-    for _ in 0..500 {
-        let d = delivery_of(s, event_id).await;
-        if d["status"] == status {
-            return d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "delivery of {event_id} never became {status}: {}",
-        delivery_of(s, event_id).await
-    );
+    s.wait_status(event_id, status).await
 }
 
 const FAST_RETRIES: (&str, &str) = (

@@ -30,42 +30,10 @@ async fn every_acknowledged_event_arrives_after_a_sigkill_mid_load() {
         }
     }))
     .await;
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams",
-            Some(json!({"id": "T01", "name": "Acme", "domain": "acme"}))
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams/T01/users",
-            Some(json!({"id": "U01", "name": "alice"}))
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(s.admin("POST", "/apps", Some(json!({"id": "A01", "name": "a", "bot_events": ["message.channels"], "request_url": r.url}))).await.0, 201);
-    let (_, inst) = s
-        .admin("POST", "/apps/A01/installations", Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})))
-        .await;
-    let members = json!(["U01", inst["bot_user_id"]]);
-    assert_eq!(
-        s.admin(
-            "PUT",
-            "/teams/T01/conversations/C01",
-            Some(json!({"name": "g", "kind": "public", "members": members}))
-        )
-        .await
-        .0,
-        201
-    );
-
+    s.app_in_channel(
+        json!({"id": "A01", "name": "a", "bot_events": ["message.channels"], "request_url": r.url}),
+    )
+    .await;
     // Publish in batches from another task; remember every event a 200 acknowledged.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let publisher = {

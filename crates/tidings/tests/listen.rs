@@ -17,40 +17,7 @@ async fn listen_forwards_events_to_a_local_app_and_acks_on_2xx() {
         ("TIDINGS_SOCKET_MODE_ACK_TIMEOUT", "500ms"),
         ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","0s","0s"]"#),
     ]);
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams",
-            Some(json!({"id": "T01", "name": "Acme", "domain": "acme"}))
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams/T01/users",
-            Some(json!({"id": "U01", "name": "alice"}))
-        )
-        .await
-        .0,
-        201
-    );
-    let (_, app) = s.admin("POST", "/apps", Some(json!({"id": "A01", "name": "a", "socket_mode": true, "bot_events": ["message.channels"]}))).await;
-    let (_, inst) = s
-        .admin("POST", "/apps/A01/installations", Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})))
-        .await;
-    assert_eq!(
-        s.admin(
-            "PUT",
-            "/teams/T01/conversations/C01",
-            Some(json!({"name": "g", "kind": "public", "members": ["U01", inst["bot_user_id"]]}))
-        )
-        .await
-        .0,
-        201
-    );
+    let app = s.app_in_channel(json!({"id": "A01", "name": "a", "socket_mode": true, "bot_events": ["message.channels"]})).await;
     // The local app refuses the first attempt of each event.
     let local = Receiver::with(Arc::new(|_: &Hit, seen| {
         if seen == 0 {
@@ -70,24 +37,18 @@ async fn listen_forwards_events_to_a_local_app_and_acks_on_2xx() {
         .unwrap();
     // Wait for the connection to be up: the app then has an app token and a socket.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (st, r) = s.admin("POST", "/events", Some(json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": "to my laptop"}}))).await;
-    assert_eq!(st, 202);
-    let event_id = r["event_id"].as_str().unwrap().to_string();
+    let event_id = s.say("to my laptop").await;
     local
         .wait_for(20, "the event twice at the local app", |h| h.len() >= 2)
         .await;
-    let mut delivered = false;
-    for _ in 0..250 {
-        let (_, ev) = s.admin("GET", &format!("/events/{event_id}"), None).await;
-        if ev["deliveries"][0]["status"] == "delivered" {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let delivered = s.wait_status(&event_id, "delivered").await;
     let _ = child.kill();
     let _ = child.wait();
-    assert!(delivered, "acked after the local app said 200");
+    assert_eq!(
+        delivered["attempts"].as_array().unwrap().len(),
+        2,
+        "acked once the local app said 200"
+    );
     let hits = local.hits();
     assert!(
         hits.iter()

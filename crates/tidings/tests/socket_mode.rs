@@ -15,43 +15,13 @@ use tokio_tungstenite::tungstenite::Message;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// T01, U01, C01 with the bot; socket-mode app A01 subscribed to channel messages; returns
-/// its app-level token.
+/// Socket-mode app A01 subscribed to channel messages, its bot in C01; returns its
+/// app-level token.
 async fn socket_app(s: &Server) -> String {
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams",
-            Some(json!({"id": "T01", "name": "Acme", "domain": "acme"}))
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(
-        s.admin(
-            "POST",
-            "/teams/T01/users",
-            Some(json!({"id": "U01", "name": "alice"}))
-        )
-        .await
-        .0,
-        201
-    );
-    assert_eq!(s.admin("POST", "/apps", Some(json!({"id": "A01", "name": "a", "socket_mode": true, "bot_events": ["message.channels"]}))).await.0, 201);
-    let (_, inst) = s
-        .admin("POST", "/apps/A01/installations", Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})))
-        .await;
-    assert_eq!(
-        s.admin(
-            "PUT",
-            "/teams/T01/conversations/C01",
-            Some(json!({"name": "g", "kind": "public", "members": ["U01", inst["bot_user_id"]]}))
-        )
-        .await
-        .0,
-        201
-    );
+    s.app_in_channel(
+        json!({"id": "A01", "name": "a", "socket_mode": true, "bot_events": ["message.channels"]}),
+    )
+    .await;
     let (_, t) = s
         .admin(
             "POST",
@@ -93,9 +63,7 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 async fn say(s: &Server, text: &str) -> String {
-    let (st, r) = s.admin("POST", "/events", Some(json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": text}}))).await;
-    assert_eq!(st, 202, "{r}");
-    r["event_id"].as_str().unwrap().to_string()
+    s.say(text).await
 }
 
 async fn ack(ws: &mut Ws, env: &Value) {
@@ -109,14 +77,7 @@ async fn ack(ws: &mut Ws, env: &Value) {
 }
 
 async fn wait_status(s: &Server, event_id: &str, status: &str) -> Value {
-    for _ in 0..500 {
-        let (_, ev) = s.admin("GET", &format!("/events/{event_id}"), None).await;
-        if ev["deliveries"][0]["status"] == status {
-            return ev["deliveries"][0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{event_id} never became {status}");
+    s.wait_status(event_id, status).await
 }
 
 #[tokio::test]
@@ -242,7 +203,12 @@ async fn an_unacked_envelope_is_redelivered_with_a_new_id_and_reason_timeout() {
 
 #[tokio::test]
 async fn two_connections_share_the_events_and_a_closed_ones_envelopes_move_over() {
-    let s = Server::start_with(&[("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","0s","0s"]"#)]);
+    // A long ack timeout, so the only thing that can bring an envelope back is its socket
+    // closing (on a loaded machine a 3 s timeout could fire first).
+    let s = Server::start_with(&[
+        ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","0s","0s"]"#),
+        ("TIDINGS_SOCKET_MODE_ACK_TIMEOUT", "60s"),
+    ]);
     let token = socket_app(&s).await;
     let (mut a, _) = connect(&s, &token).await;
     let (mut b, hello_b) = connect(&s, &token).await;

@@ -230,6 +230,99 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Team T01 ("Acme") with user U01 (alice) and public channel C01 holding U01; made
+    /// once per server.
+    pub async fn acme(&self) {
+        if self.admin("GET", "/teams/T01", None).await.0 == 200 {
+            return;
+        }
+        assert_eq!(
+            self.admin(
+                "POST",
+                "/teams",
+                Some(json!({"id": "T01", "name": "Acme", "domain": "acme"}))
+            )
+            .await
+            .0,
+            201
+        );
+        assert_eq!(
+            self.admin(
+                "POST",
+                "/teams/T01/users",
+                Some(json!({"id": "U01", "name": "alice"}))
+            )
+            .await
+            .0,
+            201
+        );
+        assert_eq!(
+            self.admin(
+                "PUT",
+                "/teams/T01/conversations/C01",
+                Some(json!({"name": "general", "kind": "public", "members": ["U01"]}))
+            )
+            .await
+            .0,
+            201
+        );
+    }
+
+    /// In [`Server::acme`]'s workspace: creates the app described by `app` (operator API
+    /// body), installs it for U01 with `channels:history`, and puts its bot in C01.
+    /// Returns the app as created.
+    pub async fn app_in_channel(&self, app: Value) -> Value {
+        self.acme().await;
+        let id = app["id"]
+            .as_str()
+            .expect("the app body names its id")
+            .to_string();
+        let (st, created) = self.admin("POST", "/apps", Some(app)).await;
+        assert_eq!(st, 201, "{created}");
+        let (st, inst) = self
+            .admin("POST", &format!("/apps/{id}/installations"), Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})))
+            .await;
+        assert_eq!(st, 201, "{inst}");
+        assert_eq!(
+            self.admin(
+                "POST",
+                "/teams/T01/conversations/C01/members",
+                Some(json!({"user": inst["bot_user_id"]}))
+            )
+            .await
+            .0,
+            200
+        );
+        created
+    }
+
+    /// Publishes a message from U01 in C01; returns its event id.
+    pub async fn say(&self, text: &str) -> String {
+        let (st, r) = self
+            .admin("POST", "/events", Some(json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": text}})))
+            .await;
+        assert_eq!(st, 202, "{r}");
+        r["event_id"].as_str().expect("event id").to_string()
+    }
+
+    /// Waits (up to 10 s) until the event's first delivery has `status`; returns it.
+    pub async fn wait_status(&self, event_id: &str, status: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..500 {
+            let (_, ev) = self
+                .admin("GET", &format!("/events/{event_id}"), None)
+                .await;
+            last = ev["deliveries"][0].clone();
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the delivery of {event_id} never became {status}: {last}");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
