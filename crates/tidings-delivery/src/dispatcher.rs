@@ -217,6 +217,36 @@ impl Dispatcher {
             self.lanes().remove(app_id);
             return Ok(());
         };
+        // No transport (no verified Request URL, or Socket Mode with no connection): the
+        // deliveries stay pending untouched, and the lane sleeps until a URL is verified or
+        // a socket opens (both wake it) or the next recheck. Socket Mode deliveries older
+        // than the hold time fail in one statement.
+        let has_transport = if app.socket_mode {
+            self.hub.connections(app_id) > 0
+        } else {
+            app.request_url.is_some() && app.request_url_verified
+        };
+        if app.events_enabled && !has_transport {
+            if app.socket_mode {
+                let cutoff = (now - self.cfg.socket_hold_time.as_millis() as i64) / 1000;
+                let expired = self
+                    .store
+                    .expire_held(app_id, cutoff)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if expired > 0 {
+                    tracing::info!(
+                        app = app_id,
+                        expired,
+                        "socket mode deliveries held past the hold time failed"
+                    );
+                }
+            }
+            if let Some(l) = self.lanes().get_mut(app_id) {
+                l.next_due = Some(now + self.cfg.hold_recheck.as_millis() as i64);
+            }
+            return Ok(());
+        }
         let rows = self
             .store
             .due_deliveries(app_id, now, capacity, exclude.clone())
@@ -258,7 +288,7 @@ impl Dispatcher {
         if app.socket_mode {
             // Socket Mode apps get events over their WebSocket connections only.
             if self.hub.connections(app_id) == 0 {
-                return self.hold(app_id, rows, true, now).await;
+                return self.recheck_later(app_id, now);
             }
             let app = Arc::new(app);
             for row in rows {
@@ -269,7 +299,7 @@ impl Dispatcher {
             return Ok(());
         }
         let Some(url) = app.request_url.clone().filter(|_| app.request_url_verified) else {
-            return self.hold(app_id, rows, false, now).await;
+            return self.recheck_later(app_id, now);
         };
         let app = Arc::new(app);
         let url: Arc<str> = url.into();
@@ -289,45 +319,12 @@ impl Dispatcher {
         metrics::gauge!("tidings_deliveries_in_flight").increment(1.0);
     }
 
-    /// No transport yet: keep the deliveries pending and look again later. Socket Mode
-    /// deliveries give up after the hold time as `connection_failed`.
-    async fn hold(
-        &self,
-        app_id: &str,
-        rows: Vec<DueDelivery>,
-        socket_mode: bool,
-        now: i64,
-    ) -> Result<(), String> {
+    /// The transport went away between the check and the send: leave the rows pending,
+    /// untouched, and look again at the next recheck.
+    fn recheck_later(&self, app_id: &str, now: i64) -> Result<(), String> {
         let recheck = now + self.cfg.hold_recheck.as_millis() as i64;
-        let hold_ms = self.cfg.socket_hold_time.as_millis() as i64;
-        let (expired, held): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|r| socket_mode && r.delivery.created_at * 1000 + hold_ms <= now);
-        if !expired.is_empty() {
-            let outcomes = expired
-                .iter()
-                .map(|r| AttemptOutcome {
-                    seq: r.delivery.seq,
-                    attempt: None,
-                    next: NextStep::Failed {
-                        reason: FailureReason::ConnectionFailed.as_str().into(),
-                    },
-                })
-                .collect();
-            self.store
-                .record_outcomes(outcomes)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if !held.is_empty() {
-            let seqs = held.iter().map(|r| r.delivery.seq).collect();
-            self.store
-                .postpone(seqs, recheck)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(l) = self.lanes().get_mut(app_id) {
-                l.next_due = Some(l.next_due.map_or(recheck, |d| d.min(recheck)));
-            }
+        if let Some(l) = self.lanes().get_mut(app_id) {
+            l.next_due = Some(l.next_due.map_or(recheck, |d| d.min(recheck)));
         }
         Ok(())
     }

@@ -131,6 +131,9 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;
     /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
+    /// Fails, as `connection_failed`, the app's pending deliveries created at or before
+    /// `created_before` (Unix seconds): Socket Mode deliveries held past the hold time.
+    async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize>;
     /// Makes every pending delivery of the app due now (its Request URL was verified).
     async fn wake_app(&self, app_id: &str) -> StoreResult<()>;
     /// One new attempt now, outside the retry budget.

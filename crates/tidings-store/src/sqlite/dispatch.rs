@@ -122,6 +122,14 @@ pub fn postpone(c: &Connection, seqs: &[i64], until_ms: i64) -> StoreResult<()> 
     Ok(())
 }
 
+pub fn expire_held(c: &Connection, app: &str, created_before: i64) -> StoreResult<usize> {
+    Ok(c.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
+         WHERE app_id = ?1 AND status = 'pending' AND created_at <= ?2",
+    )?
+    .execute(params![app, created_before, now()])?)
+}
+
 pub fn wake_app(c: &Connection, app: &str) -> StoreResult<()> {
     c.prepare_cached("UPDATE deliveries SET next_attempt_at = ?2 WHERE app_id = ?1 AND status = 'pending' AND next_attempt_at > ?2")?
         .execute(params![app, now_ms()])?;

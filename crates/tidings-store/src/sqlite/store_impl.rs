@@ -331,6 +331,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize> {
+        let app = app_id.to_owned();
+        self.write(move |c| dispatch::expire_held(c, &app, created_before))
+            .await
+    }
+
     async fn wake_app(&self, app_id: &str) -> StoreResult<()> {
         let app = app_id.to_owned();
         self.write(move |c| dispatch::wake_app(c, &app)).await
