@@ -36,7 +36,6 @@ pub struct SendResult {
     pub detail: Option<String>,
     /// The start of the response body (for URL verification).
     pub body: Bytes,
-    pub content_type: Option<String>,
 }
 
 impl SendResult {
@@ -79,15 +78,7 @@ impl HttpSender {
         retry: Option<(u32, &str)>,
     ) -> SendResult {
         let start = Instant::now();
-        let fail = |reason: FailureReason, detail: String, status: Option<u16>| SendResult {
-            status_code: status,
-            failure: Some(reason),
-            no_retry: false,
-            latency: start.elapsed(),
-            detail: Some(detail),
-            body: Bytes::new(),
-            content_type: None,
-        };
+        let fail = |reason, detail, status| failed(start, reason, detail, status);
         let exchange = self.exchange(url, body, signing_secret, retry, start);
         match tokio::time::timeout(self.cfg.timeout, exchange).await {
             Ok(r) => r,
@@ -107,15 +98,7 @@ impl HttpSender {
         retry: Option<(u32, &str)>,
         start: Instant,
     ) -> SendResult {
-        let fail = |reason: FailureReason, detail: String, status: Option<u16>| SendResult {
-            status_code: status,
-            failure: Some(reason),
-            no_retry: false,
-            latency: start.elapsed(),
-            detail: Some(detail),
-            body: Bytes::new(),
-            content_type: None,
-        };
+        let fail = |reason, detail, status| failed(start, reason, detail, status);
         let mut target = match url::Url::parse(url) {
             Ok(u) => u,
             Err(e) => {
@@ -197,11 +180,6 @@ impl HttpSender {
                 .get("x-slack-no-retry")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim() == "1");
-            let content_type = res
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
             let body = read_some(res).await;
             let ok = status.is_success();
             return SendResult {
@@ -211,7 +189,6 @@ impl HttpSender {
                 latency: start.elapsed(),
                 detail: (!ok).then(|| format!("HTTP {}", status.as_u16())),
                 body,
-                content_type,
             };
         }
     }
@@ -237,7 +214,7 @@ impl HttpSender {
             }
             return Err(msg);
         }
-        if echoes(&r.body, r.content_type.as_deref(), &challenge) {
+        if echoes(&r.body, &challenge) {
             Ok(())
         } else {
             Err(format!(
@@ -249,8 +226,25 @@ impl HttpSender {
     }
 }
 
+/// A failed attempt that started at `start`.
+fn failed(
+    start: Instant,
+    reason: FailureReason,
+    detail: String,
+    status: Option<u16>,
+) -> SendResult {
+    SendResult {
+        status_code: status,
+        failure: Some(reason),
+        no_retry: false,
+        latency: start.elapsed(),
+        detail: Some(detail),
+        body: Bytes::new(),
+    }
+}
+
 /// Whether a verification answer carries the challenge: bare text, a form, or JSON.
-pub fn echoes(body: &[u8], content_type: Option<&str>, challenge: &str) -> bool {
+pub fn echoes(body: &[u8], challenge: &str) -> bool {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text == challenge {
@@ -261,7 +255,6 @@ pub fn echoes(body: &[u8], content_type: Option<&str>, challenge: &str) -> bool 
             return true;
         }
     }
-    let _ = content_type;
     form_urlencoded::parse(text.as_bytes()).any(|(k, v)| k == "challenge" && v.trim() == challenge)
 }
 
@@ -333,20 +326,12 @@ mod tests {
 
     #[test]
     fn challenges_are_accepted_as_text_form_or_json() {
-        assert!(echoes(b"abc", Some("text/plain"), "abc"));
-        assert!(echoes(b" abc\n", None, "abc"));
-        assert!(echoes(
-            b"challenge=abc",
-            Some("application/x-www-form-urlencoded"),
-            "abc"
-        ));
-        assert!(echoes(
-            br#"{"challenge":"abc"}"#,
-            Some("application/json"),
-            "abc"
-        ));
-        assert!(!echoes(b"", None, "abc"));
-        assert!(!echoes(br#"{"challenge":"abd"}"#, None, "abc"));
-        assert!(!echoes(b"ok", None, "abc"));
+        assert!(echoes(b"abc", "abc"));
+        assert!(echoes(b" abc\n", "abc"));
+        assert!(echoes(b"challenge=abc", "abc"));
+        assert!(echoes(br#"{"challenge":"abc"}"#, "abc"));
+        assert!(!echoes(b"", "abc"));
+        assert!(!echoes(br#"{"challenge":"abd"}"#, "abc"));
+        assert!(!echoes(b"ok", "abc"));
     }
 }

@@ -357,8 +357,6 @@ async fn redirects_are_followed_as_posts_up_to_two() {
     let looped = format!("{base}/loop");
     let r2 = Receiver::start().await;
     app_in_channel(&s, "A02", Some(&r2.url)).await;
-    let inner = r.url.clone();
-    let _ = inner;
     r2.set_script(Arc::new(move |h: &Hit, _| {
         if h.is_verification() {
             Reply::default()
@@ -406,7 +404,6 @@ async fn an_app_without_a_verified_url_keeps_deliveries_pending_until_it_has_one
 #[tokio::test]
 async fn a_stalled_app_does_not_hold_up_another() {
     let s = Server::start_with(&[("TIDINGS_DELIVERY_TIMEOUT", "10s")]);
-    let gate = Arc::new(tokio::sync::Notify::new());
     let stuck = Receiver::with(Arc::new(|h: &Hit, _| {
         if h.is_verification() {
             Reply::default()
@@ -437,7 +434,6 @@ async fn a_stalled_app_does_not_hold_up_another() {
         "at most max_in_flight_per_app requests in flight to one app: {}",
         stuck.events().len()
     );
-    gate.notify_waiters();
 }
 
 #[tokio::test]

@@ -144,7 +144,7 @@ pub async fn publish_batch(
     let results: Vec<Value> = slots
         .into_iter()
         .map(|slot| match slot {
-            Ok(i) => match published[i].take() {
+            Ok(i) => match published.get_mut(i).and_then(Option::take) {
                 Some(Ok(p)) => json!(p),
                 Some(Err(r)) => json!({"error": Problem::from(r)}),
                 None => json!({"error": Problem::bad_request("lost result")}),
