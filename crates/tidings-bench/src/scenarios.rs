@@ -45,10 +45,18 @@ struct Shape {
     fail_first: bool,
 }
 
-pub const ALL: &[&str] = &["throughput", "latency", "fanout", "tenants", "retries"];
+pub const ALL: &[&str] = &[
+    "throughput",
+    "latency",
+    "fanout",
+    "tenants",
+    "retries",
+    "insights",
+];
 
 pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let shape = match name {
+        "insights" => return crate::insights::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,

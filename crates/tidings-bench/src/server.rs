@@ -10,15 +10,26 @@ pub const ADMIN: &str = "tdk_admin_bench_token_0123456789";
 pub struct Server {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     pub fn start(bin: &str, env: &[(&str, &str)]) -> Result<Server, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut s = Server::start_in(bin, &dir.path().join("data"), env)?;
+        s._dir = Some(dir);
+        Ok(s)
+    }
+
+    /// Starts on an existing data dir (kept when the server stops).
+    pub fn start_in(
+        bin: &str,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(data_dir)
             .env("TIDINGS_ADMIN_TOKEN", ADMIN)
             .env("TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS", "true")
             // The benchmark measures the engine, not Slack's hourly quota.
@@ -47,7 +58,7 @@ impl Server {
                 return Ok(Server {
                     child,
                     url: url.trim().to_string(),
-                    _dir: dir,
+                    _dir: None,
                 });
             }
         }
