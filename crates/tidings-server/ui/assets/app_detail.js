@@ -2,7 +2,7 @@
 // delivery log (with attempts, a status filter, "load more" and Redeliver), and signing
 // secret rotation (confirmed first; the new secret is shown once).
 import { get, post, query } from './api.js';
-import { h, badge, card, chips, errorBox, flash, ms, num, table, time, timeMs, withButton } from './dom.js';
+import { h, replace, badge, card, chips, errorBox, flash, ms, num, table, time, timeMs, withButton } from './dom.js';
 import { reenable } from './apps.js';
 
 const STATUSES = ['', 'pending', 'delivered', 'failed', 'dropped'];
@@ -71,16 +71,16 @@ function rotateBox(app) {
   start.addEventListener('click', () => {
     const yes = h('button', { type: 'button', class: 'danger', id: 'rotate-confirm' }, 'Rotate now');
     const no = h('button', { type: 'button' }, 'Cancel');
-    no.addEventListener('click', () => out.replaceChildren(start));
+    no.addEventListener('click', () => replace(out, start));
     yes.addEventListener('click', () => withButton(yes, async () => {
       const a = await post(`/apps/${encodeURIComponent(app.id)}/signing_secret/rotate`);
-      out.replaceChildren(
+      replace(out,
         h('p', {}, 'The new signing secret, shown once here: put it in the app\'s configuration now. Requests signed with the old one are no longer sent.'),
         h('code', { class: 'secret', id: 'new-secret' }, a.signing_secret),
         h('p', {}, start));
       flash(`The signing secret of ${app.id} was rotated.`);
     }));
-    out.replaceChildren(
+    replace(out,
       h('p', {}, 'The app will reject deliveries until it is given the new secret. Rotate it?'),
       h('div', { class: 'toolbar' }, yes, no));
   });
@@ -107,7 +107,7 @@ export async function render(main, [appId], alive) {
     conns.value.items.map((c) => h('tr', {}, h('td', {}, c.id), h('td', {}, time(c.opened_at)), h('td', { class: 'num' }, num(c.pending_acks)))),
     { id: 'connections-table' });
 
-  main.replaceChildren(
+  replace(main,
     h('div', { class: 'page-head' },
       h('h1', {}, a.name, ' ', h('span', { class: 'muted' }, a.id)),
       h('div', { class: 'toolbar' }, a.events_enabled ? badge('events enabled', 'ok') : badge('events disabled', 'bad'), reenableButton)),

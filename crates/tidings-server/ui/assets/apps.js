@@ -1,7 +1,7 @@
 // Apps: every app with its health, disabled ones first, with the reason and a Re-enable
 // button. Apps come from GET /apps; health and latency from GET /insights/deliveries.
 import { get, post } from './api.js';
-import { h, badge, errorBox, flash, ms, num, pct, table, time, withButton } from './dom.js';
+import { h, replace, badge, errorBox, flash, ms, num, pct, table, time, withButton } from './dom.js';
 
 export async function reenable(appId, button, after) {
   await withButton(button, async () => {
@@ -41,9 +41,9 @@ export async function render(main, _params, alive) {
     (a.events_enabled === b.events_enabled ? 0 : a.events_enabled ? 1 : -1) || a.name.localeCompare(b.name));
   const refresh = () => render(main, _params, alive);
   const disabledCount = list.filter((a) => !a.events_enabled).length;
-  main.replaceChildren(
+  replace(main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Apps'),
-      h('span', { class: 'muted' }, `${num(list.length)} apps, ${num(disabledCount)} disabled · delivery figures for the last 24 hours`)),
+      h('span', { class: 'muted' }, `${num(list.length)} app${list.length === 1 ? "" : "s"}, ${num(disabledCount)} disabled · delivery figures for the last 24 hours`)),
     insights.status === 'rejected' ? errorBox(`Delivery figures are unavailable: ${insights.reason.message}`) : null,
     h('section', { class: 'card' },
       list.length === 0

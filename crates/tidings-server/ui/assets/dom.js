@@ -109,3 +109,10 @@ export function chips(list) {
   if (!list || list.length === 0) return h('span', { class: 'empty' }, 'none');
   return h('ul', { class: 'chips' }, list.map((x) => h('li', {}, x)));
 }
+
+/// Replaces the children of `el`; null, undefined and false children are left out.
+export function replace(el, ...children) {
+  clear(el);
+  append(el, children);
+  return el;
+}

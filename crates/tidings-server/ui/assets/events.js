@@ -1,7 +1,7 @@
 // Events: find one by event_id; show the event, each delivery it implied (with attempts)
 // and the exact envelope each delivery sends.
 import { get } from './api.js';
-import { h, badge, card, ms, table, time, timeMs } from './dom.js';
+import { h, replace, badge, card, ms, table, time, timeMs } from './dom.js';
 
 function finder(current) {
   const input = h('input', { type: 'search', id: 'event-id', name: 'event_id', placeholder: 'Ev…', value: current || '', 'aria-label': 'Event id', required: true, autocomplete: 'off' });
@@ -21,14 +21,14 @@ function facts(pairs) {
 export async function render(main, [eventId], alive) {
   const head = h('div', { class: 'page-head' }, h('h1', {}, 'Events'));
   if (!eventId) {
-    main.replaceChildren(head, finder(''));
+    replace(main, head, finder(''));
     return;
   }
   const data = await get(`/events/${encodeURIComponent(eventId)}`);
   if (!alive()) return;
   const ev = data.event;
   const deliveries = data.deliveries || [];
-  main.replaceChildren(
+  replace(main,
     head,
     finder(eventId),
     h('div', { class: 'grid' },

@@ -1,7 +1,7 @@
 // Key events: every event type of the catalog with a mark/unmark toggle
 // (PUT/DELETE /key_events/{type}); the overview charts the marked ones.
 import { get, put, del } from './api.js';
-import { h, badge, card, flash, num, table, time, withButton } from './dom.js';
+import { h, replace, badge, card, flash, num, table, time, withButton } from './dom.js';
 
 function toggle(type, marked, onChange) {
   const b = h('button', { type: 'button', 'aria-pressed': marked ? 'true' : 'false', 'data-event-type': type.name },
@@ -34,7 +34,7 @@ export async function render(main, _params, alive) {
     const q = filter.value.trim().toLowerCase();
     for (const r of rows) r.hidden = q !== '' && !r.dataset.eventType.toLowerCase().includes(q);
   });
-  main.replaceChildren(
+  replace(main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Key events'),
       h('span', { class: 'muted' }, `${num(marked.size)} of ${num(types.items.length)} event types are key events`)),
     card(null,

@@ -2,7 +2,7 @@
 // from the insights endpoints. Canvases have stable ids (#chart-events,
 // #chart-deliveries, #chart-key-events) so tests can read Chart.getChart(canvas).data.
 import { get, query } from './api.js';
-import { h, card, errorBox, num, pct } from './dom.js';
+import { h, replace, card, errorBox, num, pct } from './dom.js';
 import { draw, fill, label, color } from './charts.js';
 
 const RANGES = [
@@ -81,7 +81,7 @@ export async function render(main, _params, alive) {
   body.push(chartCard('Key events', 'chart-key-events',
     ke ? `Count, and share of the ${num(ke.active_users)} active users who did each.` : null));
 
-  main.replaceChildren(
+  replace(main,
     h('div', { class: 'page-head' }, h('h1', {}, 'Overview'),
       h('div', { class: 'toolbar' }, rangeSelect, teamSelect)),
     ...body);
@@ -150,5 +150,5 @@ function rerender(main, alive) {
   main.dataset.state = 'loading';
   render(main, [], alive)
     .then(() => { if (alive()) main.dataset.state = 'ready'; })
-    .catch((e) => { main.replaceChildren(errorBox(e.message)); main.dataset.state = 'error'; });
+    .catch((e) => { replace(main, errorBox(e.message)); main.dataset.state = 'error'; });
 }
