@@ -124,6 +124,14 @@ test('a failed delivery is redelivered from the app page', withDashboard(b, {}, 
     assert.equal(after.attempts.at(-1).status_code, 200);
     assert.equal(receiver.hits.at(-1).event_id, eventId);
 
+    // Rotating the signing secret asks first, then shows the new one once.
+    const oldSecret = ws.app.signing_secret;
+    await page.click('#rotate-secret');
+    await page.click('#rotate-confirm');
+    const shown = (await page.textContent('#new-secret')).trim();
+    assert.notEqual(shown, oldSecret);
+    assert.equal((await td.admin('GET', '/apps/A0REDELIVER', undefined, 200)).body.signing_secret, shown);
+
     await show(page, `#/events/${eventId}`);
     assert.match(await page.textContent('#event-deliveries'), /delivered/);
     assert.match(await page.textContent('#event-json'), /please arrive/);

@@ -75,7 +75,7 @@ function rotateBox(app) {
     yes.addEventListener('click', () => withButton(yes, async () => {
       const a = await post(`/apps/${encodeURIComponent(app.id)}/signing_secret/rotate`);
       replace(out,
-        h('p', {}, 'The new signing secret, shown once here: put it in the app\'s configuration now. Requests signed with the old one are no longer sent.'),
+        h('p', {}, 'The new signing secret, shown once here: deliveries are signed with it from now on, so put it in the app\'s configuration.'),
         h('code', { class: 'secret', id: 'new-secret' }, a.signing_secret),
         h('p', {}, start));
       flash(`The signing secret of ${app.id} was rotated.`);
