@@ -175,6 +175,8 @@ test('the apps page is usable on a phone', withDashboard(b, {}, async (td, deskt
   const page = await newPage(browser, PHONE);
   try {
     await login(page, td);
+    const overviewWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overviewWidth <= PHONE.width, `the overview does not scroll sideways (${overviewWidth} px wide)`);
     await screenshot(page, 'overview-phone');
     await show(page, '#/apps');
     assert.ok(await page.isVisible('tr[data-app="A0PHONE"]'));

@@ -39,7 +39,7 @@ export async function api(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
-    throw new ApiError(0, `${method} ${path}: the server did not answer (${e.message})`);
+    throw new ApiError(0, `${method} ${path.split('?')[0]}: the server did not answer (${e.message})`);
   }
   if (res.status === 401) throw signedOut();
   const text = await res.text();
@@ -51,7 +51,7 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const detail = data && typeof data.detail === 'string' ? data.detail : `HTTP ${res.status}`;
-    throw new ApiError(res.status, `${method} ${path}: ${detail}`, data);
+    throw new ApiError(res.status, `${method} ${path.split('?')[0]}: ${detail}`, data);
   }
   return data;
 }
