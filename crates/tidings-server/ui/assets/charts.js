@@ -26,7 +26,8 @@ export function label(t, granularity) {
   const d = new Date(t * 1000);
   if (granularity === 'day') return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
   const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
-  if (granularity === 'hour') return `${d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${hm}`;
+  // Hourly axes name the day only where one starts, so the labels stay short.
+  if (granularity === 'hour' && d.getHours() === 0) return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
   return hm;
 }
 
