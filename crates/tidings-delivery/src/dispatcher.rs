@@ -43,6 +43,18 @@ struct Lane {
     in_flight: HashSet<i64>,
     /// When the lane next has due work (ms); `None`: nothing known to be pending.
     next_due: Option<i64>,
+    /// Bumped whenever `next_due` is brought forward from outside a dispatch round (new
+    /// work, a retry scheduled), so a round that read the store before that does not
+    /// overwrite it with its older view.
+    woken: u64,
+}
+
+impl Lane {
+    /// Brings `next_due` forward to `t` (never later).
+    fn due_by(&mut self, t: i64) {
+        self.next_due = Some(self.next_due.map_or(t, |d| d.min(t)));
+        self.woken += 1;
+    }
 }
 
 /// The delivery engine's dispatcher. Cheap to share.
@@ -112,8 +124,7 @@ impl Dispatcher {
         {
             let mut lanes = self.lanes();
             for app in apps {
-                let lane = lanes.entry(app).or_default();
-                lane.next_due = Some(lane.next_due.map_or(now, |d| d.min(now)));
+                lanes.entry(app).or_default().due_by(now);
             }
         }
         self.wake.notify_one();
@@ -208,6 +219,7 @@ impl Dispatcher {
         exclude: Vec<i64>,
         now: i64,
     ) -> Result<(), String> {
+        let seen = self.lanes().get(app_id).map_or(0, |l| l.woken);
         let Some(app) = self
             .store
             .get_app(app_id)
@@ -242,9 +254,11 @@ impl Dispatcher {
                     );
                 }
             }
-            if let Some(l) = self.lanes().get_mut(app_id) {
-                l.next_due = Some(now + self.cfg.hold_recheck.as_millis() as i64);
-            }
+            self.settle_due(
+                app_id,
+                seen,
+                Some(now + self.cfg.hold_recheck.as_millis() as i64),
+            );
             return Ok(());
         }
         let rows = self
@@ -262,9 +276,7 @@ impl Dispatcher {
                 .await
                 .map_err(|e| e.to_string())?
         };
-        if let Some(l) = self.lanes().get_mut(app_id) {
-            l.next_due = next;
-        }
+        self.settle_due(app_id, seen, next);
         if rows.is_empty() {
             return Ok(());
         }
@@ -310,6 +322,21 @@ impl Dispatcher {
             tokio::spawn(async move { me.attempt_http(app, url, row).await });
         }
         Ok(())
+    }
+
+    /// Sets the lane's next due time as a round found it, unless the lane was woken since
+    /// the round began (`seen`): then the earlier of the two, so no wake-up is lost.
+    fn settle_due(&self, app_id: &str, seen: u64, next: Option<i64>) {
+        if let Some(l) = self.lanes().get_mut(app_id) {
+            l.next_due = if l.woken == seen {
+                next
+            } else {
+                match (next, l.next_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            };
+        }
     }
 
     fn start_attempt(&self, app_id: &str, seq: i64) {
@@ -499,7 +526,7 @@ impl Dispatcher {
             if let Some(l) = lanes.get_mut(app_id) {
                 l.in_flight.remove(&seq);
                 if let Some(t) = due_at {
-                    l.next_due = Some(l.next_due.map_or(t, |d| d.min(t)));
+                    l.due_by(t);
                 }
             }
         }

@@ -75,6 +75,27 @@ impl Health {
         }
     }
 
+    /// The rule's configuration.
+    pub fn config(&self) -> &HealthConfig {
+        &self.cfg
+    }
+
+    /// What the rule sees for an app now: (successful attempts, failed attempts, events
+    /// received) over the window.
+    pub fn window(&self, app_id: &str) -> (u64, u64, u64) {
+        let minute = now_minute();
+        let window = policy::window_minutes(self.cfg.window);
+        let mut apps = self.apps();
+        match apps.get_mut(app_id) {
+            Some(h) => (
+                h.successes.total(minute, window),
+                h.failures.total(minute, window),
+                h.events.total(minute, window),
+            ),
+            None => (0, 0, 0),
+        }
+    }
+
     /// Forgets an app's history (after an operator re-enables it).
     pub fn reset(&self, app_id: &str) {
         self.apps().remove(app_id);

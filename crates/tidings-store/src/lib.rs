@@ -6,6 +6,7 @@
 //! changing. Every write is atomic: an operation that fails leaves nothing behind.
 
 mod error;
+pub mod insights;
 pub mod model;
 mod page;
 pub mod sqlite;
@@ -144,6 +145,23 @@ pub trait Store: Send + Sync + 'static {
     async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>>;
     /// How many deliveries are pending.
     async fn pending_count(&self) -> StoreResult<u64>;
+
+    // --- insights ----------------------------------------------------------------------
+    /// Marks an event type as a key event; the bool says whether it was newly marked.
+    async fn put_key_event(&self, event_type: &str) -> StoreResult<(insights::KeyEvent, bool)>;
+    /// Unmarks a key event; false if it was not marked.
+    async fn delete_key_event(&self, event_type: &str) -> StoreResult<bool>;
+    async fn list_key_events(&self) -> StoreResult<Vec<insights::KeyEvent>>;
+    /// Event counts, distinct users and series per type over a range (scope: a team).
+    async fn event_insights(
+        &self,
+        range: &insights::InsightRange,
+    ) -> StoreResult<insights::EventInsights>;
+    /// Delivery counts per app over a range (scope: an app).
+    async fn delivery_insights(
+        &self,
+        range: &insights::InsightRange,
+    ) -> StoreResult<insights::DeliveryInsights>;
 
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.

@@ -541,3 +541,29 @@ async fn an_app_that_keeps_failing_is_disabled_and_can_be_re_enabled() {
     assert!(n["redelivered"].as_u64().unwrap() >= 1, "{n}");
     wait_status(&s, &ev, "delivered").await;
 }
+
+/// A dispatch round that read the store just before a retry was scheduled must not
+/// overwrite the lane's wake-up with its older view (a lost retry waited for the next
+/// event of the app, or forever).
+#[tokio::test]
+async fn every_retry_is_attempted_when_many_first_attempts_fail_together() {
+    let s = Server::start_with(&[FAST_RETRIES]);
+    let r = Receiver::with(Arc::new(|h: &Hit, _| {
+        if h.is_verification() {
+            Reply::default()
+        } else if h.header("x-slack-retry-num").is_none() {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    }))
+    .await;
+    app_in_channel(&s, "A01", Some(&r.url)).await;
+    for i in 0..40 {
+        say(&s, &format!("m{i}")).await;
+    }
+    r.wait_for(10, "40 first attempts and 40 retries", |h| {
+        h.iter().filter(|h| !h.is_verification()).count() == 80
+    })
+    .await;
+}

@@ -8,7 +8,9 @@ mod connections;
 mod deliveries;
 mod directory;
 mod events;
+mod insights;
 mod installations;
+mod key_events;
 mod operator_tokens;
 pub mod validate;
 
@@ -52,6 +54,15 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/teams/{team}/conversations/{channel}/members/{user}",
             delete(directory::remove_member),
         )
+        .route("/event_types", get(key_events::event_types))
+        .route("/key_events", get(key_events::list))
+        .route(
+            "/key_events/{event_type}",
+            put(key_events::put).delete(key_events::delete),
+        )
+        .route("/insights/events", get(insights::events))
+        .route("/insights/key_events", get(insights::key_events))
+        .route("/insights/deliveries", get(insights::deliveries))
         .route("/apps", post(apps::create_app).get(apps::list_apps))
         .route("/apps/{app}", get(apps::get_app).patch(apps::update_app))
         .route(

@@ -1,10 +1,11 @@
 //! SQL for the delivery engine: due work per app, attempt outcomes, postponing, waking,
 //! redelivery, and the tallies the health rule is rebuilt from after a restart.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
 use super::now;
+use crate::insights::{Settled, Tally};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
@@ -71,7 +72,8 @@ pub fn next_due(c: &Connection, app: &str, exclude: &[i64]) -> StoreResult<Optio
     .query_row(params![app, exclusion_json(exclude)], |r| r.get(0))?)
 }
 
-pub fn record(c: &Connection, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
+/// Records attempts and where each delivery goes next, counting both into `tally`.
+pub fn record(c: &Connection, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<()> {
     let mut ins = c.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
          VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -79,7 +81,7 @@ pub fn record(c: &Connection, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
     let mut upd = c.prepare_cached(
         "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
             next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6
-         WHERE seq = ?1",
+         WHERE seq = ?1 RETURNING app_id",
     )?;
     let t = now();
     for o in outcomes {
@@ -100,14 +102,28 @@ pub fn record(c: &Connection, outcomes: &[AttemptOutcome]) -> StoreResult<()> {
             NextStep::Failed { reason } => ("failed", Some(reason), None),
             NextStep::Dropped { reason } => ("dropped", Some(reason), None),
         };
-        upd.execute(params![
-            o.seq,
-            o.attempt.is_some() as i64,
-            status,
-            reason,
-            next,
-            t
-        ])?;
+        let app: Option<String> = upd
+            .query_row(
+                params![o.seq, o.attempt.is_some() as i64, status, reason, next, t],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(app) = app else { continue };
+        if let Some(a) = &o.attempt {
+            tally.attempt(
+                &app,
+                a.at.div_euclid(1000),
+                a.retry_num > 0,
+                a.latency_ms.max(0) as u64,
+                a.reason.as_deref(),
+            );
+        }
+        match &o.next {
+            NextStep::Delivered => tally.settled(&app, t, Settled::Delivered),
+            NextStep::Failed { reason } => tally.settled(&app, t, Settled::GaveUp(reason)),
+            NextStep::Dropped { reason } => tally.settled(&app, t, Settled::Dropped(reason)),
+            NextStep::Retry { .. } => {}
+        }
     }
     Ok(())
 }
@@ -122,12 +138,23 @@ pub fn postpone(c: &Connection, seqs: &[i64], until_ms: i64) -> StoreResult<()> 
     Ok(())
 }
 
-pub fn expire_held(c: &Connection, app: &str, created_before: i64) -> StoreResult<usize> {
-    Ok(c.prepare_cached(
-        "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
+pub fn expire_held(
+    c: &Connection,
+    app: &str,
+    created_before: i64,
+    tally: &mut Tally,
+) -> StoreResult<usize> {
+    let t = now();
+    let n = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
          WHERE app_id = ?1 AND status = 'pending' AND created_at <= ?2",
-    )?
-    .execute(params![app, created_before, now()])?)
+        )?
+        .execute(params![app, created_before, t])?;
+    for _ in 0..n {
+        tally.settled(app, t, Settled::GaveUp("connection_failed"));
+    }
+    Ok(n)
 }
 
 pub fn wake_app(c: &Connection, app: &str) -> StoreResult<()> {

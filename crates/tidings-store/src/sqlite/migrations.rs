@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use crate::StoreResult;
 
 /// (version, name, SQL). Versions are dense and ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", V1)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", V1), (2, "insights", V2)];
 
 const V1: &str = r#"
 CREATE TABLE enterprises (
@@ -165,8 +165,115 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_at ON delivery_attempts(at);
 "#;
 
+/// Insights rollups (see `crate::insights`). `g` is the granularity (0 minute, 1 hour,
+/// 2 day), `bucket` the bucket's start in Unix seconds, and `''` in `team_id` or
+/// `event_type` the rollup over every team or type. Keys lead with the bucket so a range
+/// query reads only its range.
+const V2: &str = r#"
+CREATE TABLE key_events (
+    event_type TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE insight_events (
+    g INTEGER NOT NULL,
+    team_id TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    events INTEGER NOT NULL DEFAULT 0,
+    too_old INTEGER NOT NULL DEFAULT 0,
+    users INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, team_id, bucket, event_type)
+) WITHOUT ROWID;
+CREATE TABLE insight_users (
+    g INTEGER NOT NULL,
+    team_id TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (g, team_id, bucket, event_type, user_id)
+) WITHOUT ROWID;
+CREATE TABLE insight_deliveries (
+    g INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    app_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    gave_up INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    -- latency histogram, one column per bin of crate::insights::LATENCY_BOUNDS_MS
+    l0 INTEGER NOT NULL DEFAULT 0, l1 INTEGER NOT NULL DEFAULT 0, l2 INTEGER NOT NULL DEFAULT 0,
+    l3 INTEGER NOT NULL DEFAULT 0, l4 INTEGER NOT NULL DEFAULT 0, l5 INTEGER NOT NULL DEFAULT 0,
+    l6 INTEGER NOT NULL DEFAULT 0, l7 INTEGER NOT NULL DEFAULT 0, l8 INTEGER NOT NULL DEFAULT 0,
+    l9 INTEGER NOT NULL DEFAULT 0, l10 INTEGER NOT NULL DEFAULT 0, l11 INTEGER NOT NULL DEFAULT 0,
+    l12 INTEGER NOT NULL DEFAULT 0, l13 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, bucket, app_id)
+) WITHOUT ROWID;
+CREATE TABLE insight_delivery_reasons (
+    g INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    app_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, bucket, app_id, kind, reason)
+) WITHOUT ROWID;
+-- Backfill from what an older Tidings stored: events by their actor, attempts, and how
+-- deliveries ended (at their last update).
+WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
+ev AS (SELECT team_id, event_type, event_time, actor_id FROM events WHERE event_type <> 'app_rate_limited'),
+sc AS (SELECT team_id AS team, event_type AS ty, event_time, actor_id FROM ev
+       UNION ALL SELECT team_id, '', event_time, actor_id FROM ev
+       UNION ALL SELECT '', event_type, event_time, actor_id FROM ev
+       UNION ALL SELECT '', '', event_time, actor_id FROM ev)
+INSERT INTO insight_users (g, team_id, bucket, event_type, user_id)
+SELECT DISTINCT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs, sc.ty, sc.actor_id
+FROM sc, gs WHERE gs.g > 0 AND sc.actor_id IS NOT NULL;
+WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
+ev AS (SELECT team_id, event_type, event_time, actor_id FROM events WHERE event_type <> 'app_rate_limited'),
+sc AS (SELECT team_id AS team, event_type AS ty, event_time, actor_id FROM ev
+       UNION ALL SELECT team_id, '', event_time, actor_id FROM ev
+       UNION ALL SELECT '', event_type, event_time, actor_id FROM ev
+       UNION ALL SELECT '', '', event_time, actor_id FROM ev)
+INSERT INTO insight_events (g, team_id, bucket, event_type, events, users)
+SELECT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs AS b, sc.ty, COUNT(*),
+       CASE WHEN gs.g > 0 THEN COUNT(DISTINCT sc.actor_id) ELSE 0 END
+FROM sc, gs GROUP BY gs.g, sc.team, b, sc.ty;
+WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
+a AS (SELECT d.app_id, x.at / 1000 AS t, x.reason, x.retry_num, x.latency_ms
+      FROM delivery_attempts x JOIN deliveries d ON d.seq = x.delivery_seq)
+INSERT INTO insight_deliveries (g, bucket, app_id, attempts, succeeded, failed, retries, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13)
+SELECT gs.g, (a.t / gs.secs) * gs.secs AS b, a.app_id, COUNT(*), SUM(a.reason IS NULL),
+       SUM(a.reason IS NOT NULL), SUM(a.retry_num > 0),
+       SUM(a.latency_ms <= 1), SUM(a.latency_ms > 1 AND a.latency_ms <= 2), SUM(a.latency_ms > 2 AND a.latency_ms <= 5), SUM(a.latency_ms > 5 AND a.latency_ms <= 10), SUM(a.latency_ms > 10 AND a.latency_ms <= 25), SUM(a.latency_ms > 25 AND a.latency_ms <= 50), SUM(a.latency_ms > 50 AND a.latency_ms <= 100), SUM(a.latency_ms > 100 AND a.latency_ms <= 250), SUM(a.latency_ms > 250 AND a.latency_ms <= 500), SUM(a.latency_ms > 500 AND a.latency_ms <= 1000), SUM(a.latency_ms > 1000 AND a.latency_ms <= 2500), SUM(a.latency_ms > 2500 AND a.latency_ms <= 5000), SUM(a.latency_ms > 5000 AND a.latency_ms <= 10000), SUM(a.latency_ms > 10000)
+FROM a, gs GROUP BY gs.g, b, a.app_id;
+WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400))
+INSERT INTO insight_deliveries (g, bucket, app_id, delivered, gave_up, dropped)
+SELECT gs.g, (d.updated_at / gs.secs) * gs.secs AS b, d.app_id, SUM(d.status = 'delivered'),
+       SUM(d.status = 'failed'), SUM(d.status = 'dropped')
+FROM deliveries d, gs WHERE d.status <> 'pending' GROUP BY gs.g, b, d.app_id
+ON CONFLICT (g, bucket, app_id) DO UPDATE SET delivered = excluded.delivered,
+    gave_up = excluded.gave_up, dropped = excluded.dropped;
+WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
+r AS (SELECT app_id, updated_at AS t, CASE status WHEN 'failed' THEN 'failed' ELSE 'dropped' END AS kind, reason
+      FROM deliveries WHERE status IN ('failed', 'dropped') AND reason IS NOT NULL
+      UNION ALL
+      SELECT d.app_id, x.at / 1000, 'attempt', x.reason
+      FROM delivery_attempts x JOIN deliveries d ON d.seq = x.delivery_seq WHERE x.reason IS NOT NULL)
+INSERT INTO insight_delivery_reasons (g, bucket, app_id, kind, reason, n)
+SELECT gs.g, (r.t / gs.secs) * gs.secs AS b, r.app_id, r.kind, r.reason, COUNT(*)
+FROM r, gs GROUP BY gs.g, b, r.app_id, r.kind, r.reason;
+"#;
+
 /// Applies every migration newer than the database's version.
 pub fn migrate(conn: &mut Connection) -> StoreResult<i64> {
+    migrate_to(conn, MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+}
+
+/// Applies the migrations newer than the database's version, up to `target`.
+fn migrate_to(conn: &mut Connection, target: i64) -> StoreResult<i64> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -183,7 +290,10 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<i64> {
             )));
         }
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| *v > current && *v <= target)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(
@@ -193,7 +303,7 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<i64> {
         tx.commit()?;
         tracing::info!(version, name, "applied migration");
     }
-    Ok(MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+    Ok(target.max(current))
 }
 
 #[cfg(test)]
@@ -216,6 +326,58 @@ mod tests {
         for (i, (v, _, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*v, i as i64 + 1);
         }
+    }
+
+    #[test]
+    fn upgrading_from_v1_backfills_insights_from_stored_events_and_attempts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
+        conn.execute_batch(
+            "INSERT INTO teams VALUES ('T1', 'Acme', 'acme', NULL, 0);
+             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+               VALUES ('A1', 'app', '[]', '[]', 'authorizations', 's', 'v', 0);
+             INSERT INTO events (id, team_id, event_type, actor_id, event_time, payload, created_at) VALUES
+               ('Ev1', 'T1', 'message.channels', 'U1', 3600, '{}', 3600),
+               ('Ev2', 'T1', 'message.channels', 'U2', 3660, '{}', 3660),
+               ('Ev3', 'T1', 'reaction_added', 'U1', 90000, '{}', 90000),
+               ('Ev4', 'T1', 'app_rate_limited', NULL, 90000, '{}', 90000);
+             INSERT INTO deliveries (seq, id, event_id, app_id, team_id, event_type, status, reason, auth, attempts, next_attempt_at, created_at, updated_at) VALUES
+               (1, 'D1', 'Ev1', 'A1', 'T1', 'message.channels', 'delivered', NULL, '{}', 2, 0, 3600, 3700),
+               (2, 'D2', 'Ev2', 'A1', 'T1', 'message.channels', 'dropped', 'rate_limited', '{}', 0, 0, 3660, 3660);
+             INSERT INTO delivery_attempts VALUES
+               (1, 1, 3600000, 'http', 500, 'http_error', 30, 0),
+               (1, 2, 3700000, 'http', 200, NULL, 4, 1);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        let q = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // Day 0, all types, all teams: two messages by two users; the notice is not an event.
+        assert_eq!(q("SELECT events FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
+        assert_eq!(q("SELECT users FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
+        assert_eq!(q("SELECT events FROM insight_events WHERE g = 0 AND team_id = 'T1' AND event_type = 'reaction_added' AND bucket = 90000"), 1);
+        assert_eq!(
+            q("SELECT COUNT(DISTINCT user_id) FROM insight_users WHERE g = 2 AND team_id = 'T1'"),
+            2
+        );
+        assert_eq!(
+            q("SELECT SUM(attempts) FROM insight_deliveries WHERE g = 2"),
+            2
+        );
+        assert_eq!(
+            q("SELECT SUM(retries) FROM insight_deliveries WHERE g = 2"),
+            1
+        );
+        assert_eq!(q("SELECT SUM(l2) FROM insight_deliveries WHERE g = 2"), 1); // 4 ms in (2, 5]
+        assert_eq!(
+            q("SELECT SUM(delivered) FROM insight_deliveries WHERE g = 1"),
+            1
+        );
+        assert_eq!(
+            q("SELECT SUM(dropped) FROM insight_deliveries WHERE g = 0"),
+            1
+        );
+        assert_eq!(q("SELECT n FROM insight_delivery_reasons WHERE g = 2 AND kind = 'dropped' AND reason = 'rate_limited'"), 1);
+        assert_eq!(q("SELECT n FROM insight_delivery_reasons WHERE g = 2 AND kind = 'attempt' AND reason = 'http_error'"), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod cache;
 mod directory;
 mod dispatch;
 mod events;
+mod insights;
 pub mod migrations;
 mod publish;
 mod rows;
@@ -34,6 +35,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// The fan-out index, used and invalidated only inside writer jobs.
     index: cache::Index,
+    /// Insight counts of the batch in progress, flushed just before it commits.
+    counter: insights::Counter,
     /// The `event_context` signing key (read once at open).
     context_key: Arc<Vec<u8>>,
     readers: Arc<ReadPool>,
@@ -76,15 +79,26 @@ impl SqliteStore {
         migrations::migrate(&mut conn)?;
         let context_key = events::context_key(&conn)?;
         let index = cache::Index::default();
-        let on_rollback = {
-            let index = index.clone();
-            Box::new(move || index.clear())
+        let counter = insights::Counter::default();
+        let hooks = writer::Hooks {
+            before_commit: {
+                let counter = counter.clone();
+                Box::new(move |c| counter.flush(c))
+            },
+            on_rollback: {
+                let (index, counter) = (index.clone(), counter.clone());
+                Box::new(move || {
+                    index.clear();
+                    counter.clear();
+                })
+            },
         };
-        let writer = Writer::start(conn, on_rollback)
+        let writer = Writer::start(conn, hooks)
             .map_err(|e| StoreError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
             writer,
             index,
+            counter,
             context_key: Arc::new(context_key),
             readers: Arc::new(ReadPool {
                 idle: Mutex::new(Vec::new()),

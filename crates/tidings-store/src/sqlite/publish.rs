@@ -13,6 +13,7 @@ use tidings_core::publish::{self as rules, DirectoryChange};
 
 use super::cache::FanoutIndex;
 use super::now;
+use crate::insights::{self, Settled, Tally};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
@@ -34,12 +35,14 @@ fn now_parts() -> (i64, u32) {
     (d.as_secs() as i64, d.subsec_micros())
 }
 
-/// Publishes one event; `Ok(Err(refusal))` for input the caller must fix.
+/// Publishes one event; `Ok(Err(refusal))` for input the caller must fix. What it counts
+/// for insights (the event, its drops, or its refusal as too old) goes into `tally`.
 pub fn publish_one(
     c: &Connection,
     idx: &mut FanoutIndex,
     policy: &PublishPolicy,
     req: PublishRequest,
+    tally: &mut Tally,
 ) -> StoreResult<Outcome> {
     let PublishRequest {
         team_id,
@@ -129,6 +132,9 @@ pub fn publish_one(
         policy.max_event_age_secs,
         policy.max_future_skew_secs,
     ) {
+        if r == rules::TimeRefusal::TooOld {
+            tally.too_old(&team_id, &kind.name, now_s);
+        }
         let msg = match r {
             rules::TimeRefusal::TooOld => "is older than the maximum event age",
             rules::TimeRefusal::InFuture => "is too far in the future",
@@ -255,6 +261,7 @@ pub fn publish_one(
     )?;
     let mut count = 0;
     let mut woken: Vec<String> = Vec::new();
+    let mut counted = Tally::default();
     for (app_id, app_grants) in grants.iter() {
         let Some(entry) = idx.app(c, app_id)? else {
             continue;
@@ -274,6 +281,9 @@ pub fn publish_one(
             woken.push(app_id.clone());
             (DeliveryStatus::Pending, None)
         };
+        if let Some(r) = reason {
+            counted.settled(app_id, created, Settled::Dropped(r));
+        }
         insert.execute(params![
             ids::generate(IdKind::Delivery),
             event_id,
@@ -296,6 +306,13 @@ pub fn publish_one(
             }
         }
     }
+    counted.event(
+        &team_id,
+        &kind.name,
+        event_time,
+        insights::event_user(&event),
+    );
+    tally.merge(counted);
     woken.sort();
     woken.dedup();
     Ok(Ok(Published {

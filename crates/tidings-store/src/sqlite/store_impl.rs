@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{apps, directory as dir, dispatch, events, publish, rows, SqliteStore};
+use super::{apps, directory as dir, dispatch, events, insights, publish, rows, SqliteStore};
 use crate::model::*;
 use crate::{Page, PageRequest, Store, StoreResult};
 
@@ -232,10 +232,14 @@ impl Store for SqliteStore {
         // rolls back only its own savepoint.
         let jobs = requests.into_iter().map(|req| {
             let idx = self.index.clone();
+            let counter = self.counter.clone();
             let policy = policy.clone();
             self.write(move |c| {
                 let mut guard = idx.lock();
-                let outcome = publish::publish_one(c, &mut guard, &policy, req);
+                let mut tally = crate::insights::Tally::default();
+                let outcome = publish::publish_one(c, &mut guard, &policy, req, &mut tally);
+                // Counted even when refused (too old); the counts are written with the batch.
+                counter.add(tally);
                 if outcome.is_err() {
                     // The savepoint rolls back; the index may have seen its writes.
                     *guard = Default::default();
@@ -289,6 +293,39 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn put_key_event(
+        &self,
+        event_type: &str,
+    ) -> StoreResult<(crate::insights::KeyEvent, bool)> {
+        let t = event_type.to_owned();
+        self.write(move |c| insights::put_key_event(c, &t)).await
+    }
+
+    async fn delete_key_event(&self, event_type: &str) -> StoreResult<bool> {
+        let t = event_type.to_owned();
+        self.write(move |c| insights::delete_key_event(c, &t)).await
+    }
+
+    async fn list_key_events(&self) -> StoreResult<Vec<crate::insights::KeyEvent>> {
+        self.read(insights::list_key_events).await
+    }
+
+    async fn event_insights(
+        &self,
+        range: &crate::insights::InsightRange,
+    ) -> StoreResult<crate::insights::EventInsights> {
+        let r = range.clone();
+        self.read(move |c| insights::events(c, &r)).await
+    }
+
+    async fn delivery_insights(
+        &self,
+        range: &crate::insights::InsightRange,
+    ) -> StoreResult<crate::insights::DeliveryInsights> {
+        let r = range.clone();
+        self.read(move |c| insights::deliveries(c, &r)).await
+    }
+
     async fn event_audience(
         &self,
         catalog: &tidings_core::catalog::Catalog,
@@ -323,7 +360,14 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
-        self.write(move |c| dispatch::record(c, &outcomes)).await
+        let counter = self.counter.clone();
+        self.write(move |c| {
+            let mut tally = crate::insights::Tally::default();
+            dispatch::record(c, &outcomes, &mut tally)?;
+            counter.add(tally);
+            Ok(())
+        })
+        .await
     }
 
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {
@@ -333,8 +377,14 @@ impl Store for SqliteStore {
 
     async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize> {
         let app = app_id.to_owned();
-        self.write(move |c| dispatch::expire_held(c, &app, created_before))
-            .await
+        let counter = self.counter.clone();
+        self.write(move |c| {
+            let mut tally = crate::insights::Tally::default();
+            let n = dispatch::expire_held(c, &app, created_before, &mut tally)?;
+            counter.add(tally);
+            Ok(n)
+        })
+        .await
     }
 
     async fn wake_app(&self, app_id: &str) -> StoreResult<()> {

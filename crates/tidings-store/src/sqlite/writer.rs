@@ -62,6 +62,28 @@ where
     }
 }
 
+/// Work run inside a batch's transaction just before it commits.
+pub type BeforeCommit = Box<dyn Fn(&Connection) -> StoreResult<()> + Send>;
+
+/// What the store does around each batch.
+pub struct Hooks {
+    /// Runs inside the transaction after the batch's jobs and before the commit (writes
+    /// that summarize the batch, such as insight counters). An error fails the batch.
+    pub before_commit: BeforeCommit,
+    /// Runs after a batch failed to commit (callers drop caches that may have seen its
+    /// uncommitted state).
+    pub on_rollback: Box<dyn Fn() + Send>,
+}
+
+impl Default for Hooks {
+    fn default() -> Hooks {
+        Hooks {
+            before_commit: Box::new(|_| Ok(())),
+            on_rollback: Box::new(|| {}),
+        }
+    }
+}
+
 /// Handle to the writer thread; cheap to clone. The thread ends when the last handle is
 /// dropped and the queue has drained.
 #[derive(Clone)]
@@ -70,13 +92,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`. `on_rollback` runs after a batch failed to
-    /// commit (callers drop caches that may have seen its uncommitted state).
-    pub fn start(conn: Connection, on_rollback: Box<dyn Fn() + Send>) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn` with its [`Hooks`].
+    pub fn start(conn: Connection, hooks: Hooks) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("tidings-sqlite-writer".into())
-            .spawn(move || run(conn, rx, on_rollback))?;
+            .spawn(move || run(conn, rx, hooks))?;
         Ok(Writer { tx })
     }
 
@@ -97,7 +118,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, on_rollback: Box<dyn Fn() + Send>) {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hooks: Hooks) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -108,10 +129,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, on_rollback: Box<
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(&conn, &mut batch, &mut finishers);
+        let outcome = commit_batch(&conn, &mut batch, &mut finishers, &*hooks.before_commit);
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "a write batch failed to commit");
-            on_rollback();
+            (hooks.on_rollback)();
         }
         for finish in finishers.drain(..) {
             finish(outcome.clone().err());
@@ -127,6 +148,7 @@ fn commit_batch(
     conn: &Connection,
     batch: &mut Vec<Box<dyn Job>>,
     finishers: &mut Vec<Finisher>,
+    before_commit: &dyn Fn(&Connection) -> StoreResult<()>,
 ) -> StoreResult<()> {
     let refuse_rest = |batch: &mut Vec<Box<dyn Job>>, err: &StoreError| {
         for job in batch.drain(..) {
@@ -176,6 +198,10 @@ fn commit_batch(
     }
     drop(iter);
     *batch = jobs;
+    if let Err(e) = before_commit(conn) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(e);
+    }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let _ = conn.execute_batch("ROLLBACK");
         return Err(e.into());
@@ -191,7 +217,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .unwrap();
-        Writer::start(conn, Box::new(|| {})).unwrap()
+        Writer::start(conn, Hooks::default()).unwrap()
     }
 
     #[tokio::test]
