@@ -44,6 +44,18 @@ pub struct Ticket {
 struct Link {
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    /// Unix seconds; only for listing connections to operators.
+    opened_at: i64,
+}
+
+/// One open connection as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub id: u64,
+    /// When the WebSocket was registered, Unix seconds.
+    pub opened_at: i64,
+    /// Envelopes sent on it that are still waiting for their ack.
+    pub pending_acks: usize,
 }
 
 #[derive(Default)]
@@ -132,7 +144,10 @@ impl SocketHub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, outbound) = mpsc::channel(OUTBOUND_QUEUE);
-        entry.links.push(Link { id, tx });
+        let opened_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        entry.links.push(Link { id, tx, opened_at });
         metrics::gauge!("tidings_socket_connections").increment(1.0);
         Some(Registration {
             id,
@@ -161,6 +176,28 @@ impl SocketHub {
 
     pub fn connections(&self, app_id: &str) -> usize {
         lock(&self.apps).get(app_id).map_or(0, |e| e.links.len())
+    }
+
+    /// The app's open connections, oldest first, with their un-acked envelopes.
+    pub fn list(&self, app_id: &str) -> Vec<ConnectionInfo> {
+        let mut out: Vec<ConnectionInfo> =
+            lock(&self.apps).get(app_id).map_or_else(Vec::new, |e| {
+                e.links
+                    .iter()
+                    .map(|l| ConnectionInfo {
+                        id: l.id,
+                        opened_at: l.opened_at,
+                        pending_acks: 0,
+                    })
+                    .collect()
+            });
+        // Taken after the apps lock is released: the two locks are never held together here.
+        for p in lock(&self.pending).values() {
+            if let Some(c) = out.iter_mut().find(|c| c.id == p.conn) {
+                c.pending_acks += 1;
+            }
+        }
+        out
     }
 
     /// Queues `frame` (an envelope with id `envelope_id`) on one of the app's connections,
@@ -277,7 +314,19 @@ mod tests {
         assert!(h.ack("A1", "e1"));
         assert!(w1.await.is_ok());
         assert!(!h.ack("A1", "e1"), "twice");
+        let listed = h.list("A1");
+        assert_eq!(
+            listed
+                .iter()
+                .map(|c| (c.id, c.pending_acks))
+                .collect::<Vec<_>>(),
+            vec![(a.id, 0), (b.id, 1)],
+            "oldest first, with the envelope b has not acked"
+        );
+        assert!(listed.iter().all(|c| c.opened_at > 0));
         h.unregister("A1", b.id);
+        assert_eq!(h.list("A1").len(), 1);
+        assert!(h.list("A2").is_empty());
         assert!(
             w2.await.is_err(),
             "closing a connection fails its pending envelopes"

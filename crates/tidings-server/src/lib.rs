@@ -1,5 +1,5 @@
 //! Tidings' HTTP surface: the Slack Web API (`/api/*`), the operator API (`/admin/v1/*`),
-//! health and metrics. Handlers are thin: they parse, call the store or core, and map the
+//! the browser dashboard (`/ui`), health and metrics. Handlers are thin: they parse, call the store or core, and map the
 //! result; business rules live in `tidings-core`.
 
 pub mod admin;
@@ -11,6 +11,7 @@ pub mod extract;
 pub mod observe;
 pub mod socket;
 pub mod state;
+pub mod ui;
 pub mod webapi;
 
 use axum::extract::DefaultBodyLimit;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/link", get(socket::link))
         .route("/link/", get(socket::link))
         .nest("/admin/v1", admin::router(state.clone()))
+        .merge(ui::router())
         .fallback(|| async {
             error::Problem::not_found(
                 "no such route; the Web API is under /api/, the operator API under /admin/v1/",

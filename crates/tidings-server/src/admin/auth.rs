@@ -1,5 +1,6 @@
 //! Operator authentication: `Authorization: Bearer <admin token>` for everything, or a
-//! publisher token for the publish endpoints only.
+//! publisher token for the publish endpoints only, or the dashboard's session cookie (an
+//! admin) with its CSRF token on every call that is not a GET or HEAD.
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method};
@@ -9,6 +10,7 @@ use tidings_core::token::{self, TokenKind};
 
 use crate::error::Problem;
 use crate::state::AppState;
+use crate::ui::session;
 
 /// Who is calling, put in request extensions for handlers that care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +37,13 @@ pub async fn require_operator(
     next: Next,
 ) -> Response {
     let Some(presented) = bearer(req.headers()) else {
-        return Problem::unauthorized("missing Authorization: Bearer <admin token>")
-            .into_response();
+        return match dashboard_session(&state, &req) {
+            Ok(()) => {
+                req.extensions_mut().insert(Operator::Admin);
+                next.run(req).await
+            }
+            Err(p) => p.into_response(),
+        };
     };
     let hash = token::hash(presented);
     let operator = if token::constant_time_eq(hash.as_bytes(), state.admin_token_hash.as_bytes()) {
@@ -57,6 +64,31 @@ pub async fn require_operator(
     }
     req.extensions_mut().insert(operator);
     next.run(req).await
+}
+
+/// A request without a bearer token: accepted with a live dashboard session cookie, and,
+/// unless it only reads, the CSRF token bound to that cookie.
+fn dashboard_session(state: &AppState, req: &Request) -> Result<(), Problem> {
+    let headers = req.headers();
+    let Some(cookie) = session::current(state, headers) else {
+        return Err(Problem::unauthorized(
+            "missing Authorization: Bearer <admin token>",
+        ));
+    };
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Ok(());
+    }
+    let presented = headers
+        .get(session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if session::SessionKey::of(state).csrf_ok(cookie, presented) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(
+            "a dashboard session must send its CSRF token in X-CSRF-Token (from GET /ui/session)",
+        ))
+    }
 }
 
 pub async fn not_found(req: Request) -> Problem {

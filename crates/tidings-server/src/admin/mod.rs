@@ -4,6 +4,7 @@
 
 mod apps;
 mod auth;
+mod connections;
 mod deliveries;
 mod directory;
 mod events;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/apps/{app}/request_url/verify",
             post(apps::verify_request_url),
         )
+        .route("/apps/{app}/connections", get(connections::list))
         .route("/apps/{app}/redeliver", post(deliveries::redeliver_many))
         .route("/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route(
