@@ -5,20 +5,25 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use roaring::RoaringBitmap;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::insights::*;
 use crate::StoreResult;
 
-/// User-set rows known to be written; bounded, and cleared when a batch rolls back.
-const SEEN_USERS_MAX: usize = 200_000;
+/// Entries kept in the writer's caches (set memberships known written, interned user ids)
+/// before they are dropped and rebuilt from the database.
+const CACHE_MAX: usize = 200_000;
 
-/// The tally of the batch in progress and the user rows known to exist. Touched only on
-/// the writer thread (a `std::sync::Mutex` only to be shareable; never contended).
+/// The tally of the batch in progress and what the writer knows is already written. Touched
+/// only on the writer thread (a `std::sync::Mutex` only to be shareable; never contended).
 #[derive(Default)]
 pub struct Counting {
     pub tally: Tally,
+    /// (set, user) memberships known to be in the database.
     seen: HashSet<UserKey>,
+    /// user id → its number in the sets.
+    ids: HashMap<String, u32>,
 }
 
 #[derive(Clone, Default)]
@@ -41,6 +46,7 @@ impl Counter {
         let mut g = self.lock();
         g.tally = Tally::default();
         g.seen.clear();
+        g.ids.clear();
     }
 
     /// Writes the batch's counts; runs just before the batch commits.
@@ -49,35 +55,91 @@ impl Counter {
         if g.tally.is_empty() {
             return Ok(());
         }
-        let Counting { tally, seen } = &mut *g;
-        let tally = std::mem::take(tally);
-        flush(c, tally, seen)
+        let tally = std::mem::take(&mut g.tally);
+        flush(c, tally, &mut g)
     }
 }
 
-fn flush(c: &Connection, mut t: Tally, seen: &mut HashSet<UserKey>) -> StoreResult<()> {
-    // User sets first: a user new to a bucket bumps that bucket's `users` counter.
-    if seen.len() > SEEN_USERS_MAX {
-        seen.clear();
+/// The number a user has in the sets, assigned on first sight.
+fn user_number(c: &Connection, ids: &mut HashMap<String, u32>, user: &str) -> StoreResult<u32> {
+    if let Some(&n) = ids.get(user) {
+        return Ok(n);
     }
-    let mut ins = c.prepare_cached(
-        "INSERT OR IGNORE INTO insight_users (g, team_id, bucket, event_type, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    if ids.len() > CACHE_MAX {
+        ids.clear();
+    }
+    let found: Option<i64> = c
+        .prepare_cached("SELECT n FROM insight_user_ids WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))
+        .optional()?;
+    let n = match found {
+        Some(n) => n,
+        None => {
+            c.prepare_cached("INSERT INTO insight_user_ids (user_id) VALUES (?1)")?
+                .execute([user])?;
+            c.last_insert_rowid()
+        }
+    };
+    let n = u32::try_from(n)
+        .map_err(|_| crate::StoreError::Internal("more than 2^32 distinct users".into()))?;
+    ids.insert(user.to_string(), n);
+    Ok(n)
+}
+
+fn load_set(c: &Connection, k: &EventKey) -> StoreResult<RoaringBitmap> {
+    let blob: Option<Vec<u8>> = c
+        .prepare_cached(
+            "SELECT users FROM insight_user_sets WHERE g = ?1 AND team_id = ?2 AND bucket = ?3 AND event_type = ?4",
+        )?
+        .query_row(params![k.g.code(), k.team_id, k.bucket, k.event_type], |r| r.get(0))
+        .optional()?;
+    blob.map_or(Ok(RoaringBitmap::new()), |b| decode_set(&b))
+}
+
+pub(crate) fn decode_set(b: &[u8]) -> StoreResult<RoaringBitmap> {
+    RoaringBitmap::deserialize_from(b)
+        .map_err(|e| crate::StoreError::Internal(format!("a stored user set does not decode: {e}")))
+}
+
+pub(crate) fn store_set(c: &Connection, k: &EventKey, set: &RoaringBitmap) -> StoreResult<()> {
+    let mut blob = Vec::with_capacity(set.serialized_size());
+    set.serialize_into(&mut blob)
+        .map_err(|e| crate::StoreError::Internal(format!("cannot encode a user set: {e}")))?;
+    c.prepare_cached(
+        "INSERT INTO insight_user_sets (g, team_id, bucket, event_type, users) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (g, team_id, bucket, event_type) DO UPDATE SET users = excluded.users",
+    )?
+    .execute(params![k.g.code(), k.team_id, k.bucket, k.event_type, blob])?;
+    Ok(())
+}
+
+fn flush(c: &Connection, mut t: Tally, known: &mut Counting) -> StoreResult<()> {
+    // User sets first: users new to a bucket's set bump that bucket's `users` counter.
+    if known.seen.len() > CACHE_MAX {
+        known.seen.clear();
+    }
+    let mut by_set: HashMap<EventKey, Vec<String>> = HashMap::new();
     for u in t.users.drain() {
-        if seen.contains(&u) {
+        if known.seen.contains(&u) {
             continue;
         }
-        let n = ins.execute(params![
-            u.g.code(),
-            u.team_id,
-            u.bucket,
-            u.event_type,
-            u.user_id
-        ])?;
-        if n == 1 {
-            t.events.entry(u.bucket_key()).or_default().users += 1;
+        by_set
+            .entry(u.bucket_key())
+            .or_default()
+            .push(u.user_id.clone());
+        known.seen.insert(u);
+    }
+    for (key, users) in by_set {
+        let mut set = load_set(c, &key)?;
+        let before = set.len();
+        for u in &users {
+            set.insert(user_number(c, &mut known.ids, u)?);
         }
-        seen.insert(u);
+        let added = set.len() - before;
+        if added > 0 {
+            store_set(c, &key, &set)?;
+            t.events.entry(key).or_default().users += added;
+        }
     }
     let mut up = c.prepare_cached(
         "INSERT INTO insight_events (g, team_id, bucket, event_type, events, too_old, users) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -201,25 +263,24 @@ pub fn events(c: &Connection, r: &InsightRange) -> StoreResult<EventInsights> {
     })
 }
 
-/// Distinct users per event type (`''` for any type) over the range, to the hour: from
-/// the day sets for the whole days inside it and the hour sets around them.
+/// Distinct users per event type (`''` for any type) over the range, to the hour: the
+/// union of the day sets for the whole days inside it and the hour sets around them.
 fn distinct_users(c: &Connection, r: &InsightRange) -> StoreResult<HashMap<String, u64>> {
     let (df, dt, hf, ht) = r.user_spans();
     let mut st = c.prepare_cached(
-        "SELECT event_type, COUNT(DISTINCT user_id) FROM (
-           SELECT event_type, user_id FROM insight_users WHERE g = 2 AND team_id = ?1 AND bucket >= ?2 AND bucket < ?3
-           UNION ALL
-           SELECT event_type, user_id FROM insight_users WHERE g = 1 AND team_id = ?1 AND bucket >= ?4 AND bucket < ?2
-           UNION ALL
-           SELECT event_type, user_id FROM insight_users WHERE g = 1 AND team_id = ?1 AND bucket >= ?3 AND bucket < ?5
-         ) GROUP BY event_type",
+        "SELECT event_type, users FROM insight_user_sets WHERE g = 2 AND team_id = ?1 AND bucket >= ?2 AND bucket < ?3
+         UNION ALL
+         SELECT event_type, users FROM insight_user_sets WHERE g = 1 AND team_id = ?1
+           AND ((bucket >= ?4 AND bucket < ?2) OR (bucket >= ?3 AND bucket < ?5))",
     )?;
-    let v = st
-        .query_map(params![scope_key(r), df, dt, hf, ht], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<Result<HashMap<_, _>, _>>()?;
-    Ok(v)
+    let mut rows = st.query(params![scope_key(r), df, dt, hf, ht])?;
+    let mut sets: HashMap<String, RoaringBitmap> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let ty: String = row.get(0)?;
+        let blob: Vec<u8> = row.get(1)?;
+        *sets.entry(ty).or_default() |= decode_set(&blob)?;
+    }
+    Ok(sets.into_iter().map(|(k, v)| (k, v.len())).collect())
 }
 
 /// Delivery counts per app, over the range and as a series for all apps together.
@@ -351,4 +412,40 @@ pub fn list_key_events(c: &Connection) -> StoreResult<Vec<KeyEvent>> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(v)
+}
+
+/// Builds the user sets from the events an older Tidings stored (by their actor); part of
+/// the migration that adds insights.
+pub(crate) fn backfill_user_sets(c: &Connection) -> StoreResult<()> {
+    let mut st = c.prepare(
+        "SELECT team_id, event_type, event_time, actor_id FROM events
+         WHERE actor_id IS NOT NULL AND event_type <> 'app_rate_limited'",
+    )?;
+    let mut rows = st.query([])?;
+    let mut t = Tally::default();
+    while let Some(row) = rows.next()? {
+        let (team, ty, at, user): (String, String, i64, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        t.event(&team, &ty, at, Some(&user));
+        if t.users.len() > 100_000 {
+            write_sets_only(c, &mut t)?;
+        }
+    }
+    write_sets_only(c, &mut t)
+}
+
+/// Writes a tally's user sets, not its counts (the backfill counts in SQL).
+fn write_sets_only(c: &Connection, t: &mut Tally) -> StoreResult<()> {
+    let mut known = Counting::default();
+    let users = std::mem::take(&mut t.users);
+    *t = Tally::default();
+    flush(
+        c,
+        Tally {
+            users,
+            ..Default::default()
+        },
+        &mut known,
+    )?;
+    Ok(())
 }

@@ -184,13 +184,19 @@ CREATE TABLE insight_events (
     users INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (g, team_id, bucket, event_type)
 ) WITHOUT ROWID;
-CREATE TABLE insight_users (
+-- Users are numbered for the sets; a set is a serialized Roaring bitmap of those numbers,
+-- so distinct users over a range are the size of a union of a few dozen small bitmaps.
+CREATE TABLE insight_user_ids (
+    n INTEGER PRIMARY KEY,
+    user_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE insight_user_sets (
     g INTEGER NOT NULL,
     team_id TEXT NOT NULL,
     bucket INTEGER NOT NULL,
     event_type TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    PRIMARY KEY (g, team_id, bucket, event_type, user_id)
+    users BLOB NOT NULL,
+    PRIMARY KEY (g, team_id, bucket, event_type)
 ) WITHOUT ROWID;
 CREATE TABLE insight_deliveries (
     g INTEGER NOT NULL,
@@ -220,26 +226,16 @@ CREATE TABLE insight_delivery_reasons (
     n INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (g, bucket, app_id, kind, reason)
 ) WITHOUT ROWID;
--- Backfill from what an older Tidings stored: events by their actor, attempts, and how
--- deliveries ended (at their last update).
+-- Backfill from what an older Tidings stored: events, attempts, and how deliveries ended
+-- (at their last update). The user sets are built in Rust after this (`insights::backfill_user_sets`).
 WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
 ev AS (SELECT team_id, event_type, event_time, actor_id FROM events WHERE event_type <> 'app_rate_limited'),
 sc AS (SELECT team_id AS team, event_type AS ty, event_time, actor_id FROM ev
        UNION ALL SELECT team_id, '', event_time, actor_id FROM ev
        UNION ALL SELECT '', event_type, event_time, actor_id FROM ev
        UNION ALL SELECT '', '', event_time, actor_id FROM ev)
-INSERT INTO insight_users (g, team_id, bucket, event_type, user_id)
-SELECT DISTINCT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs, sc.ty, sc.actor_id
-FROM sc, gs WHERE gs.g > 0 AND sc.actor_id IS NOT NULL;
-WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
-ev AS (SELECT team_id, event_type, event_time, actor_id FROM events WHERE event_type <> 'app_rate_limited'),
-sc AS (SELECT team_id AS team, event_type AS ty, event_time, actor_id FROM ev
-       UNION ALL SELECT team_id, '', event_time, actor_id FROM ev
-       UNION ALL SELECT '', event_type, event_time, actor_id FROM ev
-       UNION ALL SELECT '', '', event_time, actor_id FROM ev)
-INSERT INTO insight_events (g, team_id, bucket, event_type, events, users)
-SELECT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs AS b, sc.ty, COUNT(*),
-       CASE WHEN gs.g > 0 THEN COUNT(DISTINCT sc.actor_id) ELSE 0 END
+INSERT INTO insight_events (g, team_id, bucket, event_type, events)
+SELECT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs AS b, sc.ty, COUNT(*)
 FROM sc, gs GROUP BY gs.g, sc.team, b, sc.ty;
 WITH gs(g, secs) AS (VALUES (0, 60), (1, 3600), (2, 86400)),
 a AS (SELECT d.app_id, x.at / 1000 AS t, x.reason, x.retry_num, x.latency_ms
@@ -296,6 +292,9 @@ fn migrate_to(conn: &mut Connection, target: i64) -> StoreResult<i64> {
     {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if *version == 2 {
+            super::insights::backfill_user_sets(&tx)?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, super::now()],
@@ -355,9 +354,11 @@ mod tests {
         assert_eq!(q("SELECT events FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
         assert_eq!(q("SELECT users FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
         assert_eq!(q("SELECT events FROM insight_events WHERE g = 0 AND team_id = 'T1' AND event_type = 'reaction_added' AND bucket = 90000"), 1);
+        assert_eq!(q("SELECT COUNT(*) FROM insight_user_ids"), 2);
         assert_eq!(
-            q("SELECT COUNT(DISTINCT user_id) FROM insight_users WHERE g = 2 AND team_id = 'T1'"),
-            2
+            q("SELECT COUNT(*) FROM insight_user_sets WHERE g = 2 AND team_id = 'T1' AND event_type = ''"),
+            2,
+            "days 0 and 1"
         );
         assert_eq!(
             q("SELECT SUM(attempts) FROM insight_deliveries WHERE g = 2"),
