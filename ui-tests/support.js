@@ -133,7 +133,8 @@ async function startReceiver(status = 200) {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   state.url = `http://127.0.0.1:${server.address().port}/slack/events`;
-  state.close = () => new Promise((resolve) => server.close(resolve));
+  // Tidings keeps connections alive between attempts: drop them, or close() waits for them.
+  state.close = () => new Promise((resolve) => { server.close(resolve); server.closeAllConnections(); });
   return state;
 }
 
