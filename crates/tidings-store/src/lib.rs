@@ -1,20 +1,21 @@
 //! Persistence for Tidings: the [`Store`] trait every backend implements, the records it
-//! stores, versioned migrations, and the embedded SQLite backend.
+//! stores, versioned migrations, and the two backends behind [`SqlStore`]: embedded SQLite
+//! and shared PostgreSQL.
 //!
 //! The trait speaks in domain operations (create a team, install an app, publish events
-//! with their deliveries), never in SQL, so a PostgreSQL backend can follow without callers
-//! changing. Every write is atomic: an operation that fails leaves nothing behind.
+//! with their deliveries), never in SQL, so callers do not know which backend runs. Every write is atomic: an operation that fails leaves nothing behind.
 
 mod error;
 pub mod insights;
 pub mod model;
 mod page;
-pub mod sqlite;
+pub mod sql;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use page::{Cursor, Page, PageRequest};
-pub use sqlite::SqliteStore;
+pub use sql::postgres::PgOptions;
+pub use sql::SqlStore;
 
 use async_trait::async_trait;
 

@@ -1,6 +1,4 @@
-//! Versioned schema migrations for SQLite. Each entry runs once, in order, inside one
-//! transaction with its `schema_migrations` row, so a crash mid-migration leaves the
-//! previous version intact. Never edit a shipped migration: add a new one.
+//! The SQLite schema, version by version (see [`super`]).
 
 use rusqlite::Connection;
 
@@ -293,11 +291,11 @@ fn migrate_to(conn: &mut Connection, target: i64) -> StoreResult<i64> {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         if *version == 2 {
-            super::insights::backfill_user_sets(&tx)?;
+            crate::sql::insights::backfill_user_sets(&crate::sql::conn::Conn::Sqlite(&tx))?;
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, super::now()],
+            rusqlite::params![version, name, crate::sql::now()],
         )?;
         tx.commit()?;
         tracing::info!(version, name, "applied migration");

@@ -1,14 +1,14 @@
-//! [`Store`] for [`SqliteStore`]: each method sends its SQL function to the writer (writes)
+//! [`Store`] for [`SqlStore`]: each method sends its SQL function to the writer (writes)
 //! or the read pool (reads).
 
 use async_trait::async_trait;
 
-use super::{apps, directory as dir, dispatch, events, insights, publish, rows, SqliteStore};
+use super::{apps, directory as dir, dispatch, events, insights, publish, rows, SqlStore};
 use crate::model::*;
 use crate::{Page, PageRequest, Store, StoreResult};
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await

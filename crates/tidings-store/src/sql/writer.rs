@@ -1,7 +1,7 @@
-//! The single SQLite writer and its group commit.
+//! The single writer and its group commit (both backends).
 //!
 //! Every write in Tidings is a closure sent to one dedicated thread that owns the only
-//! write connection. The thread takes whatever has queued (up to [`MAX_BATCH`] jobs), runs
+//! write connection (per node, on PostgreSQL). The thread takes whatever has queued (up to [`MAX_BATCH`] jobs), runs
 //! each inside its own SAVEPOINT within one transaction, commits once, and only then
 //! answers the callers. So:
 //! - throughput comes from batching: one commit (and, in WAL with `synchronous=NORMAL`, no
@@ -11,11 +11,13 @@
 //! - nobody hears "done" before the commit that made it durable.
 //!
 //! The queue is a bounded tokio channel, so a flood of writers waits instead of growing
-//! memory without bound.
+//! memory without bound. A connection that is lost (PostgreSQL restarting) is reopened
+//! for the next batch; while it cannot be, batches fail at once with `Unavailable`.
 
-use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::conn::{Conn, Dialect};
+use super::pool::Opener;
 use crate::{StoreError, StoreResult};
 
 /// Most jobs folded into one transaction.
@@ -26,7 +28,7 @@ const QUEUE_DEPTH: usize = 4096;
 /// A queued write: run inside the batch, or refused when the batch cannot start.
 trait Job: Send {
     /// Runs the work; returns whether it succeeded and how to answer once the batch ends.
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Finisher);
+    fn run(self: Box<Self>, conn: Conn) -> (bool, Finisher);
     /// Answers the caller without running (the batch failed before reaching this job).
     fn fail(self: Box<Self>, err: StoreError);
 }
@@ -42,11 +44,11 @@ struct WriteJob<F, T> {
 impl<F, T> Job for WriteJob<F, T>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> (bool, Finisher) {
+    fn run(self: Box<Self>, conn: Conn) -> (bool, Finisher) {
         let WriteJob { work, done } = *self;
-        let result = work(conn);
+        let result = work(&conn);
         let ok = result.is_ok();
         let finish: Finisher = Box::new(move |commit_err| {
             let _ = done.send(match commit_err {
@@ -63,7 +65,7 @@ where
 }
 
 /// Work run inside a batch's transaction just before it commits.
-pub type BeforeCommit = Box<dyn Fn(&Connection) -> StoreResult<()> + Send>;
+pub type BeforeCommit = Box<dyn Fn(&Conn) -> StoreResult<()> + Send>;
 
 /// What the store does around each batch.
 pub struct Hooks {
@@ -92,12 +94,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` with its [`Hooks`].
-    pub fn start(conn: Connection, hooks: Hooks) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn` (reopened through `opener` when lost) with its
+    /// [`Hooks`].
+    pub fn start<O: Opener>(opener: O, conn: O::Owned, hooks: Hooks) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
         std::thread::Builder::new()
-            .name("tidings-sqlite-writer".into())
-            .spawn(move || run(conn, rx, hooks))?;
+            .name("tidings-store-writer".into())
+            .spawn(move || run(opener, Some(conn), rx, hooks))?;
         Ok(Writer { tx })
     }
 
@@ -105,7 +108,7 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
     {
         let (done, done_rx) = oneshot::channel::<StoreResult<T>>();
         self.tx
@@ -118,7 +121,12 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hooks: Hooks) {
+fn run<O: Opener>(
+    opener: O,
+    mut conn: Option<O::Owned>,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    hooks: Hooks,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -129,7 +137,29 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hooks: Hooks) {
                 Err(_) => break,
             }
         }
-        let outcome = commit_batch(&conn, &mut batch, &mut finishers, &*hooks.before_commit);
+        if conn.as_ref().is_some_and(|c| !O::usable(c)) {
+            conn = None;
+            (hooks.on_rollback)();
+        }
+        if conn.is_none() {
+            match opener.open() {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "the writer cannot reach the database");
+                    for job in batch.drain(..) {
+                        job.fail(e.clone());
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(owned) = conn.as_ref() else { continue };
+        let outcome = commit_batch(
+            O::conn(owned),
+            &mut batch,
+            &mut finishers,
+            &*hooks.before_commit,
+        );
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "a write batch failed to commit");
             (hooks.on_rollback)();
@@ -138,37 +168,45 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, hooks: Hooks) {
             finish(outcome.clone().err());
         }
     }
-    tracing::debug!("sqlite writer stopped");
+    tracing::debug!("store writer stopped");
 }
 
 /// Runs every job of the batch in one transaction, each in its own savepoint. On a
 /// transaction-level failure the remaining jobs are refused with the error and the
 /// finished ones hear it through their finishers.
+/// Transaction control: cached statements on SQLite (parsing these per job showed up on
+/// the hot path), the simple protocol on PostgreSQL.
+fn control(conn: Conn, sql: &str) -> StoreResult<()> {
+    match conn.dialect() {
+        Dialect::Sqlite => conn.execute(sql, &[]).map(drop),
+        Dialect::Postgres => conn.batch(sql),
+    }
+}
+
 fn commit_batch(
-    conn: &Connection,
+    conn: Conn,
     batch: &mut Vec<Box<dyn Job>>,
     finishers: &mut Vec<Finisher>,
-    before_commit: &dyn Fn(&Connection) -> StoreResult<()>,
+    before_commit: &dyn Fn(&Conn) -> StoreResult<()>,
 ) -> StoreResult<()> {
     let refuse_rest = |batch: &mut Vec<Box<dyn Job>>, err: &StoreError| {
         for job in batch.drain(..) {
             job.fail(err.clone());
         }
     };
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = StoreError::from(e);
+    let begin = match conn.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    if let Err(err) = conn.batch(begin) {
         refuse_rest(batch, &err);
         return Err(err);
     }
     let mut jobs = std::mem::take(batch);
     let mut iter = jobs.drain(..);
     while let Some(job) = iter.next() {
-        if let Err(e) = conn
-            .prepare_cached("SAVEPOINT job")
-            .and_then(|mut st| st.execute([]))
-        {
-            let err = StoreError::from(e);
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(err) = control(conn, "SAVEPOINT job") {
+            let _ = conn.batch("ROLLBACK");
             job.fail(err.clone());
             let mut rest: Vec<_> = iter.collect();
             refuse_rest(&mut rest, &err);
@@ -176,21 +214,13 @@ fn commit_batch(
         }
         let (ok, finish) = job.run(conn);
         finishers.push(finish);
-        // Cached statements: parsing these per job showed up on the hot path.
         let end = if ok {
-            conn.prepare_cached("RELEASE job")
-                .and_then(|mut st| st.execute([]))
+            control(conn, "RELEASE job")
         } else {
-            conn.prepare_cached("ROLLBACK TO job")
-                .and_then(|mut st| st.execute([]))
-                .and_then(|_| {
-                    conn.prepare_cached("RELEASE job")
-                        .and_then(|mut st| st.execute([]))
-                })
+            control(conn, "ROLLBACK TO job").and_then(|_| control(conn, "RELEASE job"))
         };
-        if let Err(e) = end {
-            let err = StoreError::from(e);
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(err) = end {
+            let _ = conn.batch("ROLLBACK");
             let mut rest: Vec<_> = iter.collect();
             refuse_rest(&mut rest, &err);
             return Err(err);
@@ -198,13 +228,13 @@ fn commit_batch(
     }
     drop(iter);
     *batch = jobs;
-    if let Err(e) = before_commit(conn) {
-        let _ = conn.execute_batch("ROLLBACK");
+    if let Err(e) = before_commit(&conn) {
+        let _ = conn.batch("ROLLBACK");
         return Err(e);
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e.into());
+    if let Err(e) = conn.batch("COMMIT") {
+        let _ = conn.batch("ROLLBACK");
+        return Err(e);
     }
     Ok(())
 }
@@ -213,30 +243,44 @@ fn commit_batch(
 mod tests {
     use super::*;
 
+    /// An in-memory database cannot be reopened: the writer keeps its first connection.
+    struct InMemory;
+
+    impl Opener for InMemory {
+        type Owned = rusqlite::Connection;
+        fn open(&self) -> StoreResult<rusqlite::Connection> {
+            Err(StoreError::Unavailable("in-memory".into()))
+        }
+        fn conn(c: &rusqlite::Connection) -> Conn<'_> {
+            Conn::Sqlite(c)
+        }
+        fn usable(_: &rusqlite::Connection) -> bool {
+            true
+        }
+    }
+
     fn writer() -> Writer {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .unwrap();
-        Writer::start(conn, Hooks::default()).unwrap()
+        Writer::start(InMemory, conn, Hooks::default()).unwrap()
     }
 
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_itself() {
         let w = writer();
-        let ok = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a')", [])?));
+        let ok = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a')", &[])?));
         let bad = w.write(|c| {
-            c.execute("INSERT INTO t VALUES ('b')", [])?;
+            c.execute("INSERT INTO t VALUES ('b')", &[])?;
             Err::<(), _>(StoreError::Conflict("no".into()))
         });
-        let ok2 = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c')", [])?));
+        let ok2 = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c')", &[])?));
         let (a, b, c) = tokio::join!(ok, bad, ok2);
         assert!(a.is_ok() && c.is_ok());
         assert!(matches!(b, Err(StoreError::Conflict(_))));
         let keys = w
             .write(|c| {
-                let mut st = c.prepare("SELECT k FROM t ORDER BY k")?;
-                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                c.query("SELECT k FROM t ORDER BY k", &[], |r| r.get::<String>(0))
             })
             .await
             .unwrap();
@@ -250,7 +294,7 @@ mod tests {
         for i in 0..2000 {
             let w = w.clone();
             handles.push(tokio::spawn(async move {
-                w.write(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [i.to_string()])?))
+                w.write(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", crate::params![i.to_string()])?))
                     .await
             }));
         }
@@ -258,7 +302,7 @@ mod tests {
             h.await.unwrap().unwrap();
         }
         let n: i64 = w
-            .write(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .write(|c| c.query_one("SELECT COUNT(*) FROM t", &[], |r| r.get(0)))
             .await
             .unwrap();
         assert_eq!(n, 2000);

@@ -1,0 +1,128 @@
+//! The SQL backends: SQLite (embedded, the default) and PostgreSQL (shared by several
+//! nodes). Both run the same SQL functions through [`conn::Conn`], behind one store type,
+//! [`SqlStore`]:
+//!
+//! - writes go to one writer thread per process with group commit ([`writer`]);
+//! - reads borrow a connection from a small pool ([`pool`]);
+//! - what differs per backend is how connections open ([`sqlite`], [`postgres`]), the
+//!   schema's DDL ([`migrations`]), and the few statements that branch on the dialect.
+//!
+//! The domain's SQL lives in one module per concern: [`directory`], [`apps`], [`publish`]
+//! (with the fan-out index in [`cache`]), [`events`], [`dispatch`], [`insights`].
+
+mod apps;
+mod cache;
+pub mod conn;
+mod directory;
+mod dispatch;
+mod events;
+mod insights;
+pub mod migrations;
+pub mod pool;
+pub mod postgres;
+mod publish;
+mod rows;
+pub mod sqlite;
+mod store_impl;
+pub mod writer;
+
+use std::sync::Arc;
+
+use conn::Conn;
+use pool::ReadPool;
+use writer::Writer;
+
+use crate::StoreResult;
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Read connections of the store's backend.
+#[derive(Clone)]
+enum Readers {
+    Sqlite(Arc<ReadPool<sqlite::Opener>>),
+    Postgres(Arc<ReadPool<postgres::Opener>>),
+}
+
+/// The store over SQLite or PostgreSQL. Cheap to clone; all clones share the writer and
+/// the read pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    writer: Writer,
+    /// The fan-out index, used and invalidated only inside writer jobs.
+    index: cache::Index,
+    /// Insight counts of the batch in progress, flushed just before it commits.
+    counter: insights::Counter,
+    /// The `event_context` signing key (read once at open).
+    context_key: Arc<Vec<u8>>,
+    readers: Readers,
+    description: Arc<str>,
+}
+
+impl SqlStore {
+    /// What the store is, for the startup message ("SQLite ./tidings-data/tidings.db").
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Runs `f` in the next group commit.
+    pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        match &self.readers {
+            Readers::Sqlite(p) => p.read(f).await,
+            Readers::Postgres(p) => p.read(f).await,
+        }
+    }
+
+    /// Starts the writer on `first` and assembles the store (both backends' `open` end here).
+    fn assemble<O: pool::Opener>(
+        opener: O,
+        first: O::Owned,
+        readers: Readers,
+        description: String,
+    ) -> StoreResult<SqlStore> {
+        let context_key = events::context_key(&O::conn(&first))?;
+        let index = cache::Index::default();
+        let counter = insights::Counter::default();
+        let hooks = writer::Hooks {
+            before_commit: {
+                let counter = counter.clone();
+                Box::new(move |c| counter.flush(c))
+            },
+            on_rollback: {
+                let (index, counter) = (index.clone(), counter.clone());
+                Box::new(move || {
+                    index.clear();
+                    counter.clear();
+                })
+            },
+        };
+        let writer = Writer::start(opener, first, hooks).map_err(|e| {
+            crate::StoreError::Internal(format!("cannot start the writer: {e}"))
+        })?;
+        Ok(SqlStore {
+            writer,
+            index,
+            counter,
+            context_key: Arc::new(context_key),
+            readers,
+            description: description.into(),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Connections of either backend: how one is opened ([`Opener`]) and the pool of read
+//! connections every non-writing store call borrows one from.
+//!
+//! A read runs on tokio's blocking pool (both drivers block); a semaphore bounds how many
+//! run at once, and idle connections are kept for reuse. A connection found broken (the
+//! database restarted) is dropped and a new one opened on the next read.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use super::conn::Conn;
+use crate::{StoreError, StoreResult};
+
+/// Opens connections of one backend.
+pub trait Opener: Send + Sync + 'static {
+    /// An open connection, owned by whoever uses it.
+    type Owned: Send + 'static;
+    fn open(&self) -> StoreResult<Self::Owned>;
+    fn conn(c: &Self::Owned) -> Conn<'_>;
+    /// False once the connection is known to be broken.
+    fn usable(c: &Self::Owned) -> bool;
+}
+
+/// Read connections. A `std::sync::Mutex` because it is held only to push or pop a
+/// connection, never across an `.await`; the semaphore bounds how many are in use.
+pub struct ReadPool<O: Opener> {
+    opener: O,
+    idle: Mutex<Vec<O::Owned>>,
+    permits: Semaphore,
+}
+
+impl<O: Opener> ReadPool<O> {
+    pub fn new(opener: O, size: usize) -> Arc<ReadPool<O>> {
+        Arc::new(ReadPool {
+            opener,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(size.max(1)),
+        })
+    }
+
+    /// Runs `f` on a read connection on the blocking pool.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = pool
+                .idle
+                .lock()
+                .ok()
+                .and_then(|mut v| v.pop())
+                .filter(O::usable);
+            let owned = match idle {
+                Some(c) => c,
+                None => pool.opener.open()?,
+            };
+            let result = f(&O::conn(&owned));
+            if O::usable(&owned) {
+                if let Ok(mut idle) = pool.idle.lock() {
+                    idle.push(owned);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+}

@@ -1,0 +1,91 @@
+//! The embedded SQLite backend: one file in the data directory, WAL mode, the writer
+//! thread with group commit and a small pool of read-only connections.
+//!
+//! `synchronous=NORMAL` in WAL mode means a commit survives a process crash (SIGKILL) but
+//! is not fsynced one by one; durability against power loss is per WAL checkpoint. That is
+//! the trade the architecture asks for: batching, not per-event fsync.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::conn::{sqlite_error, Conn};
+use super::pool::{self, ReadPool};
+use super::{migrations, Readers, SqlStore};
+use crate::{StoreError, StoreResult};
+
+/// Read connections kept open; reads beyond that wait for one.
+const READERS: usize = 4;
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
+         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
+    )
+}
+
+/// Opens connections to one database file: read-only ones for the pool, or the writer's.
+pub struct Opener {
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl pool::Opener for Opener {
+    type Owned = Connection;
+
+    fn open(&self) -> StoreResult<Connection> {
+        let c = if self.read_only {
+            let c = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sqlite_error)?;
+            c.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(sqlite_error)?;
+            c
+        } else {
+            let c = Connection::open(&self.path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display()))
+            })?;
+            configure(&c).map_err(sqlite_error)?;
+            c
+        };
+        Ok(c)
+    }
+
+    fn conn(c: &Connection) -> Conn<'_> {
+        Conn::Sqlite(c)
+    }
+
+    fn usable(_: &Connection) -> bool {
+        true
+    }
+}
+
+/// Opens (creating if needed) `tidings.db` in `data_dir` and migrates it.
+pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+    })?;
+    let path = data_dir.join("tidings.db");
+    let writer = Opener {
+        path: path.clone(),
+        read_only: false,
+    };
+    let mut conn = pool::Opener::open(&writer)?;
+    migrations::sqlite::migrate(&mut conn)?;
+    let readers = ReadPool::new(
+        Opener {
+            path: path.clone(),
+            read_only: true,
+        },
+        READERS,
+    );
+    SqlStore::assemble(
+        writer,
+        conn,
+        Readers::Sqlite(readers),
+        format!("SQLite {}", path.display()),
+    )
+}
