@@ -70,9 +70,8 @@ impl pool::Opener for Opener {
 /// from a blocking context (the `postgres` driver runs its own small runtime).
 pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
     let opener = Opener::new(&options.url)?;
-    let mut client = opener.client()?;
-    migrations::postgres::migrate(&mut client)?;
-    let first = PgConn::new(client);
+    let first = PgConn::new(opener.client()?);
+    migrations::postgres::migrate(&first)?;
     let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(1));
     SqlStore::assemble(
         opener,

@@ -1,7 +1,346 @@
-//! The PostgreSQL schema, version by version (see [`super`]).
+//! The PostgreSQL schema, version by version (see [`super`]): the same tables and columns
+//! as SQLite's version of the same number. Integers are `BIGINT` (the SQL layer speaks
+//! `i64`), flags are `BIGINT` 0/1 as on SQLite, text is `COLLATE "C"` so ids sort byte by
+//! byte as on SQLite (cursors and listings depend on that order), blobs are `BYTEA`.
+//!
+//! Nodes starting together are safe: the whole run happens in one transaction holding an
+//! advisory lock keyed by the schema, so one node migrates and the others then find the
+//! schema current.
 
+use crate::sql::conn::{Conn, PgConn};
 use crate::StoreResult;
 
-pub fn migrate(_client: &mut postgres::Client) -> StoreResult<i64> {
-    todo!("written next")
+/// (version, name, SQL). Versions match [`super::sqlite::MIGRATIONS`].
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", V1),
+    (2, "insights", V2),
+    (3, "cluster", V3),
+];
+
+const V1: &str = r#"
+CREATE TABLE enterprises (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE teams (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    domain TEXT COLLATE "C" NOT NULL,
+    enterprise_id TEXT COLLATE "C" REFERENCES enterprises(id),
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX teams_enterprise ON teams(enterprise_id);
+CREATE UNIQUE INDEX teams_domain ON teams(domain);
+CREATE TABLE users (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    team_id TEXT COLLATE "C" REFERENCES teams(id),
+    enterprise_id TEXT COLLATE "C" REFERENCES enterprises(id),
+    name TEXT NOT NULL,
+    real_name TEXT,
+    is_admin BIGINT NOT NULL DEFAULT 0,
+    is_bot BIGINT NOT NULL DEFAULT 0,
+    app_id TEXT COLLATE "C",
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX users_team ON users(team_id, id);
+CREATE TABLE conversations (
+    team_id TEXT COLLATE "C" NOT NULL REFERENCES teams(id),
+    id TEXT COLLATE "C" NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (team_id, id)
+);
+CREATE TABLE conversation_members (
+    team_id TEXT COLLATE "C" NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (team_id, conversation_id, user_id),
+    FOREIGN KEY (team_id, conversation_id) REFERENCES conversations(team_id, id) ON DELETE CASCADE
+);
+CREATE TABLE apps (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT NOT NULL,
+    request_url TEXT,
+    request_url_verified BIGINT NOT NULL DEFAULT 0,
+    socket_mode BIGINT NOT NULL DEFAULT 0,
+    bot_events TEXT NOT NULL,
+    user_events TEXT NOT NULL,
+    event_shape TEXT NOT NULL,
+    signing_secret TEXT NOT NULL,
+    verification_token TEXT NOT NULL,
+    events_enabled BIGINT NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    disabled_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE app_tokens (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    app_id TEXT COLLATE "C" NOT NULL REFERENCES apps(id),
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE installations (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    app_id TEXT COLLATE "C" NOT NULL REFERENCES apps(id),
+    team_id TEXT COLLATE "C" REFERENCES teams(id),
+    enterprise_id TEXT COLLATE "C" REFERENCES enterprises(id),
+    installer_user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    bot_user_id TEXT COLLATE "C" REFERENCES users(id),
+    bot_id TEXT COLLATE "C",
+    bot_scopes TEXT NOT NULL,
+    user_scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX installations_app ON installations(app_id, id);
+CREATE TABLE operator_tokens (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    kind TEXT NOT NULL,
+    label TEXT,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE TABLE tokens (
+    hash TEXT COLLATE "C" PRIMARY KEY,
+    kind TEXT NOT NULL,
+    installation_id TEXT COLLATE "C" REFERENCES installations(id),
+    app_token_id TEXT COLLATE "C" REFERENCES app_tokens(id),
+    operator_token_id TEXT COLLATE "C" REFERENCES operator_tokens(id),
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX tokens_installation ON tokens(installation_id);
+CREATE TABLE settings (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE events (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    team_id TEXT COLLATE "C" NOT NULL REFERENCES teams(id),
+    enterprise_id TEXT COLLATE "C",
+    event_type TEXT COLLATE "C" NOT NULL,
+    app_id TEXT COLLATE "C",
+    channel_id TEXT COLLATE "C",
+    actor_id TEXT COLLATE "C",
+    event_time BIGINT NOT NULL,
+    payload TEXT NOT NULL,
+    idempotency_key TEXT COLLATE "C",
+    created_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX events_idempotency ON events(team_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE TABLE deliveries (
+    seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id TEXT COLLATE "C" NOT NULL UNIQUE,
+    event_id TEXT COLLATE "C" NOT NULL REFERENCES events(id),
+    app_id TEXT COLLATE "C" NOT NULL REFERENCES apps(id),
+    team_id TEXT COLLATE "C" NOT NULL,
+    event_type TEXT COLLATE "C" NOT NULL,
+    status TEXT COLLATE "C" NOT NULL,
+    reason TEXT COLLATE "C",
+    auth TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    redeliver BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX deliveries_app ON deliveries(app_id, seq);
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE INDEX deliveries_app_due ON deliveries(app_id, next_attempt_at, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_rate ON deliveries(app_id, team_id, created_at);
+CREATE TABLE delivery_attempts (
+    delivery_seq BIGINT NOT NULL REFERENCES deliveries(seq),
+    n BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    transport TEXT NOT NULL,
+    status_code BIGINT,
+    reason TEXT COLLATE "C",
+    latency_ms BIGINT NOT NULL,
+    retry_num BIGINT NOT NULL,
+    PRIMARY KEY (delivery_seq, n)
+);
+CREATE INDEX delivery_attempts_at ON delivery_attempts(at);
+"#;
+
+const V2: &str = r#"
+CREATE TABLE key_events (
+    event_type TEXT COLLATE "C" PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE insight_events (
+    g BIGINT NOT NULL,
+    team_id TEXT COLLATE "C" NOT NULL,
+    bucket BIGINT NOT NULL,
+    event_type TEXT COLLATE "C" NOT NULL,
+    events BIGINT NOT NULL DEFAULT 0,
+    too_old BIGINT NOT NULL DEFAULT 0,
+    users BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, team_id, bucket, event_type)
+);
+CREATE TABLE insight_user_ids (
+    n BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    user_id TEXT COLLATE "C" NOT NULL UNIQUE
+);
+CREATE TABLE insight_user_sets (
+    g BIGINT NOT NULL,
+    team_id TEXT COLLATE "C" NOT NULL,
+    bucket BIGINT NOT NULL,
+    event_type TEXT COLLATE "C" NOT NULL,
+    users BYTEA NOT NULL,
+    PRIMARY KEY (g, team_id, bucket, event_type)
+);
+CREATE TABLE insight_deliveries (
+    g BIGINT NOT NULL,
+    bucket BIGINT NOT NULL,
+    app_id TEXT COLLATE "C" NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    succeeded BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    retries BIGINT NOT NULL DEFAULT 0,
+    delivered BIGINT NOT NULL DEFAULT 0,
+    gave_up BIGINT NOT NULL DEFAULT 0,
+    dropped BIGINT NOT NULL DEFAULT 0,
+    l0 BIGINT NOT NULL DEFAULT 0, l1 BIGINT NOT NULL DEFAULT 0, l2 BIGINT NOT NULL DEFAULT 0,
+    l3 BIGINT NOT NULL DEFAULT 0, l4 BIGINT NOT NULL DEFAULT 0, l5 BIGINT NOT NULL DEFAULT 0,
+    l6 BIGINT NOT NULL DEFAULT 0, l7 BIGINT NOT NULL DEFAULT 0, l8 BIGINT NOT NULL DEFAULT 0,
+    l9 BIGINT NOT NULL DEFAULT 0, l10 BIGINT NOT NULL DEFAULT 0, l11 BIGINT NOT NULL DEFAULT 0,
+    l12 BIGINT NOT NULL DEFAULT 0, l13 BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, bucket, app_id)
+);
+CREATE TABLE insight_delivery_reasons (
+    g BIGINT NOT NULL,
+    bucket BIGINT NOT NULL,
+    app_id TEXT COLLATE "C" NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    reason TEXT COLLATE "C" NOT NULL,
+    n BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (g, bucket, app_id, kind, reason)
+);
+WITH gs(g, secs) AS (VALUES (0::bigint, 60::bigint), (1, 3600), (2, 86400)),
+ev AS (SELECT team_id, event_type, event_time, actor_id FROM events WHERE event_type <> 'app_rate_limited'),
+sc AS (SELECT team_id AS team, event_type AS ty, event_time, actor_id FROM ev
+       UNION ALL SELECT team_id, '', event_time, actor_id FROM ev
+       UNION ALL SELECT '', event_type, event_time, actor_id FROM ev
+       UNION ALL SELECT '', '', event_time, actor_id FROM ev)
+INSERT INTO insight_events (g, team_id, bucket, event_type, events)
+SELECT gs.g, sc.team, (sc.event_time / gs.secs) * gs.secs AS b, sc.ty, COUNT(*)
+FROM sc, gs GROUP BY gs.g, sc.team, b, sc.ty;
+WITH gs(g, secs) AS (VALUES (0::bigint, 60::bigint), (1, 3600), (2, 86400)),
+a AS (SELECT d.app_id, x.at / 1000 AS t, x.reason, x.retry_num, x.latency_ms
+      FROM delivery_attempts x JOIN deliveries d ON d.seq = x.delivery_seq)
+INSERT INTO insight_deliveries (g, bucket, app_id, attempts, succeeded, failed, retries, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13)
+SELECT gs.g, (a.t / gs.secs) * gs.secs AS b, a.app_id, COUNT(*),
+       COUNT(*) FILTER (WHERE a.reason IS NULL), COUNT(*) FILTER (WHERE a.reason IS NOT NULL),
+       COUNT(*) FILTER (WHERE a.retry_num > 0),
+       COUNT(*) FILTER (WHERE a.latency_ms <= 1), COUNT(*) FILTER (WHERE a.latency_ms > 1 AND a.latency_ms <= 2),
+       COUNT(*) FILTER (WHERE a.latency_ms > 2 AND a.latency_ms <= 5), COUNT(*) FILTER (WHERE a.latency_ms > 5 AND a.latency_ms <= 10),
+       COUNT(*) FILTER (WHERE a.latency_ms > 10 AND a.latency_ms <= 25), COUNT(*) FILTER (WHERE a.latency_ms > 25 AND a.latency_ms <= 50),
+       COUNT(*) FILTER (WHERE a.latency_ms > 50 AND a.latency_ms <= 100), COUNT(*) FILTER (WHERE a.latency_ms > 100 AND a.latency_ms <= 250),
+       COUNT(*) FILTER (WHERE a.latency_ms > 250 AND a.latency_ms <= 500), COUNT(*) FILTER (WHERE a.latency_ms > 500 AND a.latency_ms <= 1000),
+       COUNT(*) FILTER (WHERE a.latency_ms > 1000 AND a.latency_ms <= 2500), COUNT(*) FILTER (WHERE a.latency_ms > 2500 AND a.latency_ms <= 5000),
+       COUNT(*) FILTER (WHERE a.latency_ms > 5000 AND a.latency_ms <= 10000), COUNT(*) FILTER (WHERE a.latency_ms > 10000)
+FROM a, gs GROUP BY gs.g, b, a.app_id;
+WITH gs(g, secs) AS (VALUES (0::bigint, 60::bigint), (1, 3600), (2, 86400))
+INSERT INTO insight_deliveries (g, bucket, app_id, delivered, gave_up, dropped)
+SELECT gs.g, (d.updated_at / gs.secs) * gs.secs AS b, d.app_id,
+       COUNT(*) FILTER (WHERE d.status = 'delivered'), COUNT(*) FILTER (WHERE d.status = 'failed'),
+       COUNT(*) FILTER (WHERE d.status = 'dropped')
+FROM deliveries d, gs WHERE d.status <> 'pending' GROUP BY gs.g, b, d.app_id
+ON CONFLICT (g, bucket, app_id) DO UPDATE SET delivered = excluded.delivered,
+    gave_up = excluded.gave_up, dropped = excluded.dropped;
+WITH gs(g, secs) AS (VALUES (0::bigint, 60::bigint), (1, 3600), (2, 86400)),
+r AS (SELECT app_id, updated_at AS t, CASE status WHEN 'failed' THEN 'failed' ELSE 'dropped' END AS kind, reason
+      FROM deliveries WHERE status IN ('failed', 'dropped') AND reason IS NOT NULL
+      UNION ALL
+      SELECT d.app_id, x.at / 1000, 'attempt', x.reason
+      FROM delivery_attempts x JOIN deliveries d ON d.seq = x.delivery_seq WHERE x.reason IS NOT NULL)
+INSERT INTO insight_delivery_reasons (g, bucket, app_id, kind, reason, n)
+SELECT gs.g, (r.t / gs.secs) * gs.secs AS b, r.app_id, r.kind, r.reason, COUNT(*)
+FROM r, gs GROUP BY gs.g, b, r.app_id, r.kind, r.reason;
+"#;
+
+/// See [`super::sqlite`]'s V3: leases, the node registry and where Socket Mode
+/// connections are open.
+const V3: &str = r#"
+ALTER TABLE deliveries ADD COLUMN lease_until BIGINT;
+ALTER TABLE deliveries ADD COLUMN leased_by TEXT COLLATE "C";
+CREATE TABLE nodes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    public_url TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+CREATE TABLE socket_connections (
+    node_id TEXT COLLATE "C" NOT NULL,
+    connection_id TEXT COLLATE "C" NOT NULL,
+    app_id TEXT COLLATE "C" NOT NULL,
+    opened_at BIGINT NOT NULL,
+    PRIMARY KEY (node_id, connection_id)
+);
+CREATE INDEX socket_connections_app ON socket_connections(app_id);
+INSERT INTO settings (key, value) VALUES ('directory_version', '0') ON CONFLICT (key) DO NOTHING;
+"#;
+
+/// Applies every migration newer than the database's version.
+pub fn migrate(conn: &PgConn) -> StoreResult<i64> {
+    migrate_to(conn, MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+}
+
+/// Applies the migrations newer than the database's version, up to `target`, in one
+/// transaction under an advisory lock for the current schema.
+pub fn migrate_to(conn: &PgConn, target: i64) -> StoreResult<i64> {
+    let c = Conn::Postgres(conn);
+    c.batch("BEGIN")?;
+    let result = run(&c, target);
+    match &result {
+        Ok(_) => c.batch("COMMIT")?,
+        Err(_) => {
+            let _ = c.batch("ROLLBACK");
+        }
+    }
+    result
+}
+
+fn run(c: &Conn, target: i64) -> StoreResult<i64> {
+    // Two-key advisory lock: a constant for Tidings, and the schema, so tests migrating
+    // their own schemas in parallel do not wait for each other.
+    c.query_one(
+        "SELECT pg_advisory_xact_lock(1952739, hashtext(current_schema()))::text",
+        crate::params![],
+        |_| Ok(()),
+    )?;
+    c.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )?;
+    let current: i64 = c.query_one(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        crate::params![],
+        |r| r.get(0),
+    )?;
+    if let Some((latest, _, _)) = MIGRATIONS.last() {
+        if current > *latest {
+            return Err(crate::StoreError::Internal(format!(
+                "the database schema is version {current}, newer than this Tidings knows ({latest}): upgrade Tidings"
+            )));
+        }
+    }
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| *v > current && *v <= target)
+    {
+        c.batch(sql)?;
+        if *version == 2 {
+            crate::sql::insights::backfill_user_sets(c)?;
+        }
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            crate::params![version, name, crate::sql::now()],
+        )?;
+        tracing::info!(version, name, "applied migration");
+    }
+    Ok(target.max(current))
 }

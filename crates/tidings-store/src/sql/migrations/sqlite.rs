@@ -5,7 +5,11 @@ use rusqlite::Connection;
 use crate::StoreResult;
 
 /// (version, name, SQL). Versions are dense and ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", V1), (2, "insights", V2)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", V1),
+    (2, "insights", V2),
+    (3, "cluster", V3),
+];
 
 const V1: &str = r#"
 CREATE TABLE enterprises (
@@ -261,6 +265,29 @@ SELECT gs.g, (r.t / gs.secs) * gs.secs AS b, r.app_id, r.kind, r.reason, COUNT(*
 FROM r, gs GROUP BY gs.g, b, r.app_id, r.kind, r.reason;
 "#;
 
+/// Delivery leases, the node registry and where Socket Mode connections are open: used
+/// by several nodes on PostgreSQL; on SQLite (one process) the columns stay empty and the
+/// tables hold this node alone, so both schemas stay the same.
+const V3: &str = r#"
+ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
+ALTER TABLE deliveries ADD COLUMN leased_by TEXT;
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    public_url TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE socket_connections (
+    node_id TEXT NOT NULL,
+    connection_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    PRIMARY KEY (node_id, connection_id)
+);
+CREATE INDEX socket_connections_app ON socket_connections(app_id);
+INSERT INTO settings (key, value) VALUES ('directory_version', '0') ON CONFLICT (key) DO NOTHING;
+"#;
+
 /// Applies every migration newer than the database's version.
 pub fn migrate(conn: &mut Connection) -> StoreResult<i64> {
     migrate_to(conn, MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
@@ -346,7 +373,7 @@ mod tests {
                (1, 2, 3700000, 'http', 200, NULL, 4, 1);",
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 2);
+        assert_eq!(migrate(&mut conn).unwrap(), 3);
         let q = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         // Day 0, all types, all teams: two messages by two users; the notice is not an event.
         assert_eq!(q("SELECT events FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
