@@ -10,6 +10,11 @@
 //!   it is never fetched twice while in flight; a crash leaves it pending and the next start
 //!   sends it again with its attempt count intact.
 //!
+//! - **Several nodes** (PostgreSQL): reading due rows claims them with a lease, so each
+//!   delivery is attempted by one node; work signals from other nodes' commits wake the
+//!   lanes they concern, and a periodic rescan finds work whose signal was missed (a
+//!   dead node's expired leases, retries it had scheduled).
+//!
 //! `lanes` is a `std::sync::Mutex`: held only for map updates, never across an `.await`.
 
 use std::collections::{HashMap, HashSet};
@@ -79,6 +84,8 @@ type QueuedOutcome = (AttemptOutcome, tokio::sync::oneshot::Sender<()>);
 
 /// Most outcomes written in one store call.
 const OUTCOME_BATCH: usize = 512;
+/// How often a node sharing the store looks for work no signal announced.
+const RESCAN: Duration = Duration::from_secs(10);
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -130,10 +137,53 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// Spawns the dispatch loop, the outcome writer and the pending-depth gauge.
+    /// Makes every app with pending deliveries due by its earliest one (at start, after
+    /// missed signals, and periodically when nodes share the store).
+    async fn rescan(&self) -> bool {
+        match self.store.pending_apps().await {
+            Ok(apps) => {
+                {
+                    let mut lanes = self.lanes();
+                    for (app, due) in apps {
+                        lanes.entry(app).or_default().due_by(due);
+                    }
+                }
+                self.wake.notify_one();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending deliveries");
+                false
+            }
+        }
+    }
+
+    /// Spawns the dispatch loop, the outcome writer and the pending-depth gauge, and when
+    /// nodes share the store, the work-signal and rescan loops.
     pub fn spawn(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move { me.run().await });
+        if let Some(mut signals) = self.store.take_work_signals() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                while let Some(apps) = signals.recv().await {
+                    if apps.is_empty() {
+                        me.rescan().await;
+                    } else {
+                        me.wake(apps);
+                    }
+                }
+            });
+        }
+        if self.store.is_shared() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RESCAN).await;
+                    me.rescan().await;
+                }
+            });
+        }
         let queue = self.outcome_queue.lock().ok().and_then(|mut q| q.take());
         if let Some(queue) = queue {
             let store = self.store.clone();
@@ -152,20 +202,8 @@ impl Dispatcher {
 
     async fn run(self: Arc<Self>) {
         // Rebuild from the store: which apps have pending work, and since when.
-        loop {
-            match self.store.pending_apps().await {
-                Ok(apps) => {
-                    let mut lanes = self.lanes();
-                    for (app, due) in apps {
-                        lanes.entry(app).or_default().next_due = Some(due);
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read pending deliveries; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+        while !self.rescan().await {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         loop {
             let now = now_ms();
@@ -239,7 +277,16 @@ impl Dispatcher {
             app.request_url.is_some() && app.request_url_verified
         };
         if app.events_enabled && !has_transport {
-            if app.socket_mode {
+            // Another node holding a connection sends them; they are not expired here.
+            let elsewhere = app.socket_mode
+                && self.store.is_shared()
+                && self
+                    .store
+                    .remote_socket_connections(app_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    > 0;
+            if app.socket_mode && !elsewhere {
                 let cutoff = (now - self.cfg.socket_hold_time.as_millis() as i64) / 1000;
                 let expired = self
                     .store

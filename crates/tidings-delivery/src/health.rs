@@ -3,7 +3,8 @@
 //! subscriptions disabled (`events_enabled: false`, a reason, a time, a log line, a metric).
 //!
 //! Counts live per app in minute windows (bounded by the window), fed by every attempt and
-//! rebuilt from the attempt log at start. `apps` is a `std::sync::Mutex`: held only to
+//! rebuilt from the store at start. When several nodes share the store, the windows are
+//! refreshed from it every few seconds, so the rule sees every node's attempts. `apps` is a `std::sync::Mutex`: held only to
 //! update counters, never across an `.await`.
 
 use std::collections::HashMap;
@@ -72,6 +73,29 @@ impl Health {
             Err(e) => {
                 tracing::error!(error = %e, "cannot rebuild delivery health from the attempt log")
             }
+        }
+    }
+
+    /// Replaces the windows with the store's counts (every node's attempts), keeping
+    /// which apps are being disabled.
+    pub async fn refresh(&self, store: &Arc<dyn Store>) {
+        let since = (now_minute() - policy::window_minutes(self.cfg.window) + 1) * 60_000;
+        match store.attempt_tallies(since).await {
+            Ok(tallies) => {
+                let mut fresh: HashMap<String, AppHealth> = HashMap::new();
+                for t in tallies {
+                    let h = fresh.entry(t.app_id).or_default();
+                    h.successes.add(t.minute, t.successes);
+                    h.failures.add(t.minute, t.failures);
+                    h.events.add(t.minute, t.events);
+                }
+                let mut apps = self.apps();
+                for (id, h) in fresh.iter_mut() {
+                    h.disabling = apps.get(id).is_some_and(|old| old.disabling);
+                }
+                *apps = fresh;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot refresh delivery health from the store"),
         }
     }
 

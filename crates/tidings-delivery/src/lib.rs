@@ -15,6 +15,9 @@ use std::sync::Arc;
 use tidings_core::catalog::Catalog;
 use tidings_store::Store;
 
+/// How often the health rule re-reads every node's attempts when nodes share the store.
+const HEALTH_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub use dispatcher::{DispatchConfig, Dispatcher};
 pub use health::{Health, HealthConfig};
 pub use http::{HttpSender, SenderConfig};
@@ -41,6 +44,15 @@ impl Engine {
         let sender = HttpSender::new(sender_cfg)?;
         let health = Health::new(health_cfg);
         health.rebuild(&store).await;
+        if store.is_shared() {
+            let (health, store) = (health.clone(), store.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEALTH_REFRESH).await;
+                    health.refresh(&store).await;
+                }
+            });
+        }
         let hub = Arc::new(SocketHub::new(socket_cfg));
         let dispatcher = Dispatcher::new(
             store,

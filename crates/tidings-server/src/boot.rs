@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tidings_core::catalog::Catalog;
 use tidings_core::token::{self, TokenKind};
-use tidings_store::{SqliteStore, Store};
+use tidings_store::{PgOptions, SqlStore, Store};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -36,15 +36,10 @@ pub struct Booted {
 pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
     let catalog = Catalog::with_custom(config.events.custom.clone())
         .map_err(|e| format!("event catalog: {e}"))?;
-    if let Some(url) = &config.server.database_url {
-        return Err(format!(
-            "database_url {url:?}: the PostgreSQL backend is not available in this build yet; unset it to use SQLite"
-        ));
-    }
     let data_dir = config.server.data_dir.clone();
-    let sqlite = SqliteStore::open(&data_dir).map_err(|e| e.to_string())?;
-    let store_description = format!("SQLite {}", sqlite.path().display());
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let sql = open_store(&config).await?;
+    let store_description = sql.description().to_string();
+    let store: Arc<dyn Store> = Arc::new(sql);
     let (admin_token_hash, admin_token) = admin_token(&config, &data_dir)?;
     let listener = TcpListener::bind(&config.server.listen)
         .await
@@ -90,6 +85,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         },
     )
     .await?;
+    if store.is_shared() {
+        spawn_heartbeat(store.clone(), public_url.clone()).await?;
+    }
     let state = AppState::new(Inner {
         store,
         config,
@@ -107,6 +105,43 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         admin_token,
         store_description,
     })
+}
+
+/// SQLite in the data directory, or PostgreSQL when `database_url` is set.
+async fn open_store(config: &Config) -> Result<SqlStore, String> {
+    match &config.server.database_url {
+        None => tidings_store::sql::sqlite::open(&config.server.data_dir).map_err(|e| e.to_string()),
+        Some(url) => {
+            let options = PgOptions {
+                url: url.clone(),
+                max_connections: config.database.max_connections as usize,
+                lease: config.database.lease,
+            };
+            // The PostgreSQL driver blocks (it runs its own small runtime).
+            tokio::task::spawn_blocking(move || tidings_store::sql::postgres::open(&options))
+                .await
+                .map_err(|e| format!("cannot open the store: {e}"))?
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Registers this node, then renews its heartbeat so other nodes count its Socket Mode
+/// connections.
+async fn spawn_heartbeat(store: Arc<dyn Store>, public_url: String) -> Result<(), String> {
+    store
+        .heartbeat(&public_url)
+        .await
+        .map_err(|e| format!("cannot register this node: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(tidings_store::sql::cluster::HEARTBEAT).await;
+            if let Err(e) = store.heartbeat(&public_url).await {
+                tracing::warn!(error = %e, "cannot renew this node's heartbeat");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The configured admin token, or the one in `<data_dir>/admin-token`, generating it

@@ -19,6 +19,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub events: EventsConfig,
     pub socket_mode: SocketModeConfig,
+    pub database: DatabaseConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,7 +167,30 @@ impl Default for SocketModeConfig {
     }
 }
 
+/// PostgreSQL only (`server.database_url` set): how this node uses the shared database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connections this node opens at most: one for the writer, one for notifications,
+    /// the rest for reads and delivery claims.
+    pub max_connections: u32,
+    /// How long a node holds the deliveries it claimed; a node that dies loses them after
+    /// this and another node sends them. Longer than `delivery.timeout`.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 10,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
 const SECTIONS: &[&str] = &[
+    "database",
     "server",
     "delivery",
     "rate_limit",
@@ -230,6 +254,21 @@ impl Config {
         }
         if self.delivery.max_in_flight_per_app == 0 {
             return Err("delivery.max_in_flight_per_app must be at least 1".into());
+        }
+        if self.database.max_connections < 3 {
+            return Err("database.max_connections must be at least 3 (writer, notifications, reads)".into());
+        }
+        if self.database.lease <= self.delivery.timeout {
+            return Err(format!(
+                "database.lease ({}) must be longer than delivery.timeout ({})",
+                duration::format(self.database.lease),
+                duration::format(self.delivery.timeout)
+            ));
+        }
+        if let Some(u) = &s.database_url {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err("server.database_url must start with postgres:// or postgresql://".into());
+            }
         }
         if self.socket_mode.max_connections_per_app == 0 {
             return Err("socket_mode.max_connections_per_app must be at least 1".into());

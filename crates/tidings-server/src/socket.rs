@@ -96,15 +96,42 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         let _ = tx.close().await;
         return;
     };
+    // Nodes sharing the store: the limit and `num_connections` count every node's.
+    let mut num_connections = reg.num_connections;
+    let shared = s.store.is_shared();
+    if shared {
+        let elsewhere = s
+            .store
+            .remote_socket_connections(&app_id)
+            .await
+            .unwrap_or(0);
+        num_connections += elsewhere;
+        if num_connections > s.config.socket_mode.max_connections_per_app as usize {
+            s.engine.hub.unregister(&app_id, reg.id);
+            tracing::info!(app = %app_id, elsewhere, "socket mode connection refused: too many websockets across nodes");
+            let _ = send(
+                &mut tx,
+                Message::Text(
+                    socket_mode::disconnect(DisconnectReason::TooManyWebsockets, HOST).into(),
+                ),
+            )
+            .await;
+            let _ = tx.close().await;
+            return;
+        }
+        if let Err(e) = s.store.socket_opened(&reg.id.to_string(), &app_id).await {
+            tracing::warn!(app = %app_id, error = %e, "cannot record where a socket mode connection is open");
+        }
+    }
     let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let hello = socket_mode::hello(
         &app_id,
-        reg.num_connections,
+        num_connections,
         HOST,
         &started,
         lifetime.as_secs(),
     );
-    tracing::info!(app = %app_id, connection = reg.id, connections = reg.num_connections, "socket mode connection opened");
+    tracing::info!(app = %app_id, connection = reg.id, connections = num_connections, "socket mode connection opened");
     if send(&mut tx, Message::Text(hello.into())).await {
         // Deliveries held for this app can go now.
         let _ = s.store.wake_app(&app_id).await;
@@ -112,6 +139,11 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         run(&s, &app_id, lifetime, &mut tx, &mut rx, &mut reg.outbound).await;
     }
     s.engine.hub.unregister(&app_id, reg.id);
+    if shared {
+        if let Err(e) = s.store.socket_closed(&reg.id.to_string()).await {
+            tracing::warn!(app = %app_id, error = %e, "cannot record a socket mode connection closed");
+        }
+    }
     let _ = tx.close().await;
     tracing::info!(app = %app_id, connection = reg.id, "socket mode connection closed");
 }

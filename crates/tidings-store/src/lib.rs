@@ -164,6 +164,23 @@ pub trait Store: Send + Sync + 'static {
         range: &insights::InsightRange,
     ) -> StoreResult<insights::DeliveryInsights>;
 
+    // --- nodes sharing one database (PostgreSQL) ----------------------------------------
+    /// This process's id among the nodes sharing the store.
+    fn node_id(&self) -> String;
+    /// Whether other nodes may share this store (PostgreSQL): deliveries are then claimed
+    /// with leases and the health rule reads every node's attempts.
+    fn is_shared(&self) -> bool;
+    /// Work signals from every node: app ids whose deliveries became due (an empty list:
+    /// look at every app). `None` on SQLite, or once taken (the dispatcher takes it).
+    fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>>;
+    /// Registers this node or renews its heartbeat.
+    async fn heartbeat(&self, public_url: &str) -> StoreResult<()>;
+    /// Records a Socket Mode connection opened on this node.
+    async fn socket_opened(&self, connection_id: &str, app_id: &str) -> StoreResult<()>;
+    async fn socket_closed(&self, connection_id: &str) -> StoreResult<()>;
+    /// The app's Socket Mode connections open on other live nodes.
+    async fn remote_socket_connections(&self, app_id: &str) -> StoreResult<usize>;
+
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.
     async fn event_audience(

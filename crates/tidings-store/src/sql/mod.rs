@@ -12,6 +12,7 @@
 
 mod apps;
 mod cache;
+pub mod cluster;
 pub mod conn;
 mod directory;
 mod dispatch;
@@ -61,6 +62,15 @@ pub struct SqlStore {
     context_key: Arc<Vec<u8>>,
     readers: Readers,
     description: Arc<str>,
+    /// This process among the nodes sharing the database.
+    node_id: Arc<str>,
+    /// How long claimed deliveries stay this node's (ms); 0 on SQLite, where one process
+    /// owns every delivery and claims are not written.
+    lease_ms: i64,
+    /// Apps the batch in progress made due (work signals on PostgreSQL).
+    wakes: cluster::Wakes,
+    /// Work signals from other nodes, taken once by the dispatcher.
+    signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
 }
 
 impl SqlStore {
@@ -96,20 +106,27 @@ impl SqlStore {
         first: O::Owned,
         readers: Readers,
         description: String,
+        lease_ms: i64,
+        signals: Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>,
     ) -> StoreResult<SqlStore> {
         let context_key = events::context_key(&O::conn(&first))?;
         let index = cache::Index::default();
         let counter = insights::Counter::default();
+        let wakes = cluster::Wakes::default();
         let hooks = writer::Hooks {
             before_commit: {
-                let counter = counter.clone();
-                Box::new(move |c| counter.flush(c))
+                let (counter, wakes) = (counter.clone(), wakes.clone());
+                Box::new(move |c| {
+                    counter.flush(c)?;
+                    wakes.flush(c)
+                })
             },
             on_rollback: {
-                let (index, counter) = (index.clone(), counter.clone());
+                let (index, counter, wakes) = (index.clone(), counter.clone(), wakes.clone());
                 Box::new(move || {
                     index.clear();
                     counter.clear();
+                    wakes.clear();
                 })
             },
         };
@@ -123,6 +140,10 @@ impl SqlStore {
             context_key: Arc::new(context_key),
             readers,
             description: description.into(),
+            node_id: format!("n-{}", tidings_core::token::random_hex(6)).into(),
+            lease_ms,
+            wakes,
+            signals: Arc::new(std::sync::Mutex::new(signals)),
         })
     }
 }

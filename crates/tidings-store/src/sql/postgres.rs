@@ -16,8 +16,11 @@ use crate::{StoreError, StoreResult};
 pub struct PgOptions {
     /// `postgres://user@host:port/db?options=...`
     pub url: String,
-    /// Connections this node opens at most: one writer, the rest for reads.
+    /// Connections this node opens at most: one writer, one listening for work
+    /// signals, the rest for reads and claims.
     pub max_connections: usize,
+    /// How long claimed deliveries stay this node's.
+    pub lease: std::time::Duration,
 }
 
 /// Opens connections from a parsed configuration.
@@ -72,12 +75,16 @@ pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
     let opener = Opener::new(&options.url)?;
     let first = PgConn::new(opener.client()?);
     migrations::postgres::migrate(&first)?;
-    let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(1));
+    let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(2));
+    let (tx, signals) = tokio::sync::mpsc::unbounded_channel();
+    super::cluster::listen(opener.clone(), tx);
     SqlStore::assemble(
         opener,
         first,
         Readers::Postgres(readers),
         format!("PostgreSQL {}", redact(&options.url)),
+        options.lease.as_millis() as i64,
+        Some(signals),
     )
 }
 

@@ -87,5 +87,7 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         conn,
         Readers::Sqlite(readers),
         format!("SQLite {}", path.display()),
+        0,
+        None,
     )
 }

@@ -1,5 +1,6 @@
 //! Test support: start the real `tidings` binary on an ephemeral port, talk to it over
-//! HTTP, kill it (SIGKILL) and start it again on the same data directory.
+//! HTTP, kill it (SIGKILL) and start it again on the same data directory (or, with
+//! `TIDINGS_TEST_DATABASE_URL` set, the same PostgreSQL schema: see [`pg`]).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+pub mod pg;
 pub mod receiver;
 
 pub const ADMIN: &str = "tdk_admin_test_token_0123456789";
@@ -24,6 +26,8 @@ pub struct Server {
     pub url: String,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema this server's store lives in (PostgreSQL runs only).
+    pub schema: Option<std::sync::Arc<pg::Schema>>,
     env: Vec<(String, String)>,
     pub stdout_lines: Vec<String>,
 }
@@ -54,9 +58,37 @@ impl Server {
                 "true".into(),
             ));
         }
+        let schema = match pg::url() {
+            Some(base) if !env.iter().any(|(k, _)| k == "TIDINGS_SERVER_DATABASE_URL") => {
+                let schema = std::sync::Arc::new(pg::Schema::create(&base));
+                env.push(("TIDINGS_SERVER_DATABASE_URL".into(), schema.url()));
+                if !env.iter().any(|(k, _)| k == "TIDINGS_DATABASE_MAX_CONNECTIONS") {
+                    env.push(("TIDINGS_DATABASE_MAX_CONNECTIONS".into(), "5".into()));
+                }
+                Some(schema)
+            }
+            _ => None,
+        };
         let mut s = Self::spawn(&dir, env, &[]);
         s._tmp = Some(tmp);
+        s.schema = schema;
         s
+    }
+
+    /// Another node on the same PostgreSQL schema (same configuration, its own data
+    /// directory and port). PostgreSQL runs only.
+    pub fn peer(&self) -> Server {
+        assert!(self.schema.is_some(), "peers share a PostgreSQL store");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::spawn(&tmp.path().join("data"), self.env.clone(), &[]);
+        s._tmp = Some(tmp);
+        s.schema = self.schema.clone();
+        s
+    }
+
+    /// Whether this test run stores in PostgreSQL.
+    pub fn on_postgres() -> bool {
+        pg::url().is_some()
     }
 
     /// Starts the binary on `dir` with exactly `env` (plus a quiet log level).
@@ -104,6 +136,7 @@ impl Server {
             url,
             data_dir: dir.to_path_buf(),
             _tmp: None,
+            schema: None,
             env,
             stdout_lines: lines,
         }
@@ -124,6 +157,7 @@ impl Server {
         self.kill();
         let mut s = Self::spawn(&self.data_dir, self.env.clone(), &[]);
         s._tmp = self._tmp.take();
+        s.schema = self.schema.take();
         s
     }
 

@@ -1,0 +1,249 @@
+//! What several nodes sharing one PostgreSQL need from each other, kept in the database
+//! so no other service is required:
+//!
+//! - **Nodes** register and heartbeat; a node is live while its heartbeat is recent.
+//! - **Socket Mode placement**: which node holds which app's connections, so `hello`
+//!   counts every node's connections and the per-app limit holds across nodes, and held
+//!   deliveries are not expired while another node could send them.
+//! - **Work signals**: a commit that makes deliveries due sends `NOTIFY tidings_work` with
+//!   the app ids (PostgreSQL delivers it only if the transaction commits); every node
+//!   `LISTEN`s on its own connection and wakes its dispatcher for those apps.
+//! - **Directory version**: a counter bumped by every directory write, so a node drops its
+//!   fan-out cache when another node changed teams, apps, installations or members.
+//!
+//! On SQLite (one process) the same tables hold this node alone and no signals are sent.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::conn::{Conn, Dialect};
+use crate::{params, StoreResult};
+
+/// How often a node heartbeats.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A node whose last heartbeat is older than this is considered gone.
+pub const NODE_TIMEOUT_SECS: i64 = 15;
+/// Rows of nodes gone for this long are deleted.
+const FORGET_AFTER_SECS: i64 = 3600;
+/// The channel work signals travel on.
+pub const CHANNEL: &str = "tidings_work";
+/// NOTIFY payloads must stay under 8000 bytes.
+const PAYLOAD_MAX: usize = 7000;
+
+pub fn heartbeat(c: &Conn, node: &str, public_url: &str, now: i64) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO nodes (id, public_url, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, public_url = excluded.public_url",
+        params![node, public_url, now],
+    )?;
+    let gone = now - FORGET_AFTER_SECS;
+    c.execute(
+        "DELETE FROM socket_connections WHERE node_id IN (SELECT id FROM nodes WHERE heartbeat_at < ?1)",
+        params![gone],
+    )?;
+    c.execute("DELETE FROM nodes WHERE heartbeat_at < ?1", params![gone])?;
+    Ok(())
+}
+
+pub fn socket_opened(
+    c: &Conn,
+    node: &str,
+    connection: &str,
+    app: &str,
+    now: i64,
+) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO socket_connections (node_id, connection_id, app_id, opened_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (node_id, connection_id) DO NOTHING",
+        params![node, connection, app, now],
+    )?;
+    Ok(())
+}
+
+pub fn socket_closed(c: &Conn, node: &str, connection: &str) -> StoreResult<()> {
+    c.execute(
+        "DELETE FROM socket_connections WHERE node_id = ?1 AND connection_id = ?2",
+        params![node, connection],
+    )?;
+    Ok(())
+}
+
+/// The app's Socket Mode connections on other live nodes.
+pub fn remote_sockets(c: &Conn, node: &str, app: &str, now: i64) -> StoreResult<usize> {
+    c.query_one(
+        "SELECT COUNT(*) FROM socket_connections s JOIN nodes n ON n.id = s.node_id
+         WHERE s.app_id = ?1 AND s.node_id <> ?2 AND n.heartbeat_at >= ?3",
+        params![app, node, now - NODE_TIMEOUT_SECS],
+        |r| r.get(0),
+    )
+}
+
+/// The directory's version (bumped by every directory write on PostgreSQL).
+pub fn directory_version(c: &Conn) -> StoreResult<i64> {
+    let v: Option<String> = c.query_opt(
+        "SELECT value FROM settings WHERE key = 'directory_version'",
+        params![],
+        |r| r.get(0),
+    )?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Tells other nodes their fan-out caches are stale (PostgreSQL only; a no-op on SQLite,
+/// where the one writer keeps its cache exact).
+pub fn bump_directory(c: &Conn) -> StoreResult<()> {
+    if c.dialect() == Dialect::Postgres {
+        c.execute(
+            "UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'directory_version'",
+            params![],
+        )?;
+    }
+    Ok(())
+}
+
+/// Apps whose deliveries a batch made due; sent as work signals when the batch commits.
+#[derive(Clone, Default)]
+pub struct Wakes(Arc<Mutex<BTreeSet<String>>>);
+
+impl Wakes {
+    pub fn add<I: IntoIterator<Item = String>>(&self, apps: I) {
+        if let Ok(mut w) = self.0.lock() {
+            w.extend(apps);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut w) = self.0.lock() {
+            w.clear();
+        }
+    }
+
+    /// Sends the batch's signals inside its transaction (delivered on commit).
+    pub fn flush(&self, c: &Conn) -> StoreResult<()> {
+        let apps = match self.0.lock() {
+            Ok(mut w) => std::mem::take(&mut *w),
+            Err(_) => return Ok(()),
+        };
+        if apps.is_empty() || c.dialect() != Dialect::Postgres {
+            return Ok(());
+        }
+        for payload in payloads(apps) {
+            c.query_one(
+                "SELECT pg_notify('tidings_work', ?1)::text",
+                params![payload],
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// App ids joined by spaces, in payloads under PostgreSQL's limit.
+fn payloads(apps: BTreeSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for app in apps {
+        if !cur.is_empty() && cur.len() + app.len() + 1 > PAYLOAD_MAX {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(&app);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// A work signal: these apps have due deliveries; an empty list means "look at every app"
+/// (sent after the listening connection was lost, since signals may have been missed).
+pub type Signal = Vec<String>;
+
+/// Listens for work signals on a dedicated connection, reconnecting when it is lost, and
+/// forwards them. Runs on its own thread until the receiver is dropped.
+pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+    let spawned = std::thread::Builder::new()
+        .name("tidings-pg-listen".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                match opener.client() {
+                    Ok(mut client) => {
+                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                            tracing::warn!(error = %e, "cannot LISTEN for work signals");
+                        } else {
+                            backoff = Duration::from_millis(200);
+                            // Anything may have been missed while not listening.
+                            if tx.send(Vec::new()).is_err() {
+                                return;
+                            }
+                            if !forward(&mut client, &tx) {
+                                return;
+                            }
+                            tracing::warn!("work signal connection lost; reconnecting");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot connect to listen for work signals"),
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the work signal listener");
+    }
+}
+
+/// Forwards notifications until the connection fails (true) or nobody listens (false).
+fn forward(
+    client: &mut postgres::Client,
+    tx: &tokio::sync::mpsc::UnboundedSender<Signal>,
+) -> bool {
+    use postgres::fallible_iterator::FallibleIterator;
+    loop {
+        let mut notes = client.notifications();
+        let mut iter = notes.timeout_iter(Duration::from_secs(1));
+        loop {
+            match iter.next() {
+                Ok(Some(n)) => {
+                    let apps: Vec<String> =
+                        n.payload().split(' ').filter(|a| !a.is_empty()).map(str::to_string).collect();
+                    if !apps.is_empty() && tx.send(apps).is_err() {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return true,
+            }
+        }
+        if tx.is_closed() {
+            return false;
+        }
+        if client.is_closed() || client.simple_query("SELECT 1").is_err() {
+            return true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_stay_under_the_notify_limit() {
+        let apps: BTreeSet<String> = (0..3000).map(|i| format!("A{i:010}")).collect();
+        let p = payloads(apps.clone());
+        assert!(p.len() > 1);
+        assert!(p.iter().all(|s| s.len() <= PAYLOAD_MAX));
+        let back: BTreeSet<String> = p
+            .iter()
+            .flat_map(|s| s.split(' ').map(str::to_string))
+            .collect();
+        assert_eq!(back, apps);
+    }
+}
