@@ -114,6 +114,25 @@ impl SqlStore {
         let counter = insights::Counter::default();
         let wakes = cluster::Wakes::default();
         let hooks = writer::Hooks {
+            before_batch: {
+                // Nodes sharing the database: another node may have changed the directory
+                // (drop the fan-out cache) or counted deliveries against a rate limit
+                // (re-read the rate windows this batch touches).
+                let index = index.clone();
+                let seen = std::sync::atomic::AtomicI64::new(i64::MIN);
+                Box::new(move |c| {
+                    if c.dialect() != conn::Dialect::Postgres {
+                        return Ok(());
+                    }
+                    let v = cluster::directory_version(c)?;
+                    if seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
+                        index.clear();
+                    } else {
+                        index.lock().clear_rates();
+                    }
+                    Ok(())
+                })
+            },
             before_commit: {
                 let (counter, wakes) = (counter.clone(), wakes.clone());
                 Box::new(move |c| {

@@ -74,3 +74,19 @@ impl<O: Opener> ReadPool<O> {
         .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 }
+
+impl<O: Opener> Drop for ReadPool<O> {
+    /// Idle connections are closed on a plain thread: the PostgreSQL driver blocks while
+    /// closing, which it must not do on an async runtime's thread.
+    fn drop(&mut self) {
+        let idle = match self.idle.get_mut() {
+            Ok(v) => std::mem::take(v),
+            Err(p) => std::mem::take(p.into_inner()),
+        };
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("tidings-pool-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}

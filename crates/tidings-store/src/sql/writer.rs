@@ -69,6 +69,9 @@ pub type BeforeCommit = Box<dyn Fn(&Conn) -> StoreResult<()> + Send>;
 
 /// What the store does around each batch.
 pub struct Hooks {
+    /// Runs inside the transaction before the batch's jobs (refreshing what other nodes
+    /// may have changed). An error fails the batch.
+    pub before_batch: BeforeCommit,
     /// Runs inside the transaction after the batch's jobs and before the commit (writes
     /// that summarize the batch, such as insight counters). An error fails the batch.
     pub before_commit: BeforeCommit,
@@ -80,6 +83,7 @@ pub struct Hooks {
 impl Default for Hooks {
     fn default() -> Hooks {
         Hooks {
+            before_batch: Box::new(|_| Ok(())),
             before_commit: Box::new(|_| Ok(())),
             on_rollback: Box::new(|| {}),
         }
@@ -158,6 +162,7 @@ fn run<O: Opener>(
             O::conn(owned),
             &mut batch,
             &mut finishers,
+            &*hooks.before_batch,
             &*hooks.before_commit,
         );
         if let Err(e) = &outcome {
@@ -187,6 +192,7 @@ fn commit_batch(
     conn: Conn,
     batch: &mut Vec<Box<dyn Job>>,
     finishers: &mut Vec<Finisher>,
+    before_batch: &dyn Fn(&Conn) -> StoreResult<()>,
     before_commit: &dyn Fn(&Conn) -> StoreResult<()>,
 ) -> StoreResult<()> {
     let refuse_rest = |batch: &mut Vec<Box<dyn Job>>, err: &StoreError| {
@@ -199,6 +205,11 @@ fn commit_batch(
         Dialect::Postgres => "BEGIN",
     };
     if let Err(err) = conn.batch(begin) {
+        refuse_rest(batch, &err);
+        return Err(err);
+    }
+    if let Err(err) = before_batch(&conn) {
+        let _ = conn.batch("ROLLBACK");
         refuse_rest(batch, &err);
         return Err(err);
     }
