@@ -1,27 +1,27 @@
 //! SQL for apps, app-level tokens, installations, operator tokens and token lookup.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tidings_core::ids::{self, IdKind};
 
+use super::conn::Conn;
 use super::directory::{exists, get_user, insert_user, require_team};
 use super::{now, rows};
 use crate::model::*;
+use crate::params;
 use crate::{StoreError, StoreResult};
 
-pub fn get_app(c: &Connection, id: &str) -> StoreResult<Option<App>> {
-    Ok(c.query_row(
+pub fn get_app(c: &Conn, id: &str) -> StoreResult<Option<App>> {
+    c.query_opt(
         &format!("SELECT {} FROM apps WHERE id = ?1", rows::APP),
-        [id],
+        params![id],
         rows::app,
     )
-    .optional()?)
 }
 
-fn require_app(c: &Connection, id: &str) -> StoreResult<App> {
+fn require_app(c: &Conn, id: &str) -> StoreResult<App> {
     get_app(c, id)?.ok_or_else(|| StoreError::NotFound(format!("app {id} does not exist")))
 }
 
-pub fn create_app(c: &Connection, mut a: App) -> StoreResult<App> {
+pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
     if exists(c, "apps", &a.id)? {
         return Err(StoreError::Conflict(format!("app {} exists", a.id)));
     }
@@ -51,7 +51,7 @@ pub fn create_app(c: &Connection, mut a: App) -> StoreResult<App> {
     Ok(a)
 }
 
-pub fn update_app(c: &Connection, a: App) -> StoreResult<App> {
+pub fn update_app(c: &Conn, a: App) -> StoreResult<App> {
     let n = c.execute(
         "UPDATE apps SET name = ?2, request_url = ?3, request_url_verified = ?4, socket_mode = ?5,
             bot_events = ?6, user_events = ?7, event_shape = ?8, signing_secret = ?9,
@@ -79,7 +79,7 @@ pub fn update_app(c: &Connection, a: App) -> StoreResult<App> {
     require_app(c, &a.id)
 }
 
-pub fn create_app_token(c: &Connection, t: NewAppToken) -> StoreResult<AppToken> {
+pub fn create_app_token(c: &Conn, t: NewAppToken) -> StoreResult<AppToken> {
     require_app(c, &t.app_id)?;
     let created_at = now();
     c.execute(
@@ -99,19 +99,19 @@ pub fn create_app_token(c: &Connection, t: NewAppToken) -> StoreResult<AppToken>
     })
 }
 
-pub fn list_app_tokens(c: &Connection, app_id: &str) -> StoreResult<Vec<AppToken>> {
+pub fn list_app_tokens(c: &Conn, app_id: &str) -> StoreResult<Vec<AppToken>> {
     require_app(c, app_id)?;
-    let mut st = c.prepare_cached(&format!(
-        "SELECT {} FROM app_tokens WHERE app_id = ?1 ORDER BY id",
-        rows::APP_TOKEN
-    ))?;
-    let v = st
-        .query_map([app_id], rows::app_token)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
+    c.query(
+        &format!(
+            "SELECT {} FROM app_tokens WHERE app_id = ?1 ORDER BY id",
+            rows::APP_TOKEN
+        ),
+        params![app_id],
+        rows::app_token,
+    )
 }
 
-pub fn revoke_app_token(c: &Connection, app_id: &str, id: &str) -> StoreResult<AppToken> {
+pub fn revoke_app_token(c: &Conn, app_id: &str, id: &str) -> StoreResult<AppToken> {
     let n = c.execute(
         "UPDATE app_tokens SET revoked_at = COALESCE(revoked_at, ?3) WHERE app_id = ?1 AND id = ?2",
         params![app_id, id, now()],
@@ -121,23 +121,22 @@ pub fn revoke_app_token(c: &Connection, app_id: &str, id: &str) -> StoreResult<A
             "token {id} does not exist for app {app_id}"
         )));
     }
-    Ok(c.query_row(
+    c.query_one(
         &format!("SELECT {} FROM app_tokens WHERE id = ?1", rows::APP_TOKEN),
-        [id],
+        params![id],
         rows::app_token,
-    )?)
+    )
 }
 
-pub fn get_installation(c: &Connection, id: &str) -> StoreResult<Option<Installation>> {
-    Ok(c.query_row(
+pub fn get_installation(c: &Conn, id: &str) -> StoreResult<Option<Installation>> {
+    c.query_opt(
         &format!(
             "SELECT {} FROM installations WHERE id = ?1",
             rows::INSTALLATION
         ),
-        [id],
+        params![id],
         rows::installation,
     )
-    .optional()?)
 }
 
 /// Lower-case letters, digits and dashes from the app's name, for its bot user's name.
@@ -156,7 +155,7 @@ fn bot_name(app: &App) -> String {
     }
 }
 
-pub fn install(c: &Connection, i: NewInstallation) -> StoreResult<Installation> {
+pub fn install(c: &Conn, i: NewInstallation) -> StoreResult<Installation> {
     let app = require_app(c, &i.app_id)?;
     // Where the installation lives: a team (possibly in an enterprise) or a whole org.
     let (team_id, enterprise_id) = match (&i.team_id, &i.enterprise_id) {
@@ -209,16 +208,15 @@ pub fn install(c: &Connection, i: NewInstallation) -> StoreResult<Installation> 
     // The bot user is shared by the app's installations in one team (or org).
     let mut bot = None;
     if !i.bot_scopes.is_empty() {
-        let existing: Option<(String, String)> = c
-            .query_row(
-                "SELECT bot_user_id, bot_id FROM installations
-                 WHERE app_id = ?1 AND team_id IS ?2 AND (?2 IS NOT NULL OR enterprise_id IS ?3)
-                   AND bot_user_id IS NOT NULL
-                 ORDER BY created_at, id LIMIT 1",
-                params![app.id, team_id, enterprise_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let existing: Option<(String, String)> = c.query_opt(
+            "SELECT bot_user_id, bot_id FROM installations
+             WHERE app_id = ?1 AND team_id IS NOT DISTINCT FROM ?2
+               AND (?2 IS NOT NULL OR enterprise_id IS NOT DISTINCT FROM ?3)
+               AND bot_user_id IS NOT NULL
+             ORDER BY created_at, id LIMIT 1",
+            params![app.id, team_id, enterprise_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         bot = Some(match existing {
             Some(b) => b,
             None => {
@@ -244,15 +242,13 @@ pub fn install(c: &Connection, i: NewInstallation) -> StoreResult<Installation> 
     }
 
     // Re-installing by the same installer replaces that installation's tokens and scopes.
-    let previous: Option<String> = c
-        .query_row(
-            "SELECT id FROM installations WHERE app_id = ?1 AND team_id IS ?2
-               AND (?2 IS NOT NULL OR enterprise_id IS ?3)
-               AND installer_user_id = ?4 AND revoked_at IS NULL",
-            params![app.id, team_id, enterprise_id, installer.id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let previous: Option<String> = c.query_opt(
+        "SELECT id FROM installations WHERE app_id = ?1 AND team_id IS NOT DISTINCT FROM ?2
+           AND (?2 IS NOT NULL OR enterprise_id IS NOT DISTINCT FROM ?3)
+           AND installer_user_id = ?4 AND revoked_at IS NULL",
+        params![app.id, team_id, enterprise_id, installer.id],
+        |r| r.get(0),
+    )?;
     let (bot_user_id, bot_id) = bot.unzip();
     let id = match previous {
         Some(prev) => {
@@ -300,21 +296,24 @@ pub fn install(c: &Connection, i: NewInstallation) -> StoreResult<Installation> 
             i.id.clone()
         }
     };
-    let mut add_token = c.prepare_cached(
-        "INSERT INTO tokens (hash, kind, installation_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let add_token = |hash: &str, kind: &str| {
+        c.execute(
+            "INSERT INTO tokens (hash, kind, installation_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash, kind, id, now()],
+        )
+    };
     if let (Some(h), Some(_)) = (&i.bot_token_hash, &bot_user_id) {
-        add_token.execute(params![h, "bot", id, now()])?;
+        add_token(h, "bot")?;
     }
     if let Some(h) = &i.user_token_hash {
         if !i.user_scopes.is_empty() {
-            add_token.execute(params![h, "user", id, now()])?;
+            add_token(h, "user")?;
         }
     }
     get_installation(c, &id)?.ok_or_else(|| StoreError::Internal("installation vanished".into()))
 }
 
-pub fn uninstall(c: &Connection, app_id: &str, id: &str) -> StoreResult<Installation> {
+pub fn uninstall(c: &Conn, app_id: &str, id: &str) -> StoreResult<Installation> {
     let inst = get_installation(c, id)?
         .filter(|i| i.app_id == app_id)
         .ok_or_else(|| {
@@ -337,7 +336,7 @@ pub fn uninstall(c: &Connection, app_id: &str, id: &str) -> StoreResult<Installa
     get_installation(c, id)?.ok_or_else(|| StoreError::Internal("installation vanished".into()))
 }
 
-pub fn create_operator_token(c: &Connection, t: NewOperatorToken) -> StoreResult<OperatorToken> {
+pub fn create_operator_token(c: &Conn, t: NewOperatorToken) -> StoreResult<OperatorToken> {
     let created_at = now();
     c.execute(
         "INSERT INTO operator_tokens (id, kind, label, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -356,18 +355,18 @@ pub fn create_operator_token(c: &Connection, t: NewOperatorToken) -> StoreResult
     })
 }
 
-pub fn list_operator_tokens(c: &Connection) -> StoreResult<Vec<OperatorToken>> {
-    let mut st = c.prepare_cached(&format!(
-        "SELECT {} FROM operator_tokens ORDER BY id",
-        rows::OPERATOR_TOKEN
-    ))?;
-    let v = st
-        .query_map([], rows::operator_token)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
+pub fn list_operator_tokens(c: &Conn) -> StoreResult<Vec<OperatorToken>> {
+    c.query(
+        &format!(
+            "SELECT {} FROM operator_tokens ORDER BY id",
+            rows::OPERATOR_TOKEN
+        ),
+        params![],
+        rows::operator_token,
+    )
 }
 
-pub fn revoke_operator_token(c: &Connection, id: &str) -> StoreResult<OperatorToken> {
+pub fn revoke_operator_token(c: &Conn, id: &str) -> StoreResult<OperatorToken> {
     let n = c.execute(
         "UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
         params![id, now()],
@@ -375,14 +374,14 @@ pub fn revoke_operator_token(c: &Connection, id: &str) -> StoreResult<OperatorTo
     if n == 0 {
         return Err(StoreError::NotFound(format!("token {id} does not exist")));
     }
-    Ok(c.query_row(
+    c.query_one(
         &format!(
             "SELECT {} FROM operator_tokens WHERE id = ?1",
             rows::OPERATOR_TOKEN
         ),
-        [id],
+        params![id],
         rows::operator_token,
-    )?)
+    )
 }
 
 /// A `tokens` row: kind, revoked_at, installation, app token, operator token.
@@ -394,14 +393,12 @@ type TokenRow = (
     Option<String>,
 );
 
-pub fn authenticate(c: &Connection, hash: &str) -> StoreResult<Option<TokenGrant>> {
-    let row: Option<TokenRow> = c
-        .query_row(
-            "SELECT kind, revoked_at, installation_id, app_token_id, operator_token_id FROM tokens WHERE hash = ?1",
-            [hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+pub fn authenticate(c: &Conn, hash: &str) -> StoreResult<Option<TokenGrant>> {
+    let row: Option<TokenRow> = c.query_opt(
+        "SELECT kind, revoked_at, installation_id, app_token_id, operator_token_id FROM tokens WHERE hash = ?1",
+        params![hash],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     let Some((kind, revoked_at, inst_id, app_token_id, op_id)) = row else {
         return Ok(None);
     };
@@ -443,12 +440,11 @@ pub fn authenticate(c: &Connection, hash: &str) -> StoreResult<Option<TokenGrant
         }
         "app" => {
             let t = c
-                .query_row(
+                .query_opt(
                     &format!("SELECT {} FROM app_tokens WHERE id = ?1", rows::APP_TOKEN),
-                    [app_token_id.unwrap_or_default()],
+                    params![app_token_id.unwrap_or_default()],
                     rows::app_token,
-                )
-                .optional()?
+                )?
                 .ok_or_else(|| StoreError::Internal("app token row missing".into()))?;
             g.revoked |= t.revoked_at.is_some();
             g.app_id = Some(t.app_id);
@@ -457,15 +453,14 @@ pub fn authenticate(c: &Connection, hash: &str) -> StoreResult<Option<TokenGrant
         }
         _ => {
             let t = c
-                .query_row(
+                .query_opt(
                     &format!(
                         "SELECT {} FROM operator_tokens WHERE id = ?1",
                         rows::OPERATOR_TOKEN
                     ),
-                    [op_id.unwrap_or_default()],
+                    params![op_id.unwrap_or_default()],
                     rows::operator_token,
-                )
-                .optional()?
+                )?
                 .ok_or_else(|| StoreError::Internal("operator token row missing".into()))?;
             g.revoked |= t.revoked_at.is_some();
             g.token_id = Some(t.id);

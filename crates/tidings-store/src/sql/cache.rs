@@ -12,12 +12,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tidings_core::fanout::{AppSubscriptions, Grant};
 use tidings_core::policy::MinuteWindow;
 
+use super::conn::Conn;
 use super::rows;
 use crate::model::ConversationKind;
+use crate::params;
 use crate::StoreResult;
 
 /// An app as publish needs it.
@@ -84,28 +85,30 @@ impl FanoutIndex {
     }
 
     /// `Some(enterprise)` if the team exists.
-    pub fn team(&mut self, c: &Connection, id: &str) -> StoreResult<Option<Option<String>>> {
+    pub fn team(&mut self, c: &Conn, id: &str) -> StoreResult<Option<Option<String>>> {
         if let Some(e) = self.teams.get(id) {
             return Ok(Some(e.clone()));
         }
-        let row: Option<Option<String>> = c
-            .prepare_cached("SELECT enterprise_id FROM teams WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
+        let row: Option<Option<String>> = c.query_opt(
+            "SELECT enterprise_id FROM teams WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
         if let Some(e) = &row {
             self.teams.insert(id.to_string(), e.clone());
         }
         Ok(row)
     }
 
-    pub fn app(&mut self, c: &Connection, id: &str) -> StoreResult<Option<Arc<AppEntry>>> {
+    pub fn app(&mut self, c: &Conn, id: &str) -> StoreResult<Option<Arc<AppEntry>>> {
         if let Some(a) = self.apps.get(id) {
             return Ok(Some(a.clone()));
         }
-        let app = c
-            .prepare_cached(&format!("SELECT {} FROM apps WHERE id = ?1", rows::APP))?
-            .query_row([id], rows::app)
-            .optional()?;
+        let app = c.query_opt(
+            &format!("SELECT {} FROM apps WHERE id = ?1", rows::APP),
+            params![id],
+            rows::app,
+        )?;
         Ok(app.map(|a| {
             let e = Arc::new(AppEntry {
                 subs: AppSubscriptions {
@@ -124,22 +127,25 @@ impl FanoutIndex {
     /// enterprise), grouped by app id in id order.
     pub fn grants(
         &mut self,
-        c: &Connection,
+        c: &Conn,
         team: &str,
         enterprise: Option<&str>,
     ) -> StoreResult<TeamGrants> {
         if let Some(g) = self.grants.get(team) {
             return Ok(g.clone());
         }
-        let mut st = c.prepare_cached(&format!(
-            "SELECT {} FROM installations WHERE revoked_at IS NULL
-               AND (team_id = ?1 OR (team_id IS NULL AND ?2 IS NOT NULL AND enterprise_id = ?2))
-             ORDER BY app_id, id",
-            rows::INSTALLATION
-        ))?;
+        let installations = c.query(
+            &format!(
+                "SELECT {} FROM installations WHERE revoked_at IS NULL
+                   AND (team_id = ?1 OR (team_id IS NULL AND ?2 IS NOT NULL AND enterprise_id = ?2))
+                 ORDER BY app_id, id",
+                rows::INSTALLATION
+            ),
+            params![team, enterprise],
+            rows::installation,
+        )?;
         let mut grouped: Vec<(String, Vec<Grant>)> = Vec::new();
-        for inst in st.query_map(params![team, enterprise], rows::installation)? {
-            let i = inst?;
+        for i in installations {
             let g = Grant {
                 installation_id: i.id,
                 team_id: i.team_id,
@@ -162,7 +168,7 @@ impl FanoutIndex {
 
     pub fn conversation(
         &mut self,
-        c: &Connection,
+        c: &Conn,
         team: &str,
         id: &str,
     ) -> StoreResult<Option<Arc<ConversationEntry>>> {
@@ -170,19 +176,22 @@ impl FanoutIndex {
         if let Some(e) = self.conversations.get(&key) {
             return Ok(e.clone());
         }
-        let kind: Option<String> = c
-            .prepare_cached("SELECT kind FROM conversations WHERE team_id = ?1 AND id = ?2")?
-            .query_row(params![team, id], |r| r.get(0))
-            .optional()?;
+        let kind: Option<String> = c.query_opt(
+            "SELECT kind FROM conversations WHERE team_id = ?1 AND id = ?2",
+            params![team, id],
+            |r| r.get(0),
+        )?;
         let entry = match kind.and_then(|k| ConversationKind::parse(&k)) {
             None => None,
             Some(kind) => {
-                let mut st = c.prepare_cached(
-                    "SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
-                )?;
-                let members = st
-                    .query_map(params![team, id], |r| r.get::<_, String>(0))?
-                    .collect::<Result<HashSet<_>, _>>()?;
+                let members: HashSet<String> = c
+                    .query(
+                        "SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
+                        params![team, id],
+                        |r| r.get::<String>(0),
+                    )?
+                    .into_iter()
+                    .collect();
                 Some(Arc::new(ConversationEntry { kind, members }))
             }
         };
@@ -193,7 +202,7 @@ impl FanoutIndex {
     /// The rate state of (app, team), rebuilt from stored deliveries on first use.
     pub fn rate(
         &mut self,
-        c: &Connection,
+        c: &Conn,
         app: &str,
         team: &str,
         now_secs: i64,
@@ -202,23 +211,22 @@ impl FanoutIndex {
         let key = (app.to_string(), team.to_string());
         if !self.rates.contains_key(&key) {
             let mut state = RateState::default();
-            let mut st = c.prepare_cached(
+            let minutes = c.query(
                 "SELECT created_at / 60, COUNT(*) FROM deliveries
                  WHERE app_id = ?1 AND team_id = ?2 AND created_at > ?3 AND status <> 'dropped'
                    AND event_type <> 'app_rate_limited'
-                 GROUP BY 1",
+                 GROUP BY created_at / 60",
+                params![app, team, now_secs - window_secs],
+                |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
             )?;
-            for row in st.query_map(params![app, team, now_secs - window_secs], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })? {
-                let (minute, n) = row?;
+            for (minute, n) in minutes {
                 state.window.add(minute, n as u64);
             }
-            state.notified_minute = c
-                .prepare_cached(
-                    "SELECT MAX(event_time) / 60 FROM events WHERE event_type = 'app_rate_limited' AND app_id = ?1 AND team_id = ?2",
-                )?
-                .query_row(params![app, team], |r| r.get(0))?;
+            state.notified_minute = c.query_one(
+                "SELECT MAX(event_time) / 60 FROM events WHERE event_type = 'app_rate_limited' AND app_id = ?1 AND team_id = ?2",
+                params![app, team],
+                |r| r.get(0),
+            )?;
             self.rates.insert(key.clone(), state);
         }
         Ok(self.rates.get_mut(&key).expect("inserted above"))

@@ -1,30 +1,29 @@
 //! SQL for the directory: enterprises, teams, users, conversations and their members.
 //! Plain functions on a connection; the async glue and the writer live in `mod.rs`.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::conn::{Conn, Param, Row};
 use super::{now, rows};
 use crate::model::*;
+use crate::params;
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
-pub fn exists(c: &Connection, table: &str, id: &str) -> StoreResult<bool> {
-    Ok(c.query_row(
+pub fn exists(c: &Conn, table: &str, id: &str) -> StoreResult<bool> {
+    Ok(c.query_opt(
         &format!("SELECT 1 FROM {table} WHERE id = ?1"),
-        [id],
+        params![id],
         |_| Ok(()),
-    )
-    .optional()?
+    )?
     .is_some())
 }
 
 /// Fetches up to `limit + 1` rows after the cursor key, ordered by `key_col`.
 pub fn page<T>(
-    c: &Connection,
+    c: &Conn,
     sql_base: &str,
     key_col: &str,
-    extra: &[&dyn rusqlite::ToSql],
+    extra: &[Param],
     page: &PageRequest,
-    map: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+    map: impl Fn(&Row) -> StoreResult<T>,
     key: impl Fn(&T) -> String,
 ) -> StoreResult<Page<T>> {
     let has_where = sql_base.to_ascii_uppercase().contains(" WHERE ");
@@ -36,18 +35,14 @@ pub fn page<T>(
         n + 1,
         n + 2
     );
-    let mut args: Vec<&dyn rusqlite::ToSql> = extra.to_vec();
-    let limit = page.limit as i64 + 1;
-    args.push(&page.after);
-    args.push(&limit);
-    let mut st = c.prepare_cached(&sql)?;
-    let rows = st
-        .query_map(args.as_slice(), |r| map(r))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut args: Vec<Param> = extra.to_vec();
+    args.push(Param::Text(page.after.as_deref()));
+    args.push(Param::Int(Some(page.limit as i64 + 1)));
+    let rows = c.query(&sql, &args, map)?;
     Ok(Page::from_rows(rows, page.limit, key))
 }
 
-pub fn create_enterprise(c: &Connection, mut e: Enterprise) -> StoreResult<Enterprise> {
+pub fn create_enterprise(c: &Conn, mut e: Enterprise) -> StoreResult<Enterprise> {
     if exists(c, "enterprises", &e.id)? {
         return Err(StoreError::Conflict(format!("enterprise {} exists", e.id)));
     }
@@ -59,24 +54,23 @@ pub fn create_enterprise(c: &Connection, mut e: Enterprise) -> StoreResult<Enter
     Ok(e)
 }
 
-pub fn get_enterprise(c: &Connection, id: &str) -> StoreResult<Option<Enterprise>> {
-    Ok(c.query_row(
+pub fn get_enterprise(c: &Conn, id: &str) -> StoreResult<Option<Enterprise>> {
+    c.query_opt(
         &format!("SELECT {} FROM enterprises WHERE id = ?1", rows::ENTERPRISE),
-        [id],
+        params![id],
         rows::enterprise,
     )
-    .optional()?)
 }
 
-pub fn create_team(c: &Connection, mut t: Team) -> StoreResult<Team> {
+pub fn create_team(c: &Conn, mut t: Team) -> StoreResult<Team> {
     if exists(c, "teams", &t.id)? {
         return Err(StoreError::Conflict(format!("team {} exists", t.id)));
     }
-    let domain_taken = c
-        .query_row("SELECT id FROM teams WHERE domain = ?1", [&t.domain], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()?;
+    let domain_taken = c.query_opt(
+        "SELECT id FROM teams WHERE domain = ?1",
+        params![t.domain],
+        |r| r.get::<String>(0),
+    )?;
     if let Some(other) = domain_taken {
         return Err(StoreError::Conflict(format!(
             "domain {:?} is taken by team {other}",
@@ -98,20 +92,19 @@ pub fn create_team(c: &Connection, mut t: Team) -> StoreResult<Team> {
     Ok(t)
 }
 
-pub fn get_team(c: &Connection, id: &str) -> StoreResult<Option<Team>> {
-    Ok(c.query_row(
+pub fn get_team(c: &Conn, id: &str) -> StoreResult<Option<Team>> {
+    c.query_opt(
         &format!("SELECT {} FROM teams WHERE id = ?1", rows::TEAM),
-        [id],
+        params![id],
         rows::team,
     )
-    .optional()?)
 }
 
-pub fn require_team(c: &Connection, id: &str) -> StoreResult<Team> {
+pub fn require_team(c: &Conn, id: &str) -> StoreResult<Team> {
     get_team(c, id)?.ok_or_else(|| StoreError::NotFound(format!("team {id} does not exist")))
 }
 
-pub fn insert_user(c: &Connection, u: &User) -> StoreResult<()> {
+pub fn insert_user(c: &Conn, u: &User) -> StoreResult<()> {
     c.execute(
         &format!(
             "INSERT INTO users ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -132,7 +125,7 @@ pub fn insert_user(c: &Connection, u: &User) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn create_user(c: &Connection, mut u: User) -> StoreResult<User> {
+pub fn create_user(c: &Conn, mut u: User) -> StoreResult<User> {
     if let Some(team) = &u.team_id {
         require_team(c, team)?;
     }
@@ -144,67 +137,58 @@ pub fn create_user(c: &Connection, mut u: User) -> StoreResult<User> {
     Ok(u)
 }
 
-pub fn get_user(c: &Connection, id: &str) -> StoreResult<Option<User>> {
-    Ok(c.query_row(
+pub fn get_user(c: &Conn, id: &str) -> StoreResult<Option<User>> {
+    c.query_opt(
         &format!("SELECT {} FROM users WHERE id = ?1", rows::USER),
-        [id],
+        params![id],
         rows::user,
     )
-    .optional()?)
 }
 
 /// Whether `user` may belong to conversations of `team`: a user of the team, or a bot user
 /// installed there (team install, or org-wide install of the team's enterprise).
-pub fn user_in_team(c: &Connection, team: &Team, user: &str) -> StoreResult<bool> {
-    Ok(c.query_row(
-        "SELECT 1 FROM users WHERE id = ?1 AND (team_id = ?2 OR (team_id IS NULL AND enterprise_id IS NOT NULL AND enterprise_id = ?3))",
-        params![user, team.id, team.enterprise_id],
-        |_| Ok(()),
-    )
-    .optional()?
-    .is_some())
+pub fn user_in_team(c: &Conn, team: &Team, user: &str) -> StoreResult<bool> {
+    user_in_team_id(c, &team.id, team.enterprise_id.as_deref(), user)
 }
 
 /// [`user_in_team`] by ids, for callers that hold no `Team`.
 pub fn user_in_team_id(
-    c: &Connection,
+    c: &Conn,
     team: &str,
     enterprise: Option<&str>,
     user: &str,
 ) -> StoreResult<bool> {
-    Ok(c.prepare_cached(
-        "SELECT 1 FROM users WHERE id = ?1 AND (team_id = ?2 OR (team_id IS NULL AND enterprise_id IS NOT NULL AND enterprise_id = ?3))",
-    )?
-    .query_row(params![user, team, enterprise], |_| Ok(()))
-    .optional()?
-    .is_some())
+    Ok(c
+        .query_opt(
+            "SELECT 1 FROM users WHERE id = ?1 AND (team_id = ?2 OR (team_id IS NULL AND enterprise_id IS NOT NULL AND enterprise_id = ?3))",
+            params![user, team, enterprise],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
-pub fn get_conversation(c: &Connection, team: &str, id: &str) -> StoreResult<Option<Conversation>> {
-    let head = c
-        .query_row(
-            "SELECT id, team_id, name, kind, created_at FROM conversations WHERE team_id = ?1 AND id = ?2",
-            params![team, id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )
-        .optional()?;
+pub fn get_conversation(c: &Conn, team: &str, id: &str) -> StoreResult<Option<Conversation>> {
+    let head = c.query_opt(
+        "SELECT id, team_id, name, kind, created_at FROM conversations WHERE team_id = ?1 AND id = ?2",
+        params![team, id],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<i64>(4)?,
+            ))
+        },
+    )?;
     let Some((id, team_id, name, kind, created_at)) = head else {
         return Ok(None);
     };
-    let mut st = c.prepare_cached(
+    let members = c.query(
         "SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2 ORDER BY user_id",
+        params![team_id, id],
+        |r| r.get::<String>(0),
     )?;
-    let members = st
-        .query_map(params![team_id, id], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Conversation {
         kind: ConversationKind::parse(&kind)
             .ok_or_else(|| StoreError::Internal(format!("conversation kind {kind:?}")))?,
@@ -216,7 +200,7 @@ pub fn get_conversation(c: &Connection, team: &str, id: &str) -> StoreResult<Opt
     }))
 }
 
-fn check_members(c: &Connection, team: &Team, members: &[String]) -> StoreResult<()> {
+fn check_members(c: &Conn, team: &Team, members: &[String]) -> StoreResult<()> {
     for m in members {
         if !user_in_team(c, team, m)? {
             return Err(StoreError::NotFound(format!(
@@ -228,10 +212,7 @@ fn check_members(c: &Connection, team: &Team, members: &[String]) -> StoreResult
     Ok(())
 }
 
-pub fn put_conversation(
-    c: &Connection,
-    mut conv: Conversation,
-) -> StoreResult<(Conversation, bool)> {
+pub fn put_conversation(c: &Conn, mut conv: Conversation) -> StoreResult<(Conversation, bool)> {
     let team = require_team(c, &conv.team_id)?;
     conv.members.sort();
     conv.members.dedup();
@@ -248,38 +229,34 @@ pub fn put_conversation(
         "DELETE FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
         params![conv.team_id, conv.id],
     )?;
-    let mut ins = c.prepare_cached(
-        "INSERT INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)",
-    )?;
     for m in &conv.members {
-        ins.execute(params![conv.team_id, conv.id, m])?;
+        c.execute(
+            "INSERT INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)",
+            params![conv.team_id, conv.id, m],
+        )?;
     }
     Ok((conv, created))
 }
 
-fn require_conversation(c: &Connection, team: &str, id: &str) -> StoreResult<Conversation> {
+fn require_conversation(c: &Conn, team: &str, id: &str) -> StoreResult<Conversation> {
     get_conversation(c, team, id)?.ok_or_else(|| {
         StoreError::NotFound(format!("conversation {id} does not exist in team {team}"))
     })
 }
 
-pub fn add_member(c: &Connection, team: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
+pub fn add_member(c: &Conn, team: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
     let t = require_team(c, team)?;
     require_conversation(c, team, conv)?;
     check_members(c, &t, &[user.to_string()])?;
     c.execute(
-        "INSERT OR IGNORE INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
         params![team, conv, user],
     )?;
     require_conversation(c, team, conv)
 }
 
-pub fn remove_member(
-    c: &Connection,
-    team: &str,
-    conv: &str,
-    user: &str,
-) -> StoreResult<Conversation> {
+pub fn remove_member(c: &Conn, team: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
     require_team(c, team)?;
     require_conversation(c, team, conv)?;
     let n = c.execute(

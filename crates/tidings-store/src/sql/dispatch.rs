@@ -1,12 +1,12 @@
 //! SQL for the delivery engine: due work per app, attempt outcomes, postponing, waking,
 //! redelivery, and the tallies the health rule is rebuilt from after a restart.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
+use super::conn::{Conn, Dialect};
 use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
 use super::now;
 use crate::insights::{Settled, Tally};
 use crate::model::*;
+use crate::params;
 use crate::{StoreError, StoreResult};
 
 pub fn now_ms() -> i64 {
@@ -16,14 +16,12 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn pending_apps(c: &Connection) -> StoreResult<Vec<(String, i64)>> {
-    let mut st = c.prepare_cached(
+pub fn pending_apps(c: &Conn) -> StoreResult<Vec<(String, i64)>> {
+    c.query(
         "SELECT app_id, MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' GROUP BY app_id",
-    )?;
-    let v = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// The in-flight rows to skip, as a JSON array: one static statement for any number of
@@ -32,8 +30,18 @@ fn exclusion_json(exclude: &[i64]) -> String {
     serde_json::to_string(exclude).unwrap_or_else(|_| "[]".into())
 }
 
+/// `d.seq` is not among the JSON array of seqs in parameter `?N`, in the dialect's words.
+fn not_excluded(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("d.seq NOT IN (SELECT value FROM json_each(?{n}))"),
+        Dialect::Postgres => {
+            format!("d.seq NOT IN (SELECT value::int8 FROM json_array_elements_text(?{n}::json))")
+        }
+    }
+}
+
 pub fn due(
-    c: &Connection,
+    c: &Conn,
     app: &str,
     now_ms: i64,
     limit: usize,
@@ -42,59 +50,52 @@ pub fn due(
     let sql = format!(
         "SELECT {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E} FROM deliveries d JOIN events e ON e.id = d.event_id
          WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
-           AND d.seq NOT IN (SELECT value FROM json_each(?4))
+           AND {}
          ORDER BY d.next_attempt_at, d.seq LIMIT ?3",
         delivery_columns("d"),
+        not_excluded(c.dialect(), 4),
     );
-    let mut st = c.prepare_cached(&sql)?;
-    let rows = st
-        .query_map(
-            params![app, now_ms, limit as i64, exclusion_json(exclude)],
-            |r| {
-                let delivery = map_delivery(r)?;
-                Ok(DueDelivery {
-                    delivery,
-                    attempts: r.get::<_, i64>(10)? as u32,
-                    redeliver: r.get(11)?,
-                    event: map_event(r, 12)?,
-                })
-            },
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    c.query(
+        &sql,
+        params![app, now_ms, limit as i64, exclusion_json(exclude)],
+        |r| {
+            Ok(DueDelivery {
+                delivery: map_delivery(r)?,
+                attempts: r.get::<i64>(10)? as u32,
+                redeliver: r.get(11)?,
+                event: map_event(r, 12)?,
+            })
+        },
+    )
 }
 
-pub fn next_due(c: &Connection, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
-    Ok(c.prepare_cached(
+pub fn next_due(c: &Conn, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
+    let sql = format!(
         "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'
-           AND d.seq NOT IN (SELECT value FROM json_each(?2))",
-    )?
-    .query_row(params![app, exclusion_json(exclude)], |r| r.get(0))?)
+           AND {}",
+        not_excluded(c.dialect(), 2),
+    );
+    c.query_one(&sql, params![app, exclusion_json(exclude)], |r| r.get(0))
 }
 
 /// Records attempts and where each delivery goes next, counting both into `tally`.
-pub fn record(c: &Connection, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<()> {
-    let mut ins = c.prepare_cached(
-        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-         VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let mut upd = c.prepare_cached(
-        "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
-            next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6
-         WHERE seq = ?1 RETURNING app_id",
-    )?;
+pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<()> {
     let t = now();
     for o in outcomes {
         if let Some(a) = &o.attempt {
-            ins.execute(params![
-                o.seq,
-                a.at,
-                a.transport,
-                a.status_code,
-                a.reason,
-                a.latency_ms,
-                a.retry_num
-            ])?;
+            c.execute(
+                "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+                 VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    o.seq,
+                    a.at,
+                    a.transport,
+                    a.status_code,
+                    a.reason,
+                    a.latency_ms,
+                    a.retry_num
+                ],
+            )?;
         }
         let (status, reason, next): (&str, Option<&str>, Option<i64>) = match &o.next {
             NextStep::Delivered => ("delivered", None, None),
@@ -102,12 +103,13 @@ pub fn record(c: &Connection, outcomes: &[AttemptOutcome], tally: &mut Tally) ->
             NextStep::Failed { reason } => ("failed", Some(reason), None),
             NextStep::Dropped { reason } => ("dropped", Some(reason), None),
         };
-        let app: Option<String> = upd
-            .query_row(
-                params![o.seq, o.attempt.is_some() as i64, status, reason, next, t],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let app: Option<String> = c.query_opt(
+            "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
+                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6
+             WHERE seq = ?1 RETURNING app_id",
+            params![o.seq, o.attempt.is_some() as i64, status, reason, next, t],
+            |r| r.get(0),
+        )?;
         let Some(app) = app else { continue };
         if let Some(a) = &o.attempt {
             tally.attempt(
@@ -128,53 +130,54 @@ pub fn record(c: &Connection, outcomes: &[AttemptOutcome], tally: &mut Tally) ->
     Ok(())
 }
 
-pub fn postpone(c: &Connection, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
-    let mut st = c.prepare_cached(
-        "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1 AND status = 'pending'",
-    )?;
+pub fn postpone(c: &Conn, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
     for s in seqs {
-        st.execute(params![s, until_ms])?;
+        c.execute(
+            "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1 AND status = 'pending'",
+            params![s, until_ms],
+        )?;
     }
     Ok(())
 }
 
 pub fn expire_held(
-    c: &Connection,
+    c: &Conn,
     app: &str,
     created_before: i64,
     tally: &mut Tally,
 ) -> StoreResult<usize> {
     let t = now();
-    let n = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
+    let n = c.execute(
+        "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
          WHERE app_id = ?1 AND status = 'pending' AND created_at <= ?2",
-        )?
-        .execute(params![app, created_before, t])?;
+        params![app, created_before, t],
+    )?;
     for _ in 0..n {
         tally.settled(app, t, Settled::GaveUp("connection_failed"));
     }
     Ok(n)
 }
 
-pub fn wake_app(c: &Connection, app: &str) -> StoreResult<()> {
-    c.prepare_cached("UPDATE deliveries SET next_attempt_at = ?2 WHERE app_id = ?1 AND status = 'pending' AND next_attempt_at > ?2")?
-        .execute(params![app, now_ms()])?;
+pub fn wake_app(c: &Conn, app: &str) -> StoreResult<()> {
+    c.execute(
+        "UPDATE deliveries SET next_attempt_at = ?2 WHERE app_id = ?1 AND status = 'pending' AND next_attempt_at > ?2",
+        params![app, now_ms()],
+    )?;
     Ok(())
 }
 
-pub fn redeliver(c: &Connection, id: &str) -> StoreResult<()> {
-    let n = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?2, updated_at = ?3
-             WHERE id = ?1 AND status <> 'pending'",
-        )?
-        .execute(params![id, now_ms(), now()])?;
+pub fn redeliver(c: &Conn, id: &str) -> StoreResult<()> {
+    let n = c.execute(
+        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?2, updated_at = ?3
+         WHERE id = ?1 AND status <> 'pending'",
+        params![id, now_ms(), now()],
+    )?;
     if n == 0 {
-        let exists: bool = c
-            .prepare_cached("SELECT COUNT(*) FROM deliveries WHERE id = ?1")?
-            .query_row([id], |r| r.get::<_, i64>(0))?
-            > 0;
+        let exists = c.query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE id = ?1",
+            params![id],
+            |r| r.get::<i64>(0),
+        )? > 0;
         return Err(if exists {
             StoreError::Conflict(format!("delivery {id} is already pending"))
         } else {
@@ -184,47 +187,46 @@ pub fn redeliver(c: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn redeliver_many(c: &Connection, app: &str, f: &DeliveryFilter) -> StoreResult<usize> {
+pub fn redeliver_many(c: &Conn, app: &str, f: &DeliveryFilter) -> StoreResult<usize> {
     let status = f.status.map(DeliveryStatus::as_str).unwrap_or("failed");
     if status == "pending" {
         return Err(StoreError::Invalid(
             "pending deliveries are already going to be attempted".into(),
         ));
     }
-    Ok(c.prepare_cached(
+    c.execute(
         "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?3, updated_at = ?4
          WHERE app_id = ?1 AND status = ?2 AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at <= ?6)
            AND (?7 IS NULL OR team_id = ?7) AND (?8 IS NULL OR event_type = ?8)",
-    )?
-    .execute(params![app, status, now_ms(), now(), f.since, f.until, f.team_id, f.event_type])?)
+        params![app, status, now_ms(), now(), f.since, f.until, f.team_id, f.event_type],
+    )
 }
 
-pub fn tallies(c: &Connection, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
-    let mut st = c.prepare_cached(
+pub fn tallies(c: &Conn, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
+    c.query(
         "SELECT d.app_id, a.at / 60000,
                 SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 1 ELSE 0 END),
                 SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 0 ELSE 1 END),
                 SUM(CASE WHEN a.retry_num = 0 THEN 1 ELSE 0 END)
          FROM delivery_attempts a JOIN deliveries d ON d.seq = a.delivery_seq
          WHERE a.at >= ?1 GROUP BY 1, 2",
-    )?;
-    let v = st
-        .query_map([since_ms], |r| {
+        params![since_ms],
+        |r| {
             Ok(AttemptTally {
                 app_id: r.get(0)?,
                 minute: r.get(1)?,
-                successes: r.get::<_, i64>(2)? as u64,
-                failures: r.get::<_, i64>(3)? as u64,
-                events: r.get::<_, i64>(4)? as u64,
+                successes: r.get::<i64>(2)? as u64,
+                failures: r.get::<i64>(3)? as u64,
+                events: r.get::<i64>(4)? as u64,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
+        },
+    )
 }
 
-pub fn pending_count(c: &Connection) -> StoreResult<u64> {
-    Ok(
-        c.prepare_cached("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?
-            .query_row([], |r| r.get::<_, i64>(0))? as u64,
-    )
+pub fn pending_count(c: &Conn) -> StoreResult<u64> {
+    Ok(c.query_one(
+        "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'",
+        params![],
+        |r| r.get::<i64>(0),
+    )? as u64)
 }

@@ -1,33 +1,36 @@
 //! SQL for reading events and deliveries, the server secret for `event_context`, and the
 //! on-demand audience of an event for `apps.event.authorizations.list`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use tidings_core::catalog::Catalog;
 use tidings_core::fanout::{self, Authorization, EventFacts, Grant};
 use tidings_core::publish as rules;
 
+use super::conn::{Conn, Row};
 use super::rows;
 use crate::model::*;
+use crate::params;
 use crate::{Page, PageRequest, StoreError, StoreResult};
 
-/// The `event_context` signing key, created on first use.
-pub fn context_key(c: &Connection) -> StoreResult<Vec<u8>> {
-    let existing: Option<String> = c
-        .query_row(
+/// The `event_context` signing key, created on first use. Several processes may start at
+/// once on one database: each offers a key, the first one stored wins, and all read that.
+pub fn context_key(c: &Conn) -> StoreResult<Vec<u8>> {
+    let read = || {
+        c.query_opt(
             "SELECT value FROM settings WHERE key = 'event_context_key'",
-            [],
-            |r| r.get(0),
+            params![],
+            |r| r.get::<String>(0),
         )
-        .optional()?;
-    let hexed = match existing {
+    };
+    let hexed = match read()? {
         Some(v) => v,
         None => {
-            let v = tidings_core::token::random_hex(32);
             c.execute(
-                "INSERT INTO settings (key, value) VALUES ('event_context_key', ?1)",
-                [&v],
+                "INSERT INTO settings (key, value) VALUES ('event_context_key', ?1)
+                 ON CONFLICT (key) DO NOTHING",
+                params![tidings_core::token::random_hex(32)],
             )?;
-            v
+            read()?
+                .ok_or_else(|| StoreError::Internal("settings.event_context_key vanished".into()))?
         }
     };
     hex::decode(hexed).map_err(|e| StoreError::Internal(format!("settings.event_context_key: {e}")))
@@ -37,12 +40,12 @@ const EVENT: &str = "id, team_id, enterprise_id, event_type, app_id, channel_id,
 /// [`EVENT`] qualified with the alias `e`, for joins.
 pub const EVENT_COLUMNS_E: &str = "e.id, e.team_id, e.enterprise_id, e.event_type, e.app_id, e.channel_id, e.actor_id, e.event_time, e.payload, e.idempotency_key, e.created_at";
 
-fn event(r: &Row) -> rusqlite::Result<StoredEvent> {
+fn event(r: &Row) -> StoreResult<StoredEvent> {
     map_event(r, 0)
 }
 
 /// An event from the columns starting at `o`.
-pub fn map_event(r: &Row, o: usize) -> rusqlite::Result<StoredEvent> {
+pub fn map_event(r: &Row, o: usize) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
         id: r.get(o)?,
         team_id: r.get(o + 1)?,
@@ -58,11 +61,11 @@ pub fn map_event(r: &Row, o: usize) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-pub fn get_event(c: &Connection, id: &str) -> StoreResult<Option<StoredEvent>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {EVENT} FROM events WHERE id = ?1"))?
-            .query_row([id], event)
-            .optional()?,
+pub fn get_event(c: &Conn, id: &str) -> StoreResult<Option<StoredEvent>> {
+    c.query_opt(
+        &format!("SELECT {EVENT} FROM events WHERE id = ?1"),
+        params![id],
+        event,
     )
 }
 
@@ -78,11 +81,11 @@ pub fn delivery_columns(alias: &str) -> String {
         .join(", ")
 }
 
-pub fn map_delivery(r: &Row) -> rusqlite::Result<Delivery> {
+pub fn map_delivery(r: &Row) -> StoreResult<Delivery> {
     delivery(r)
 }
 
-fn delivery(r: &Row) -> rusqlite::Result<Delivery> {
+fn delivery(r: &Row) -> StoreResult<Delivery> {
     let status: String = r.get(6)?;
     let auth: String = r.get(8)?;
     Ok(Delivery {
@@ -94,21 +97,18 @@ fn delivery(r: &Row) -> rusqlite::Result<Delivery> {
         event_type: r.get(5)?,
         status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
         reason: r.get(7)?,
-        authorization: serde_json::from_str(&auth).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        authorization: serde_json::from_str(&auth)?,
         created_at: r.get(9)?,
         attempts: Vec::new(),
     })
 }
 
-fn with_attempts(c: &Connection, mut list: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
-    let mut st = c.prepare_cached(
-        "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY n",
-    )?;
+fn with_attempts(c: &Conn, mut list: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
     for d in &mut list {
-        d.attempts = st
-            .query_map([d.seq], |r| {
+        d.attempts = c.query(
+            "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY n",
+            params![d.seq],
+            |r| {
                 Ok(Attempt {
                     at: r.get(0)?,
                     transport: r.get(1)?,
@@ -117,33 +117,33 @@ fn with_attempts(c: &Connection, mut list: Vec<Delivery>) -> StoreResult<Vec<Del
                     latency_ms: r.get(4)?,
                     retry_num: r.get(5)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            },
+        )?;
     }
     Ok(list)
 }
 
-pub fn event_deliveries(c: &Connection, event_id: &str) -> StoreResult<Vec<Delivery>> {
-    let list = c
-        .prepare_cached(&format!(
-            "SELECT {DELIVERY} FROM deliveries WHERE event_id = ?1 ORDER BY seq"
-        ))?
-        .query_map([event_id], delivery)?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn event_deliveries(c: &Conn, event_id: &str) -> StoreResult<Vec<Delivery>> {
+    let list = c.query(
+        &format!("SELECT {DELIVERY} FROM deliveries WHERE event_id = ?1 ORDER BY seq"),
+        params![event_id],
+        delivery,
+    )?;
     with_attempts(c, list)
 }
 
-pub fn get_delivery(c: &Connection, id: &str) -> StoreResult<Option<Delivery>> {
-    let d = c
-        .prepare_cached(&format!("SELECT {DELIVERY} FROM deliveries WHERE id = ?1"))?
-        .query_row([id], delivery)
-        .optional()?;
+pub fn get_delivery(c: &Conn, id: &str) -> StoreResult<Option<Delivery>> {
+    let d = c.query_opt(
+        &format!("SELECT {DELIVERY} FROM deliveries WHERE id = ?1"),
+        params![id],
+        delivery,
+    )?;
     Ok(with_attempts(c, d.into_iter().collect())?.pop())
 }
 
 /// An app's deliveries, newest first, filtered; the cursor is the last `seq` seen.
 pub fn list_deliveries(
-    c: &Connection,
+    c: &Conn,
     app_id: &str,
     f: &DeliveryFilter,
     page: &PageRequest,
@@ -155,28 +155,26 @@ pub fn list_deliveries(
         ),
         None => None,
     };
-    let mut st = c.prepare_cached(&format!(
-        "SELECT {DELIVERY} FROM deliveries
-         WHERE app_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR team_id = ?3)
-           AND (?4 IS NULL OR event_type = ?4) AND (?5 IS NULL OR created_at >= ?5)
-           AND (?6 IS NULL OR created_at <= ?6) AND (?7 IS NULL OR seq < ?7)
-         ORDER BY seq DESC LIMIT ?8"
-    ))?;
-    let rows = st
-        .query_map(
-            params![
-                app_id,
-                f.status.map(DeliveryStatus::as_str),
-                f.team_id,
-                f.event_type,
-                f.since,
-                f.until,
-                before,
-                page.limit as i64 + 1
-            ],
-            delivery,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    let rows = c.query(
+        &format!(
+            "SELECT {DELIVERY} FROM deliveries
+             WHERE app_id = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR team_id = ?3)
+               AND (?4 IS NULL OR event_type = ?4) AND (?5 IS NULL OR created_at >= ?5)
+               AND (?6 IS NULL OR created_at <= ?6) AND (?7 IS NULL OR seq < ?7)
+             ORDER BY seq DESC LIMIT ?8"
+        ),
+        params![
+            app_id,
+            f.status.map(DeliveryStatus::as_str),
+            f.team_id,
+            f.event_type,
+            f.since,
+            f.until,
+            before,
+            page.limit as i64 + 1
+        ],
+        delivery,
+    )?;
     let page = Page::from_rows(rows, page.limit, |d| d.seq.to_string());
     Ok(Page {
         items: with_attempts(c, page.items)?,
@@ -187,7 +185,7 @@ pub fn list_deliveries(
 /// Every installation of `app_id` that can see the event now, in fan-out order; `None`
 /// when the event or the app does not exist.
 pub fn audience(
-    c: &Connection,
+    c: &Conn,
     catalog: &Catalog,
     event_id: &str,
     app_id: &str,
@@ -205,31 +203,37 @@ pub fn audience(
     let (audience, channel) = rules::audience(kind, &payload);
     let members: std::collections::HashSet<String> = match channel {
         Some(ch) => c
-            .prepare_cached("SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2")?
-            .query_map(params![ev.team_id, ch], |r| r.get::<_, String>(0))?
-            .collect::<Result<_, _>>()?,
+            .query(
+                "SELECT user_id FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
+                params![ev.team_id, ch],
+                |r| r.get::<String>(0),
+            )?
+            .into_iter()
+            .collect(),
         None => Default::default(),
     };
     let grants: Vec<Grant> = c
-        .prepare_cached(&format!(
-            "SELECT {} FROM installations WHERE app_id = ?1 AND revoked_at IS NULL
-               AND (team_id = ?2 OR (team_id IS NULL AND ?3 IS NOT NULL AND enterprise_id = ?3)) ORDER BY id",
-            rows::INSTALLATION
-        ))?
-        .query_map(params![app_id, ev.team_id, ev.enterprise_id], rows::installation)?
-        .map(|i| {
-            i.map(|i| Grant {
-                installation_id: i.id,
-                team_id: i.team_id,
-                enterprise_id: i.enterprise_id,
-                is_enterprise_install: i.is_enterprise_install,
-                installer_user_id: i.installer_user_id,
-                bot_user_id: i.bot_user_id,
-                bot_scopes: i.bot_scopes,
-                user_scopes: i.user_scopes,
-            })
+        .query(
+            &format!(
+                "SELECT {} FROM installations WHERE app_id = ?1 AND revoked_at IS NULL
+                   AND (team_id = ?2 OR (team_id IS NULL AND ?3 IS NOT NULL AND enterprise_id = ?3)) ORDER BY id",
+                rows::INSTALLATION
+            ),
+            params![app_id, ev.team_id, ev.enterprise_id],
+            rows::installation,
+        )?
+        .into_iter()
+        .map(|i| Grant {
+            installation_id: i.id,
+            team_id: i.team_id,
+            enterprise_id: i.enterprise_id,
+            is_enterprise_install: i.is_enterprise_install,
+            installer_user_id: i.installer_user_id,
+            bot_user_id: i.bot_user_id,
+            bot_scopes: i.bot_scopes,
+            user_scopes: i.user_scopes,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     let text_mentions = if kind.mention_only {
         payload
             .get("text")

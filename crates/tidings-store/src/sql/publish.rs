@@ -3,7 +3,6 @@
 //! all its deliveries (the outbox) — all in the same transaction, so a 2xx means the event
 //! and every delivery it implies are durable, and a refusal leaves nothing behind.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use tidings_core::catalog::{Audience, EventType};
 use tidings_core::fanout::{self, EventFacts};
@@ -12,9 +11,11 @@ use tidings_core::policy;
 use tidings_core::publish::{self as rules, DirectoryChange};
 
 use super::cache::FanoutIndex;
+use super::conn::Conn;
 use super::now;
 use crate::insights::{self, Settled, Tally};
 use crate::model::*;
+use crate::params;
 use crate::{StoreError, StoreResult};
 
 type Outcome = Result<Published, PublishRefusal>;
@@ -38,7 +39,7 @@ fn now_parts() -> (i64, u32) {
 /// Publishes one event; `Ok(Err(refusal))` for input the caller must fix. What it counts
 /// for insights (the event, its drops, or its refusal as too old) goes into `tally`.
 pub fn publish_one(
-    c: &Connection,
+    c: &Conn,
     idx: &mut FanoutIndex,
     policy: &PublishPolicy,
     req: PublishRequest,
@@ -62,14 +63,17 @@ pub fn publish_one(
     };
 
     if let Some(key) = &idempotency_key {
-        let first: Option<String> = c
-            .prepare_cached("SELECT id FROM events WHERE team_id = ?1 AND idempotency_key = ?2")?
-            .query_row(params![team_id, key], |r| r.get(0))
-            .optional()?;
+        let first: Option<String> = c.query_opt(
+            "SELECT id FROM events WHERE team_id = ?1 AND idempotency_key = ?2",
+            params![team_id, key],
+            |r| r.get(0),
+        )?;
         if let Some(event_id) = first {
-            let n: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM deliveries WHERE event_id = ?1")?
-                .query_row([&event_id], |r| r.get(0))?;
+            let n: i64 = c.query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE event_id = ?1",
+                params![event_id],
+                |r| r.get(0),
+            )?;
             return Ok(Ok(Published {
                 event_id,
                 deliveries: n as usize,
@@ -233,16 +237,16 @@ pub fn publish_one(
     let event_id = ids::generate(IdKind::Event);
     let payload = serde_json::to_string(&event)?;
     let created = now();
-    c.prepare_cached(
+    c.execute(
         "INSERT INTO events (id, team_id, enterprise_id, event_type, app_id, channel_id, actor_id, event_time, payload, idempotency_key, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![event_id, team_id, enterprise_id, kind.name, app_id, channel, actor, event_time, payload, idempotency_key, created])
+        params![event_id, team_id, enterprise_id, kind.name, app_id, channel, actor, event_time, payload, idempotency_key, created],
+    )
     .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        StoreError::Conflict(_) => {
             StoreError::Conflict(format!("event id {event_id} collided; publish again"))
         }
-        other => other.into(),
+        other => other,
     })?;
 
     let conversation = match (&channel, audience) {
@@ -255,10 +259,6 @@ pub fn publish_one(
             .is_some_and(|cv| cv.members.contains(u))
     };
     let grants = idx.grants(c, &team_id, enterprise_id.as_deref())?;
-    let mut insert = c.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, reason, auth, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    )?;
     let mut count = 0;
     let mut woken: Vec<String> = Vec::new();
     let mut counted = Tally::default();
@@ -284,18 +284,22 @@ pub fn publish_one(
         if let Some(r) = reason {
             counted.settled(app_id, created, Settled::Dropped(r));
         }
-        insert.execute(params![
-            ids::generate(IdKind::Delivery),
-            event_id,
-            app_id,
-            team_id,
-            kind.name,
-            status.as_str(),
-            reason,
-            serde_json::to_string(&auth)?,
-            created * 1000,
-            created
-        ])?;
+        c.execute(
+            "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, reason, auth, next_attempt_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            params![
+                ids::generate(IdKind::Delivery),
+                event_id,
+                app_id,
+                team_id,
+                kind.name,
+                status.as_str(),
+                reason,
+                serde_json::to_string(&auth)?,
+                created * 1000,
+                created
+            ],
+        )?;
         count += 1;
     }
 
@@ -326,7 +330,7 @@ pub fn publish_one(
 /// Counts a delivery against (app, team)'s rate window; past the limit, answers true and
 /// queues one `app_rate_limited` notice for the minute (notices are not counted).
 fn rate_limited(
-    c: &Connection,
+    c: &Conn,
     idx: &mut FanoutIndex,
     policy: &PublishPolicy,
     app_id: &str,
@@ -347,16 +351,16 @@ fn rate_limited(
         state.notified_minute = Some(minute);
         let notice_id = ids::generate(IdKind::Event);
         let payload = serde_json::json!({"minute_rate_limited": minute * 60}).to_string();
-        c.prepare_cached(
+        c.execute(
             "INSERT INTO events (id, team_id, event_type, app_id, event_time, payload, created_at)
              VALUES (?1, ?2, 'app_rate_limited', ?3, ?4, ?5, ?4)",
-        )?
-        .execute(params![notice_id, team_id, app_id, now_secs, payload])?;
-        c.prepare_cached(
+            params![notice_id, team_id, app_id, now_secs, payload],
+        )?;
+        c.execute(
             "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'app_rate_limited', 'pending', ?5, ?6, ?7, ?7)",
-        )?
-        .execute(params![ids::generate(IdKind::Delivery), notice_id, app_id, team_id, serde_json::to_string(auth)?, now_secs * 1000, now_secs])?;
+            params![ids::generate(IdKind::Delivery), notice_id, app_id, team_id, serde_json::to_string(auth)?, now_secs * 1000, now_secs],
+        )?;
         tracing::warn!(
             app = app_id,
             team = team_id,
@@ -370,7 +374,7 @@ fn rate_limited(
 
 /// Applies a directory change implied by an event, keeping the index in step.
 fn apply_change(
-    c: &Connection,
+    c: &Conn,
     idx: &mut FanoutIndex,
     team: &str,
     enterprise: Option<&str>,
@@ -394,27 +398,31 @@ fn apply_change(
                     );
                 }
             }
-            c.prepare_cached(
+            c.execute(
                 "INSERT INTO conversations (team_id, id, name, kind, created_at) VALUES (?1, ?2, ?3, 'public', ?4)
                  ON CONFLICT (team_id, id) DO UPDATE SET name = excluded.name",
-            )?
-            .execute(params![team, id, name, now()])?;
+                params![team, id, name, now()],
+            )?;
             if let Some(u) = creator {
                 add_member(c, team, id, u)?;
             }
             idx.invalidate_conversation(team, id);
         }
         DirectoryChange::RenameChannel { id, name } => {
-            c.prepare_cached("UPDATE conversations SET name = ?3 WHERE team_id = ?1 AND id = ?2")?
-                .execute(params![team, id, name])?;
+            c.execute(
+                "UPDATE conversations SET name = ?3 WHERE team_id = ?1 AND id = ?2",
+                params![team, id, name],
+            )?;
         }
         DirectoryChange::DeleteChannel { id } => {
-            c.prepare_cached(
+            c.execute(
                 "DELETE FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2",
-            )?
-            .execute(params![team, id])?;
-            c.prepare_cached("DELETE FROM conversations WHERE team_id = ?1 AND id = ?2")?
-                .execute(params![team, id])?;
+                params![team, id],
+            )?;
+            c.execute(
+                "DELETE FROM conversations WHERE team_id = ?1 AND id = ?2",
+                params![team, id],
+            )?;
             idx.invalidate_conversation(team, id);
         }
         DirectoryChange::Join { channel, user } => {
@@ -436,10 +444,10 @@ fn apply_change(
             idx.invalidate_conversation(team, channel);
         }
         DirectoryChange::Leave { channel, user } => {
-            c.prepare_cached(
+            c.execute(
                 "DELETE FROM conversation_members WHERE team_id = ?1 AND conversation_id = ?2 AND user_id = ?3",
-            )?
-            .execute(params![team, channel, user])?;
+                params![team, channel, user],
+            )?;
             idx.invalidate_conversation(team, channel);
         }
         DirectoryChange::AddUser {
@@ -454,20 +462,21 @@ fn apply_change(
                     format!("{id:?} is not a user id"),
                 )));
             }
-            c.prepare_cached(
+            c.execute(
                 "INSERT INTO users (id, team_id, name, real_name, is_admin, is_bot, created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
                  ON CONFLICT (id) DO NOTHING",
-            )?
-            .execute(params![id, team, name, real_name, is_bot, now()])?;
+                params![id, team, name, real_name, is_bot, now()],
+            )?;
         }
     }
     Ok(Ok(()))
 }
 
-fn add_member(c: &Connection, team: &str, conv: &str, user: &str) -> StoreResult<()> {
-    c.prepare_cached(
-        "INSERT OR IGNORE INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![team, conv, user])?;
+fn add_member(c: &Conn, team: &str, conv: &str, user: &str) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO conversation_members (team_id, conversation_id, user_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        params![team, conv, user],
+    )?;
     Ok(())
 }

@@ -1,14 +1,12 @@
-//! Row ↔ record mapping for the SQLite backend, kept in one place so every query selects
+//! Row ↔ record mapping for both SQL backends, kept in one place so every query selects
 //! the same columns in the same order.
 
-use rusqlite::Row;
-
+use super::conn::Row;
 use crate::model::*;
+use crate::StoreResult;
 
-pub fn json_list(s: String) -> rusqlite::Result<Vec<String>> {
-    serde_json::from_str(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+pub fn json_list(s: String) -> StoreResult<Vec<String>> {
+    Ok(serde_json::from_str(&s)?)
 }
 
 pub fn to_json(v: &[String]) -> String {
@@ -16,7 +14,7 @@ pub fn to_json(v: &[String]) -> String {
 }
 
 pub const ENTERPRISE: &str = "id, name, created_at";
-pub fn enterprise(r: &Row) -> rusqlite::Result<Enterprise> {
+pub fn enterprise(r: &Row) -> StoreResult<Enterprise> {
     Ok(Enterprise {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -25,7 +23,7 @@ pub fn enterprise(r: &Row) -> rusqlite::Result<Enterprise> {
 }
 
 pub const TEAM: &str = "id, name, domain, enterprise_id, created_at";
-pub fn team(r: &Row) -> rusqlite::Result<Team> {
+pub fn team(r: &Row) -> StoreResult<Team> {
     Ok(Team {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -37,7 +35,7 @@ pub fn team(r: &Row) -> rusqlite::Result<Team> {
 
 pub const USER: &str =
     "id, team_id, enterprise_id, name, real_name, is_admin, is_bot, app_id, created_at";
-pub fn user(r: &Row) -> rusqlite::Result<User> {
+pub fn user(r: &Row) -> StoreResult<User> {
     Ok(User {
         id: r.get(0)?,
         team_id: r.get(1)?,
@@ -54,7 +52,7 @@ pub fn user(r: &Row) -> rusqlite::Result<User> {
 pub const APP: &str = "id, name, request_url, request_url_verified, socket_mode, bot_events, \
     user_events, event_shape, signing_secret, verification_token, events_enabled, \
     disabled_reason, disabled_at, created_at";
-pub fn app(r: &Row) -> rusqlite::Result<App> {
+pub fn app(r: &Row) -> StoreResult<App> {
     let shape: String = r.get(7)?;
     Ok(App {
         id: r.get(0)?,
@@ -75,7 +73,7 @@ pub fn app(r: &Row) -> rusqlite::Result<App> {
 }
 
 pub const APP_TOKEN: &str = "id, app_id, scopes, created_at, revoked_at";
-pub fn app_token(r: &Row) -> rusqlite::Result<AppToken> {
+pub fn app_token(r: &Row) -> StoreResult<AppToken> {
     Ok(AppToken {
         id: r.get(0)?,
         app_id: r.get(1)?,
@@ -87,7 +85,7 @@ pub fn app_token(r: &Row) -> rusqlite::Result<AppToken> {
 
 pub const INSTALLATION: &str = "id, app_id, team_id, enterprise_id, installer_user_id, \
     bot_user_id, bot_id, bot_scopes, user_scopes, created_at, revoked_at";
-pub fn installation(r: &Row) -> rusqlite::Result<Installation> {
+pub fn installation(r: &Row) -> StoreResult<Installation> {
     let team_id: Option<String> = r.get(2)?;
     let enterprise_id: Option<String> = r.get(3)?;
     Ok(Installation {
@@ -107,7 +105,7 @@ pub fn installation(r: &Row) -> rusqlite::Result<Installation> {
 }
 
 pub const OPERATOR_TOKEN: &str = "id, kind, label, created_at, revoked_at";
-pub fn operator_token(r: &Row) -> rusqlite::Result<OperatorToken> {
+pub fn operator_token(r: &Row) -> StoreResult<OperatorToken> {
     Ok(OperatorToken {
         id: r.get(0)?,
         kind: r.get(1)?,

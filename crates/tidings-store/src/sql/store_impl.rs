@@ -5,12 +5,12 @@ use async_trait::async_trait;
 
 use super::{apps, directory as dir, dispatch, events, insights, publish, rows, SqlStore};
 use crate::model::*;
-use crate::{Page, PageRequest, Store, StoreResult};
+use crate::{params, Page, PageRequest, Store, StoreResult};
 
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read(|c| c.query_one("SELECT 1", params![], |_| Ok(())))
             .await
     }
 
@@ -66,7 +66,7 @@ impl Store for SqlStore {
         self.read(move |c| {
             dir::require_team(c, &team_id)?;
             let sql = format!("SELECT {} FROM users WHERE team_id = ?1", rows::USER);
-            dir::page(c, &sql, "id", &[&team_id], &page, rows::user, |u| {
+            dir::page(c, &sql, "id", params![team_id], &page, rows::user, |u| {
                 u.id.clone()
             })
         })
@@ -187,9 +187,15 @@ impl Store for SqlStore {
                 "SELECT {} FROM installations WHERE app_id = ?1",
                 rows::INSTALLATION
             );
-            dir::page(c, &sql, "id", &[&app_id], &page, rows::installation, |i| {
-                i.id.clone()
-            })
+            dir::page(
+                c,
+                &sql,
+                "id",
+                params![app_id],
+                &page,
+                rows::installation,
+                |i| i.id.clone(),
+            )
         })
         .await
     }
