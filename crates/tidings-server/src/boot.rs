@@ -110,7 +110,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
 /// SQLite in the data directory, or PostgreSQL when `database_url` is set.
 async fn open_store(config: &Config) -> Result<SqlStore, String> {
     match &config.server.database_url {
-        None => tidings_store::sql::sqlite::open(&config.server.data_dir).map_err(|e| e.to_string()),
+        None => {
+            tidings_store::sql::sqlite::open(&config.server.data_dir).map_err(|e| e.to_string())
+        }
         Some(url) => {
             let options = PgOptions {
                 url: url.clone(),

@@ -256,7 +256,9 @@ impl Config {
             return Err("delivery.max_in_flight_per_app must be at least 1".into());
         }
         if self.database.max_connections < 3 {
-            return Err("database.max_connections must be at least 3 (writer, notifications, reads)".into());
+            return Err(
+                "database.max_connections must be at least 3 (writer, notifications, reads)".into(),
+            );
         }
         if self.database.lease <= self.delivery.timeout {
             return Err(format!(
@@ -267,7 +269,9 @@ impl Config {
         }
         if let Some(u) = &s.database_url {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                return Err("server.database_url must start with postgres:// or postgresql://".into());
+                return Err(
+                    "server.database_url must start with postgres:// or postgresql://".into(),
+                );
             }
         }
         if self.socket_mode.max_connections_per_app == 0 {

@@ -124,13 +124,7 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         }
     }
     let started = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let hello = socket_mode::hello(
-        &app_id,
-        num_connections,
-        HOST,
-        &started,
-        lifetime.as_secs(),
-    );
+    let hello = socket_mode::hello(&app_id, num_connections, HOST, &started, lifetime.as_secs());
     tracing::info!(app = %app_id, connection = reg.id, connections = num_connections, "socket mode connection opened");
     if send(&mut tx, Message::Text(hello.into())).await {
         // Deliveries held for this app can go now.

@@ -16,8 +16,10 @@ impl Schema {
     fn create(base: &str, tag: &str) -> Schema {
         let name = format!("m_{tag}_{}", std::process::id());
         let mut c = postgres::Client::connect(base, postgres::NoTls).expect("connect");
-        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
-            .expect("schema");
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ))
+        .expect("schema");
         Schema {
             base: base.into(),
             name,
@@ -40,7 +42,9 @@ impl Drop for Schema {
 }
 
 fn base() -> Option<String> {
-    let url = std::env::var("TIDINGS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    let url = std::env::var("TIDINGS_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
     if url.is_none() {
         eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
     }
@@ -83,15 +87,33 @@ fn upgrading_from_v1_backfills_insights_from_stored_events_and_attempts() {
     assert_eq!(q("SELECT events FROM insight_events WHERE g = 0 AND team_id = 'T1' AND event_type = 'reaction_added' AND bucket = 90000"), 1);
     assert_eq!(q("SELECT COUNT(*) FROM insight_user_ids"), 2);
     assert_eq!(q("SELECT COUNT(*) FROM insight_user_sets WHERE g = 2 AND team_id = 'T1' AND event_type = ''"), 2);
-    assert_eq!(q("SELECT SUM(attempts) FROM insight_deliveries WHERE g = 2"), 2);
-    assert_eq!(q("SELECT SUM(retries) FROM insight_deliveries WHERE g = 2"), 1);
+    assert_eq!(
+        q("SELECT SUM(attempts) FROM insight_deliveries WHERE g = 2"),
+        2
+    );
+    assert_eq!(
+        q("SELECT SUM(retries) FROM insight_deliveries WHERE g = 2"),
+        1
+    );
     assert_eq!(q("SELECT SUM(l2) FROM insight_deliveries WHERE g = 2"), 1);
-    assert_eq!(q("SELECT SUM(delivered) FROM insight_deliveries WHERE g = 1"), 1);
-    assert_eq!(q("SELECT SUM(dropped) FROM insight_deliveries WHERE g = 0"), 1);
+    assert_eq!(
+        q("SELECT SUM(delivered) FROM insight_deliveries WHERE g = 1"),
+        1
+    );
+    assert_eq!(
+        q("SELECT SUM(dropped) FROM insight_deliveries WHERE g = 0"),
+        1
+    );
     assert_eq!(q("SELECT n FROM insight_delivery_reasons WHERE g = 2 AND kind = 'dropped' AND reason = 'rate_limited'"), 1);
     // Version 3: deliveries carry (empty) leases; new deliveries continue the sequence.
-    assert_eq!(q("SELECT COUNT(*) FROM deliveries WHERE lease_until IS NULL"), 2);
-    assert_eq!(q("SELECT COUNT(*) FROM settings WHERE key = 'directory_version'"), 1);
+    assert_eq!(
+        q("SELECT COUNT(*) FROM deliveries WHERE lease_until IS NULL"),
+        2
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM settings WHERE key = 'directory_version'"),
+        1
+    );
 }
 
 #[test]

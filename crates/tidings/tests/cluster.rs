@@ -63,7 +63,11 @@ async fn no_pending(s: &Server, app: &str) {
     let mut last = Value::Null;
     for _ in 0..200 {
         let (_, p) = s
-            .admin("GET", &format!("/apps/{app}/deliveries?status=pending&limit=5"), None)
+            .admin(
+                "GET",
+                &format!("/apps/{app}/deliveries?status=pending&limit=5"),
+                None,
+            )
             .await;
         if p["items"].as_array().is_some_and(|a| a.is_empty()) {
             return;
@@ -77,7 +81,10 @@ async fn no_pending(s: &Server, app: &str) {
 const CLUSTER_ENV: &[(&str, &str)] = &[
     ("TIDINGS_DELIVERY_TIMEOUT", "1s"),
     ("TIDINGS_DATABASE_LEASE", "3s"),
-    ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","200ms","400ms"]"#),
+    (
+        "TIDINGS_DELIVERY_RETRY_SCHEDULE",
+        r#"["0s","200ms","400ms"]"#,
+    ),
 ];
 
 #[tokio::test]
@@ -105,7 +112,7 @@ async fn every_event_arrives_when_one_of_three_nodes_is_killed_mid_load() {
     .await;
     // Publish round-robin to the three nodes; node C's share stops when it dies.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let urls = vec![a.url.clone(), b.url.clone(), c.url.clone()];
+    let urls = [a.url.clone(), b.url.clone(), c.url.clone()];
     let publisher = {
         let acked = acked.clone();
         tokio::spawn(async move {
@@ -121,11 +128,19 @@ async fn every_event_arrives_when_one_of_three_nodes_is_killed_mid_load() {
     c.kill();
     publisher.await.unwrap();
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
-    assert!(acked.len() >= EVENTS / 2, "most batches were acknowledged: {}", acked.len());
-    r.wait_for(90, "every acknowledged event, the dead node's leases included", |_| {
-        let got = arrivals(&r);
-        acked.iter().all(|e| got.contains_key(e))
-    })
+    assert!(
+        acked.len() >= EVENTS / 2,
+        "most batches were acknowledged: {}",
+        acked.len()
+    );
+    r.wait_for(
+        90,
+        "every acknowledged event, the dead node's leases included",
+        |_| {
+            let got = arrivals(&r);
+            acked.iter().all(|e| got.contains_key(e))
+        },
+    )
     .await;
     let got = arrivals(&r);
     let dups: usize = got.values().map(|n| n - 1).sum();
@@ -155,7 +170,8 @@ async fn in_normal_operation_each_delivery_is_attempted_by_one_node_once() {
         let url = if k % 2 == 0 { &a.url } else { &b.url };
         ids.extend(publish_batch(url, k * 50, 50).await.expect("published"));
     }
-    r.wait_for(30, "all 500 events", |_| arrivals(&r).len() >= 500).await;
+    r.wait_for(30, "all 500 events", |_| arrivals(&r).len() >= 500)
+        .await;
     // Both nodes dispatch; give any duplicate time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = arrivals(&r);
@@ -204,7 +220,11 @@ async fn socket_mode_connections_on_two_nodes_are_counted_together_and_get_event
     )
     .await;
     let (_, t) = a
-        .admin("POST", "/apps/A01/tokens", Some(json!({"scopes": ["connections:write"]})))
+        .admin(
+            "POST",
+            "/apps/A01/tokens",
+            Some(json!({"scopes": ["connections:write"]})),
+        )
         .await;
     let token = t["token"].as_str().unwrap().to_string();
     // One connection on node A; an event published on node B reaches it.
@@ -214,9 +234,13 @@ async fn socket_mode_connections_on_two_nodes_are_counted_together_and_get_event
     let env = next_json(&mut ws_a).await;
     assert_eq!(env["type"], "events_api", "{env}");
     assert_eq!(env["payload"]["event_id"], event_id.as_str());
-    ws_a.send(Message::Text(json!({"envelope_id": env["envelope_id"]}).to_string().into()))
-        .await
-        .unwrap();
+    ws_a.send(Message::Text(
+        json!({"envelope_id": env["envelope_id"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     b.wait_status(&event_id, "delivered").await;
     // A second connection, on node B: hello counts both nodes' connections.
     let (mut ws_b, hello) = connect(&b, &token).await;
@@ -235,9 +259,13 @@ async fn socket_mode_connections_on_two_nodes_are_counted_together_and_get_event
     let event_id = a.say("now only node B holds a connection").await;
     let env = next_json(&mut ws_b).await;
     assert_eq!(env["payload"]["event_id"], event_id.as_str(), "{env}");
-    ws_b.send(Message::Text(json!({"envelope_id": env["envelope_id"]}).to_string().into()))
-        .await
-        .unwrap();
+    ws_b.send(Message::Text(
+        json!({"envelope_id": env["envelope_id"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
     a.wait_status(&event_id, "delivered").await;
 }
 
@@ -262,7 +290,10 @@ async fn the_rate_limit_counts_every_nodes_deliveries() {
         .admin("GET", "/apps/A01/deliveries?status=dropped&limit=100", None)
         .await;
     let dropped = dropped["items"].as_array().unwrap().len();
-    assert_eq!(dropped, 10, "20 published across two nodes, 10 allowed per hour");
+    assert_eq!(
+        dropped, 10,
+        "20 published across two nodes, 10 allowed per hour"
+    );
     r.wait_for(10, "the 10 allowed events", |_| arrivals(&r).len() >= 10)
         .await;
 }

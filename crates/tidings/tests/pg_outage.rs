@@ -99,7 +99,9 @@ fn host_port(url: &str) -> String {
 #[tokio::test]
 async fn publishing_fails_fast_while_postgres_is_unreachable_and_nothing_is_lost() {
     let Some(base) = support::pg::url() else {
-        eprintln!("postgres outage: needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run on SQLite");
+        eprintln!(
+            "postgres outage: needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run on SQLite"
+        );
         return;
     };
     let schema = Schema::create(&base);
@@ -108,7 +110,10 @@ async fn publishing_fails_fast_while_postgres_is_unreachable_and_nothing_is_lost
     let via_relay = schema.url().replacen(&target, &relay.addr.to_string(), 1);
     let s = Server::start_with(&[
         ("TIDINGS_SERVER_DATABASE_URL", via_relay.as_str()),
-        ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s","200ms","400ms"]"#),
+        (
+            "TIDINGS_DELIVERY_RETRY_SCHEDULE",
+            r#"["0s","200ms","400ms"]"#,
+        ),
     ]);
     let r = Receiver::start().await;
     s.app_in_channel(
@@ -134,9 +139,14 @@ async fn publishing_fails_fast_while_postgres_is_unreachable_and_nothing_is_lost
         )
         .await;
     let took = started.elapsed();
-    assert_eq!(status, 503, "a publish during the outage is refused: {body}");
+    assert_eq!(
+        status, 503,
+        "a publish during the outage is refused: {body}"
+    );
     assert!(
-        body["detail"].as_str().is_some_and(|d| d.contains("PostgreSQL")),
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("PostgreSQL")),
         "the error says what is wrong: {body}"
     );
     assert!(took < Duration::from_secs(10), "failed fast, in {took:?}");
@@ -151,7 +161,11 @@ async fn publishing_fails_fast_while_postgres_is_unreachable_and_nothing_is_lost
     relay.restore().await;
     let mut ready = false;
     for _ in 0..100 {
-        let res = Server::client().get(format!("{}/readyz", s.url)).send().await.unwrap();
+        let res = Server::client()
+            .get(format!("{}/readyz", s.url))
+            .send()
+            .await
+            .unwrap();
         if res.status() == 200 {
             ready = true;
             break;

@@ -70,6 +70,12 @@ impl Index {
 }
 
 impl FanoutIndex {
+    /// Forgets the rate windows (re-read from the database on next use): another node
+    /// sharing the database may have counted deliveries against them.
+    pub fn clear_rates(&mut self) {
+        self.rates.clear();
+    }
+
     pub fn invalidate_app(&mut self, id: &str) {
         self.apps.remove(id);
     }

@@ -188,7 +188,9 @@ pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedS
                             tracing::warn!("work signal connection lost; reconnecting");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot connect to listen for work signals"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot connect to listen for work signals")
+                    }
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -200,25 +202,28 @@ pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedS
 }
 
 /// Forwards notifications until the connection fails (true) or nobody listens (false).
-fn forward(
-    client: &mut postgres::Client,
-    tx: &tokio::sync::mpsc::UnboundedSender<Signal>,
-) -> bool {
+fn forward(client: &mut postgres::Client, tx: &tokio::sync::mpsc::UnboundedSender<Signal>) -> bool {
     use postgres::fallible_iterator::FallibleIterator;
     loop {
-        let mut notes = client.notifications();
-        let mut iter = notes.timeout_iter(Duration::from_secs(1));
-        loop {
-            match iter.next() {
-                Ok(Some(n)) => {
-                    let apps: Vec<String> =
-                        n.payload().split(' ').filter(|a| !a.is_empty()).map(str::to_string).collect();
-                    if !apps.is_empty() && tx.send(apps).is_err() {
-                        return false;
+        {
+            let mut notes = client.notifications();
+            let mut iter = notes.timeout_iter(Duration::from_secs(1));
+            loop {
+                match iter.next() {
+                    Ok(Some(n)) => {
+                        let apps: Vec<String> = n
+                            .payload()
+                            .split(' ')
+                            .filter(|a| !a.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        if !apps.is_empty() && tx.send(apps).is_err() {
+                            return false;
+                        }
                     }
+                    Ok(None) => break,
+                    Err(_) => return true,
                 }
-                Ok(None) => break,
-                Err(_) => return true,
             }
         }
         if tx.is_closed() {

@@ -649,7 +649,10 @@ mod tests {
             raw.extend_from_slice(&w.to_be_bytes());
         }
         assert_eq!(numeric_to_i64(&raw).unwrap(), 123_456_789);
-        let zero: Vec<u8> = [0i16, 0, 0, 0].iter().flat_map(|w| w.to_be_bytes()).collect();
+        let zero: Vec<u8> = [0i16, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
         assert_eq!(numeric_to_i64(&zero).unwrap(), 0);
         let mut neg = Vec::new();
         for w in [1i16, 0, 0x4000u16 as i16, 0, 42] {
@@ -665,8 +668,11 @@ mod tests {
         conn.batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER, b BLOB)")
             .unwrap();
         let blob = vec![1u8, 2];
-        conn.execute("INSERT INTO t VALUES (?1, ?2, ?3)", params!["a", 7i64, blob])
-            .unwrap();
+        conn.execute(
+            "INSERT INTO t VALUES (?1, ?2, ?3)",
+            params!["a", 7i64, blob],
+        )
+        .unwrap();
         let dup = conn.execute("INSERT INTO t VALUES (?1, ?2, NULL)", params!["a", 1i64]);
         assert!(matches!(dup, Err(StoreError::Conflict(_))));
         let got: (String, i64, Vec<u8>) = conn

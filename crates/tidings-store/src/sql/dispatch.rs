@@ -69,9 +69,61 @@ pub fn due(
     )
 }
 
+/// [`due`] for nodes sharing the database: the rows are claimed for `lease_until_ms` by
+/// `node` in the same statement (`FOR UPDATE SKIP LOCKED`), so two nodes never take the
+/// same delivery; a row claimed by a node that died is claimable again once its lease ends.
+pub fn claim(
+    c: &Conn,
+    app: &str,
+    now_ms: i64,
+    limit: usize,
+    exclude: &[i64],
+    lease_until_ms: i64,
+    node: &str,
+) -> StoreResult<Vec<DueDelivery>> {
+    let sql = format!(
+        "WITH due AS (
+           SELECT seq FROM deliveries d
+           WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
+             AND (d.lease_until IS NULL OR d.lease_until <= ?2) AND {}
+           ORDER BY d.next_attempt_at, d.seq LIMIT ?3
+           FOR UPDATE SKIP LOCKED)
+         UPDATE deliveries d SET lease_until = ?5, leased_by = ?6
+         FROM due, events e WHERE d.seq = due.seq AND e.id = d.event_id
+         RETURNING {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E}",
+        not_excluded(c.dialect(), 4),
+        delivery_columns("d"),
+    );
+    let mut rows = c.query(
+        &sql,
+        params![
+            app,
+            now_ms,
+            limit as i64,
+            exclusion_json(exclude),
+            lease_until_ms,
+            node
+        ],
+        |r| {
+            Ok(DueDelivery {
+                delivery: map_delivery(r)?,
+                attempts: r.get::<i64>(10)? as u32,
+                redeliver: r.get(11)?,
+                event: map_event(r, 12)?,
+            })
+        },
+    )?;
+    rows.sort_by_key(|r| r.delivery.seq);
+    Ok(rows)
+}
+
+/// When the app's next pending delivery is due; one claimed by another node counts from
+/// when its lease ends (the earliest it could be taken over).
 pub fn next_due(c: &Conn, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
     let sql = format!(
-        "SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'
+        "SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at
+                         THEN d.lease_until ELSE d.next_attempt_at END)
+         FROM deliveries d WHERE d.app_id = ?1 AND d.status = 'pending'
            AND {}",
         not_excluded(c.dialect(), 2),
     );
@@ -105,7 +157,8 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
         };
         let app: Option<String> = c.query_opt(
             "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
-                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6
+                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
+                lease_until = NULL, leased_by = NULL
              WHERE seq = ?1 RETURNING app_id",
             params![o.seq, o.attempt.is_some() as i64, status, reason, next, t],
             |r| r.get(0),
@@ -133,7 +186,8 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
 pub fn postpone(c: &Conn, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
     for s in seqs {
         c.execute(
-            "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1 AND status = 'pending'",
+            "UPDATE deliveries SET next_attempt_at = ?2, lease_until = NULL, leased_by = NULL
+             WHERE seq = ?1 AND status = 'pending'",
             params![s, until_ms],
         )?;
     }
@@ -149,8 +203,9 @@ pub fn expire_held(
     let t = now();
     let n = c.execute(
         "UPDATE deliveries SET status = 'failed', reason = 'connection_failed', updated_at = ?3
-         WHERE app_id = ?1 AND status = 'pending' AND created_at <= ?2",
-        params![app, created_before, t],
+         WHERE app_id = ?1 AND status = 'pending' AND created_at <= ?2
+           AND (lease_until IS NULL OR lease_until <= ?4)",
+        params![app, created_before, t, now_ms()],
     )?;
     for _ in 0..n {
         tally.settled(app, t, Settled::GaveUp("connection_failed"));
@@ -202,15 +257,15 @@ pub fn redeliver_many(c: &Conn, app: &str, f: &DeliveryFilter) -> StoreResult<us
     )
 }
 
+/// Attempts per app and minute since `since_ms`, from the insight rollups (written in the
+/// same transactions as the attempts, by every node): cheap enough to re-read every few
+/// seconds when nodes share the database.
 pub fn tallies(c: &Conn, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
     c.query(
-        "SELECT d.app_id, a.at / 60000,
-                SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 1 ELSE 0 END),
-                SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 AND a.reason IS NULL THEN 0 ELSE 1 END),
-                SUM(CASE WHEN a.retry_num = 0 THEN 1 ELSE 0 END)
-         FROM delivery_attempts a JOIN deliveries d ON d.seq = a.delivery_seq
-         WHERE a.at >= ?1 GROUP BY 1, 2",
-        params![since_ms],
+        "SELECT app_id, bucket / 60, SUM(succeeded), SUM(failed), SUM(attempts - retries)
+         FROM insight_deliveries WHERE g = 0 AND bucket >= ?1 AND attempts > 0
+         GROUP BY app_id, bucket / 60",
+        params![since_ms.div_euclid(1000)],
         |r| {
             Ok(AttemptTally {
                 app_id: r.get(0)?,

@@ -88,6 +88,22 @@ impl SqlStore {
         self.writer.write(f).await
     }
 
+    /// [`SqlStore::write`] for a change to the directory (teams, users, conversations,
+    /// apps, installations): other nodes sharing the database drop their fan-out caches.
+    pub(crate) async fn write_directory<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer
+            .write(move |c| {
+                let out = f(c)?;
+                cluster::bump_directory(c)?;
+                Ok(out)
+            })
+            .await
+    }
+
     /// Runs `f` on a read connection on the blocking pool.
     pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -149,9 +165,8 @@ impl SqlStore {
                 })
             },
         };
-        let writer = Writer::start(opener, first, hooks).map_err(|e| {
-            crate::StoreError::Internal(format!("cannot start the writer: {e}"))
-        })?;
+        let writer = Writer::start(opener, first, hooks)
+            .map_err(|e| crate::StoreError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(SqlStore {
             writer,
             index,

@@ -380,6 +380,7 @@ fn apply_change(
     enterprise: Option<&str>,
     change: &DirectoryChange,
 ) -> StoreResult<Result<(), PublishRefusal>> {
+    super::cluster::bump_directory(c)?;
     let user_ok = |u: &str| super::directory::user_in_team_id(c, team, enterprise, u);
     match change {
         DirectoryChange::CreateChannel { id, name, creator } => {

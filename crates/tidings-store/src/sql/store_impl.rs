@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{apps, directory as dir, dispatch, events, insights, publish, rows, SqlStore};
+use super::{apps, cluster, directory as dir, dispatch, events, insights, publish, rows, SqlStore};
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
 
@@ -15,7 +15,8 @@ impl Store for SqlStore {
     }
 
     async fn create_enterprise(&self, e: Enterprise) -> StoreResult<Enterprise> {
-        self.write(move |c| dir::create_enterprise(c, e)).await
+        self.write_directory(move |c| dir::create_enterprise(c, e))
+            .await
     }
 
     async fn get_enterprise(&self, id: &str) -> StoreResult<Option<Enterprise>> {
@@ -35,7 +36,7 @@ impl Store for SqlStore {
     }
 
     async fn create_team(&self, t: Team) -> StoreResult<Team> {
-        self.write(move |c| dir::create_team(c, t)).await
+        self.write_directory(move |c| dir::create_team(c, t)).await
     }
 
     async fn get_team(&self, id: &str) -> StoreResult<Option<Team>> {
@@ -53,7 +54,7 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, u: User) -> StoreResult<User> {
-        self.write(move |c| dir::create_user(c, u)).await
+        self.write_directory(move |c| dir::create_user(c, u)).await
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<User>> {
@@ -75,7 +76,7 @@ impl Store for SqlStore {
 
     async fn put_conversation(&self, conv: Conversation) -> StoreResult<(Conversation, bool)> {
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_conversation(&conv.team_id, &conv.id);
             dir::put_conversation(c, conv)
         })
@@ -94,7 +95,7 @@ impl Store for SqlStore {
     async fn add_member(&self, team_id: &str, conv: &str, user: &str) -> StoreResult<Conversation> {
         let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_conversation(&t, &cv);
             dir::add_member(c, &t, &cv, &u)
         })
@@ -109,7 +110,7 @@ impl Store for SqlStore {
     ) -> StoreResult<Conversation> {
         let (t, cv, u) = (team_id.to_owned(), conv.to_owned(), user.to_owned());
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_conversation(&t, &cv);
             dir::remove_member(c, &t, &cv, &u)
         })
@@ -117,12 +118,13 @@ impl Store for SqlStore {
     }
 
     async fn create_app(&self, app: App) -> StoreResult<App> {
-        self.write(move |c| apps::create_app(c, app)).await
+        self.write_directory(move |c| apps::create_app(c, app))
+            .await
     }
 
     async fn update_app(&self, app: App) -> StoreResult<App> {
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_app(&app.id);
             apps::update_app(c, app)
         })
@@ -159,7 +161,7 @@ impl Store for SqlStore {
 
     async fn install(&self, i: NewInstallation) -> StoreResult<Installation> {
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_grants();
             apps::install(c, i)
         })
@@ -203,7 +205,7 @@ impl Store for SqlStore {
     async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation> {
         let (a, i) = (app_id.to_owned(), installation_id.to_owned());
         let idx = self.index.clone();
-        self.write(move |c| {
+        self.write_directory(move |c| {
             idx.lock().invalidate_grants();
             apps::uninstall(c, &a, &i)
         })
@@ -239,6 +241,7 @@ impl Store for SqlStore {
         let jobs = requests.into_iter().map(|req| {
             let idx = self.index.clone();
             let counter = self.counter.clone();
+            let wakes = self.wakes.clone();
             let policy = policy.clone();
             self.write(move |c| {
                 let mut guard = idx.lock();
@@ -251,7 +254,10 @@ impl Store for SqlStore {
                     *guard = Default::default();
                 }
                 match outcome? {
-                    Ok(p) => Ok(Ok(p)),
+                    Ok(p) => {
+                        wakes.add(p.apps.iter().cloned());
+                        Ok(Ok(p))
+                    }
                     // A refusal must leave nothing behind: fail the job so its savepoint
                     // rolls back, and carry the refusal out through the error.
                     Err(r) => Err(crate::StoreError::Refused(r)),
@@ -355,6 +361,16 @@ impl Store for SqlStore {
         exclude: Vec<i64>,
     ) -> StoreResult<Vec<DueDelivery>> {
         let app = app_id.to_owned();
+        if self.lease_ms > 0 {
+            // Nodes share the database: claim the rows (an autocommit UPDATE on a pool
+            // connection, committed before any is sent).
+            let (lease_until, node) = (now_ms + self.lease_ms, self.node_id.clone());
+            return self
+                .read(move |c| {
+                    dispatch::claim(c, &app, now_ms, limit, &exclude, lease_until, &node)
+                })
+                .await;
+        }
         self.read(move |c| dispatch::due(c, &app, now_ms, limit, &exclude))
             .await
     }
@@ -395,23 +411,39 @@ impl Store for SqlStore {
 
     async fn wake_app(&self, app_id: &str) -> StoreResult<()> {
         let app = app_id.to_owned();
-        self.write(move |c| dispatch::wake_app(c, &app)).await
+        let wakes = self.wakes.clone();
+        self.write(move |c| {
+            wakes.add([app.clone()]);
+            dispatch::wake_app(c, &app)
+        })
+        .await
     }
 
     async fn redeliver(&self, id: &str) -> StoreResult<Delivery> {
         let id = id.to_owned();
+        let wakes = self.wakes.clone();
         self.write(move |c| {
             dispatch::redeliver(c, &id)?;
-            events::get_delivery(c, &id)?
-                .ok_or_else(|| crate::StoreError::NotFound(format!("delivery {id} does not exist")))
+            let d = events::get_delivery(c, &id)?.ok_or_else(|| {
+                crate::StoreError::NotFound(format!("delivery {id} does not exist"))
+            })?;
+            wakes.add([d.app_id.clone()]);
+            Ok(d)
         })
         .await
     }
 
     async fn redeliver_many(&self, app_id: &str, filter: &DeliveryFilter) -> StoreResult<usize> {
         let (app, f) = (app_id.to_owned(), filter.clone());
-        self.write(move |c| dispatch::redeliver_many(c, &app, &f))
-            .await
+        let wakes = self.wakes.clone();
+        self.write(move |c| {
+            let n = dispatch::redeliver_many(c, &app, &f)?;
+            if n > 0 {
+                wakes.add([app.clone()]);
+            }
+            Ok(n)
+        })
+        .await
     }
 
     async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
@@ -420,5 +452,45 @@ impl Store for SqlStore {
 
     async fn pending_count(&self) -> StoreResult<u64> {
         self.read(dispatch::pending_count).await
+    }
+
+    fn node_id(&self) -> String {
+        self.node_id.to_string()
+    }
+
+    fn is_shared(&self) -> bool {
+        self.lease_ms > 0
+    }
+
+    fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>> {
+        self.signals.lock().ok().and_then(|mut s| s.take())
+    }
+
+    async fn heartbeat(&self, public_url: &str) -> StoreResult<()> {
+        let (node, url) = (self.node_id.clone(), public_url.to_owned());
+        self.write(move |c| cluster::heartbeat(c, &node, &url, super::now()))
+            .await
+    }
+
+    async fn socket_opened(&self, connection_id: &str, app_id: &str) -> StoreResult<()> {
+        let (node, conn, app) = (
+            self.node_id.clone(),
+            connection_id.to_owned(),
+            app_id.to_owned(),
+        );
+        self.write(move |c| cluster::socket_opened(c, &node, &conn, &app, super::now()))
+            .await
+    }
+
+    async fn socket_closed(&self, connection_id: &str) -> StoreResult<()> {
+        let (node, conn) = (self.node_id.clone(), connection_id.to_owned());
+        self.write(move |c| cluster::socket_closed(c, &node, &conn))
+            .await
+    }
+
+    async fn remote_socket_connections(&self, app_id: &str) -> StoreResult<usize> {
+        let (node, app) = (self.node_id.clone(), app_id.to_owned());
+        self.read(move |c| cluster::remote_sockets(c, &node, &app, super::now()))
+            .await
     }
 }

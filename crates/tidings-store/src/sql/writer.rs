@@ -280,19 +280,17 @@ mod tests {
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_itself() {
         let w = writer();
-        let ok = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a')", &[])?));
+        let ok = w.write(|c| c.execute("INSERT INTO t VALUES ('a')", &[]));
         let bad = w.write(|c| {
             c.execute("INSERT INTO t VALUES ('b')", &[])?;
             Err::<(), _>(StoreError::Conflict("no".into()))
         });
-        let ok2 = w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c')", &[])?));
+        let ok2 = w.write(|c| c.execute("INSERT INTO t VALUES ('c')", &[]));
         let (a, b, c) = tokio::join!(ok, bad, ok2);
         assert!(a.is_ok() && c.is_ok());
         assert!(matches!(b, Err(StoreError::Conflict(_))));
         let keys = w
-            .write(|c| {
-                c.query("SELECT k FROM t ORDER BY k", &[], |r| r.get::<String>(0))
-            })
+            .write(|c| c.query("SELECT k FROM t ORDER BY k", &[], |r| r.get::<String>(0)))
             .await
             .unwrap();
         assert_eq!(keys, vec!["a", "c"]);
@@ -305,8 +303,10 @@ mod tests {
         for i in 0..2000 {
             let w = w.clone();
             handles.push(tokio::spawn(async move {
-                w.write(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", crate::params![i.to_string()])?))
-                    .await
+                w.write(move |c| {
+                    c.execute("INSERT INTO t VALUES (?1)", crate::params![i.to_string()])
+                })
+                .await
             }));
         }
         for h in handles {

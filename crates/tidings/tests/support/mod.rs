@@ -62,7 +62,10 @@ impl Server {
             Some(base) if !env.iter().any(|(k, _)| k == "TIDINGS_SERVER_DATABASE_URL") => {
                 let schema = std::sync::Arc::new(pg::Schema::create(&base));
                 env.push(("TIDINGS_SERVER_DATABASE_URL".into(), schema.url()));
-                if !env.iter().any(|(k, _)| k == "TIDINGS_DATABASE_MAX_CONNECTIONS") {
+                if !env
+                    .iter()
+                    .any(|(k, _)| k == "TIDINGS_DATABASE_MAX_CONNECTIONS")
+                {
                     env.push(("TIDINGS_DATABASE_MAX_CONNECTIONS".into(), "5".into()));
                 }
                 Some(schema)

@@ -11,11 +11,8 @@ use crate::sql::conn::{Conn, PgConn};
 use crate::StoreResult;
 
 /// (version, name, SQL). Versions match [`super::sqlite::MIGRATIONS`].
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", V1),
-    (2, "insights", V2),
-    (3, "cluster", V3),
-];
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", V1), (2, "insights", V2), (3, "cluster", V3)];
 
 const V1: &str = r#"
 CREATE TABLE enterprises (

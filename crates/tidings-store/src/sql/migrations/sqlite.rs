@@ -5,11 +5,8 @@ use rusqlite::Connection;
 use crate::StoreResult;
 
 /// (version, name, SQL). Versions are dense and ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", V1),
-    (2, "insights", V2),
-    (3, "cluster", V3),
-];
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", V1), (2, "insights", V2), (3, "cluster", V3)];
 
 const V1: &str = r#"
 CREATE TABLE enterprises (
