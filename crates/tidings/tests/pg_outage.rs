@@ -96,7 +96,8 @@ fn host_port(url: &str) -> String {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the relay must keep serving while the test thread waits for the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_fails_fast_while_postgres_is_unreachable_and_nothing_is_lost() {
     let Some(base) = support::pg::url() else {
         eprintln!(

@@ -68,6 +68,11 @@ impl Server {
                 {
                     env.push(("TIDINGS_DATABASE_MAX_CONNECTIONS".into(), "5".into()));
                 }
+                // A restarted node is a new node: what the killed one had claimed waits
+                // for its lease to end. Tests keep that short (the default is 30 s).
+                if !env.iter().any(|(k, _)| k == "TIDINGS_DATABASE_LEASE") {
+                    env.push(("TIDINGS_DATABASE_LEASE".into(), "4s".into()));
+                }
                 Some(schema)
             }
             _ => None,

@@ -30,10 +30,8 @@ impl Schema {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         );
-        let mut c = postgres::Client::connect(base, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("TIDINGS_TEST_DATABASE_URL {base}: cannot connect: {e}"));
-        c.batch_execute(&format!("CREATE SCHEMA {name}"))
-            .expect("create schema");
+        run(base, format!("CREATE SCHEMA {name}"))
+            .unwrap_or_else(|e| panic!("TIDINGS_TEST_DATABASE_URL {base}: {e}"));
         Schema {
             base: base.to_string(),
             name,
@@ -49,8 +47,21 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.base, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
+        let _ = run(
+            &self.base,
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
     }
+}
+
+/// Runs SQL on its own thread: the blocking driver must not run on a test's runtime.
+fn run(base: &str, sql: String) -> Result<(), String> {
+    let base = base.to_string();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&base, postgres::NoTls)
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        c.batch_execute(&sql).map_err(|e| format!("{sql}: {e}"))
+    })
+    .join()
+    .map_err(|_| "the SQL thread panicked".to_string())?
 }
