@@ -70,7 +70,11 @@ impl Server {
                 }
                 // A restarted node is a new node: what the killed one had claimed waits
                 // for its lease to end. Tests keep that short (the default is 30 s).
-                if !env.iter().any(|(k, _)| k == "TIDINGS_DATABASE_LEASE") {
+                // (A test that sets its own delivery timeout keeps the default lease.)
+                if !env
+                    .iter()
+                    .any(|(k, _)| k == "TIDINGS_DATABASE_LEASE" || k == "TIDINGS_DELIVERY_TIMEOUT")
+                {
                     env.push(("TIDINGS_DATABASE_LEASE".into(), "4s".into()));
                 }
                 Some(schema)
