@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -152,6 +153,27 @@ def pytest_runtest_makereport(item, call):
         report.sections.append((f"tidings stderr ({server.url}, {proc_state})", server.log() or "(empty)"))
 
 
+def postgres_schema():
+    """With TIDINGS_TEST_DATABASE_URL set, a fresh PostgreSQL schema for one server (made with
+    psql): returns (name, the database URL whose connections use it), else (None, None)."""
+    base = os.environ.get("TIDINGS_TEST_DATABASE_URL", "").strip()
+    if not base:
+        return None, None
+    name = f"py_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    done = subprocess.run(["psql", base, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE SCHEMA {name}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"TIDINGS_TEST_DATABASE_URL={base}: cannot create a schema: {done.stderr.strip()}", pytrace=False)
+    sep = "&" if "?" in base else "?"
+    return name, f"{base}{sep}options=-csearch_path%3D{name}"
+
+
+def drop_schema(name):
+    base = os.environ.get("TIDINGS_TEST_DATABASE_URL", "").strip()
+    if name and base:
+        subprocess.run(["psql", base, "-qc", f"DROP SCHEMA IF EXISTS {name} CASCADE"], capture_output=True)
+
+
 @pytest.fixture
 def tidings(tmp_path, request):
     binary = os.environ.get("TIDINGS_BIN")
@@ -165,6 +187,13 @@ def tidings(tmp_path, request):
         "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS": "true",
         "TIDINGS_DELIVERY_RETRY_SCHEDULE": '["0s","300ms","600ms"]',
     })
+    schema, database_url = postgres_schema()
+    if database_url:
+        env.update({
+            "TIDINGS_SERVER_DATABASE_URL": database_url,
+            "TIDINGS_DATABASE_MAX_CONNECTIONS": "5",
+            "TIDINGS_DATABASE_LEASE": "4s",
+        })
     # Shown only when a test fails; TIDINGS_LOG=warn (or debug) in the environment overrides it.
     env.setdefault("TIDINGS_LOG", "info")
     env.setdefault("NO_COLOR", "1")
@@ -191,6 +220,7 @@ def tidings(tmp_path, request):
             proc.kill()
         proc.wait()
         stderr_reader.join(timeout=5)
+        drop_schema(schema)
 
     url = None
     deadline = time.monotonic() + START_TIMEOUT
