@@ -1,7 +1,7 @@
 //! Several `tidings serve` nodes on one PostgreSQL: deliveries are shared out with leases,
 //! a SIGKILLed node's deliveries are finished by the others, Socket Mode connections on
 //! different nodes are counted together and each delivery goes to a node holding one, and
-//! rate limits hold across nodes.
+//! rate limits and the health rule count every node's deliveries.
 //!
 //! These run when `TIDINGS_TEST_DATABASE_URL` is set (the README's test command sets it,
 //! and under `CI=true` requires PostgreSQL); on a SQLite-only run they say so and pass.
@@ -296,4 +296,67 @@ async fn the_rate_limit_counts_every_nodes_deliveries() {
     );
     r.wait_for(10, "the 10 allowed events", |_| arrivals(&r).len() >= 10)
         .await;
+}
+
+#[tokio::test]
+async fn the_health_rule_counts_attempts_made_by_other_nodes() {
+    if !postgres_only("health across nodes") {
+        return;
+    }
+    let env = [
+        ("TIDINGS_HEALTH_MIN_EVENTS", "10"),
+        ("TIDINGS_DELIVERY_RETRY_SCHEDULE", "[]"),
+    ];
+    let mut a = Server::start_with(&env);
+    let r = Receiver::with(Arc::new(|h: &Hit, _| {
+        if h.is_verification() {
+            Reply::default()
+        } else {
+            Reply::status(500)
+        }
+    }))
+    .await;
+    a.app_in_channel(
+        json!({"id": "A01", "name": "a", "bot_events": ["message.channels"], "request_url": r.url}),
+    )
+    .await;
+    // Node A alone makes 6 failing attempts: fewer events than the rule needs.
+    let mut first = Vec::new();
+    for i in 0..6 {
+        first.push(a.say(&format!("on A {i}")).await);
+    }
+    for id in &first {
+        a.wait_status(id, "failed").await;
+    }
+    let (_, app) = a.admin("GET", "/apps/A01", None).await;
+    assert_eq!(
+        app["events_enabled"], true,
+        "6 events are not enough: {app}"
+    );
+    // Node B takes over: its 4th failure is the 10th across the two nodes, and the rule
+    // (counting every node's attempts) disables the app; B alone has seen only 4.
+    let b = a.peer();
+    a.kill();
+    for i in 0..6 {
+        b.say(&format!("on B {i}")).await;
+    }
+    let mut app = Value::Null;
+    for _ in 0..200 {
+        app = b.admin("GET", "/apps/A01", None).await.1;
+        if app["events_enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app["events_enabled"], false,
+        "12 failed events across nodes: {app}"
+    );
+    assert!(
+        app["disabled_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("(10 of 10)"),
+        "{app}"
+    );
 }
