@@ -6,7 +6,7 @@
 //! reopened when PostgreSQL comes back. Migrations run under an advisory lock, so nodes
 //! starting together apply each migration once.
 
-use super::conn::{pg_error, Conn, PgConn};
+use super::conn::{Conn, PgConn};
 use super::pool::{self, ReadPool};
 use super::{migrations, Readers, SqlStore};
 use crate::{StoreError, StoreResult};
@@ -102,9 +102,75 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Maps a driver error outside a query (connecting, transaction control).
-pub fn error(e: postgres::Error) -> StoreError {
-    pg_error(e, "")
+/// A throwaway schema in a PostgreSQL database, dropped with its tables when the value
+/// is: each test (and each test server) stores in its own, so tests run in parallel. The
+/// database comes from `TIDINGS_TEST_DATABASE_URL`. Blocking calls run on a thread of
+/// their own, so it can be made and dropped inside an async test.
+pub struct TestSchema {
+    base: String,
+    pub name: String,
+}
+
+impl TestSchema {
+    /// A new schema in the database `TIDINGS_TEST_DATABASE_URL` names, if it is set.
+    pub fn from_env() -> Option<TestSchema> {
+        let base = std::env::var("TIDINGS_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
+        Some(TestSchema::create(&base))
+    }
+
+    /// A new schema in `base`; panics with the reason when it cannot be made (tests only).
+    pub fn create(base: &str) -> TestSchema {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        run_off_runtime(base, format!("CREATE SCHEMA {name}"))
+            .unwrap_or_else(|e| panic!("TIDINGS_TEST_DATABASE_URL {base}: {e}"));
+        TestSchema {
+            base: base.to_string(),
+            name,
+        }
+    }
+
+    /// The database URL whose connections use this schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
+    }
+
+    /// Opens connections to this schema.
+    pub fn opener(&self) -> Opener {
+        Opener::new(&self.url()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        let _ = run_off_runtime(
+            &self.base,
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+        );
+    }
+}
+
+/// Runs SQL on its own connection and thread (the blocking driver must not run on an
+/// async runtime's thread).
+fn run_off_runtime(base: &str, sql: String) -> Result<(), String> {
+    let base = base.to_string();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&base, postgres::NoTls)
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        c.batch_execute(&sql).map_err(|e| format!("{sql}: {e}"))
+    })
+    .join()
+    .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
 #[cfg(test)]

@@ -73,8 +73,8 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         path: path.clone(),
         read_only: false,
     };
-    let mut conn = pool::Opener::open(&writer)?;
-    migrations::sqlite::migrate(&mut conn)?;
+    let conn = pool::Opener::open(&writer)?;
+    migrations::sqlite::migrate(&conn)?;
     let readers = ReadPool::new(
         Opener {
             path: path.clone(),

@@ -3,15 +3,13 @@
 //! `i64`), flags are `BIGINT` 0/1 as on SQLite, text is `COLLATE "C"` so ids sort byte by
 //! byte as on SQLite (cursors and listings depend on that order), blobs are `BYTEA`.
 //!
-//! Nodes starting together are safe: the whole run happens in one transaction holding an
-//! advisory lock keyed by the schema, so one node migrates and the others then find the
-//! schema current.
+//! Nodes starting together are safe: [`super::migrate_to`] runs under an advisory lock.
 
 use crate::sql::conn::{Conn, PgConn};
 use crate::StoreResult;
 
-/// (version, name, SQL). Versions match [`super::sqlite::MIGRATIONS`].
-pub const MIGRATIONS: &[(i64, &str, &str)] =
+/// Versions match [`super::sqlite::MIGRATIONS`].
+pub const MIGRATIONS: &[super::Migration] =
     &[(1, "initial", V1), (2, "insights", V2), (3, "cluster", V3)];
 
 const V1: &str = r#"
@@ -283,61 +281,74 @@ INSERT INTO settings (key, value) VALUES ('directory_version', '0') ON CONFLICT 
 
 /// Applies every migration newer than the database's version.
 pub fn migrate(conn: &PgConn) -> StoreResult<i64> {
-    migrate_to(conn, MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+    migrate_to(conn, super::latest(MIGRATIONS))
 }
 
-/// Applies the migrations newer than the database's version, up to `target`, in one
-/// transaction under an advisory lock for the current schema.
+/// Applies the migrations newer than the database's version, up to `target`.
 pub fn migrate_to(conn: &PgConn, target: i64) -> StoreResult<i64> {
-    let c = Conn::Postgres(conn);
-    c.batch("BEGIN")?;
-    let result = run(&c, target);
-    match &result {
-        Ok(_) => c.batch("COMMIT")?,
-        Err(_) => {
-            let _ = c.batch("ROLLBACK");
-        }
-    }
-    result
+    super::migrate_to(&Conn::Postgres(conn), MIGRATIONS, target)
 }
 
-fn run(c: &Conn, target: i64) -> StoreResult<i64> {
-    // Two-key advisory lock: a constant for Tidings, and the schema, so tests migrating
-    // their own schemas in parallel do not wait for each other.
-    c.query_one(
-        "SELECT pg_advisory_xact_lock(1952739, hashtext(current_schema()))::text",
-        crate::params![],
-        |_| Ok(()),
-    )?;
-    c.batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )?;
-    let current: i64 = c.query_one(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        crate::params![],
-        |r| r.get(0),
-    )?;
-    if let Some((latest, _, _)) = MIGRATIONS.last() {
-        if current > *latest {
-            return Err(crate::StoreError::Internal(format!(
-                "the database schema is version {current}, newer than this Tidings knows ({latest}): upgrade Tidings"
-            )));
+/// Against a real server: these run when `TIDINGS_TEST_DATABASE_URL` is set (the README's
+/// test command sets it, and requires it under `CI=true`).
+#[cfg(test)]
+mod tests {
+    use super::super::upgrade_fixture;
+    use super::*;
+    use crate::sql::postgres::TestSchema;
+
+    fn schema() -> Option<TestSchema> {
+        let s = TestSchema::from_env();
+        if s.is_none() {
+            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
         }
+        s
     }
-    for (version, name, sql) in MIGRATIONS
-        .iter()
-        .filter(|(v, _, _)| *v > current && *v <= target)
-    {
-        c.batch(sql)?;
-        if *version == 2 {
-            crate::sql::insights::backfill_user_sets(c)?;
+
+    fn conn(schema: &TestSchema) -> PgConn {
+        PgConn::new(schema.opener().client().unwrap())
+    }
+
+    #[test]
+    fn upgrading_from_v1_backfills_insights_from_stored_events_and_attempts() {
+        let Some(schema) = schema() else { return };
+        let pg = conn(&schema);
+        assert_eq!(migrate_to(&pg, 1).unwrap(), 1);
+        let c = Conn::Postgres(&pg);
+        c.batch(upgrade_fixture::V1_ROWS).unwrap();
+        assert_eq!(migrate(&pg).unwrap(), super::super::latest(MIGRATIONS));
+        upgrade_fixture::check_upgraded(&c);
+    }
+
+    #[test]
+    fn nodes_migrating_at_once_apply_each_migration_once() {
+        let Some(schema) = schema() else { return };
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let pg = conn(&schema);
+                std::thread::spawn(move || migrate(&pg))
+            })
+            .collect();
+        let latest = super::super::latest(MIGRATIONS);
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), latest);
         }
-        c.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            crate::params![version, name, crate::sql::now()],
-        )?;
-        tracing::info!(version, name, "applied migration");
+        let pg = conn(&schema);
+        let n: i64 = Conn::Postgres(&pg)
+            .query_one("SELECT COUNT(*) FROM schema_migrations", &[], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, latest);
     }
-    Ok(target.max(current))
+
+    #[test]
+    fn a_schema_from_a_newer_tidings_is_refused() {
+        let Some(schema) = schema() else { return };
+        let pg = conn(&schema);
+        migrate(&pg).unwrap();
+        Conn::Postgres(&pg)
+            .batch("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
+            .unwrap();
+        let err = migrate(&pg).unwrap_err().to_string();
+        assert!(err.contains("newer than this Tidings"), "{err}");
+    }
 }

@@ -2,10 +2,11 @@
 
 use rusqlite::Connection;
 
+use crate::sql::conn::Conn;
 use crate::StoreResult;
 
-/// (version, name, SQL). Versions are dense and ascending.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
+/// Versions are dense and ascending, and match [`super::postgres::MIGRATIONS`].
+pub const MIGRATIONS: &[super::Migration] =
     &[(1, "initial", V1), (2, "insights", V2), (3, "cluster", V3)];
 
 const V1: &str = r#"
@@ -286,56 +287,25 @@ INSERT INTO settings (key, value) VALUES ('directory_version', '0') ON CONFLICT 
 "#;
 
 /// Applies every migration newer than the database's version.
-pub fn migrate(conn: &mut Connection) -> StoreResult<i64> {
-    migrate_to(conn, MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+pub fn migrate(conn: &Connection) -> StoreResult<i64> {
+    migrate_to(conn, super::latest(MIGRATIONS))
 }
 
 /// Applies the migrations newer than the database's version, up to `target`.
-fn migrate_to(conn: &mut Connection, target: i64) -> StoreResult<i64> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )?;
-    let current: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    if let Some((latest, _, _)) = MIGRATIONS.last() {
-        if current > *latest {
-            return Err(crate::StoreError::Internal(format!(
-                "the database schema is version {current}, newer than this Tidings knows ({latest}): upgrade Tidings"
-            )));
-        }
-    }
-    for (version, name, sql) in MIGRATIONS
-        .iter()
-        .filter(|(v, _, _)| *v > current && *v <= target)
-    {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        if *version == 2 {
-            crate::sql::insights::backfill_user_sets(&crate::sql::conn::Conn::Sqlite(&tx))?;
-        }
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, crate::sql::now()],
-        )?;
-        tx.commit()?;
-        tracing::info!(version, name, "applied migration");
-    }
-    Ok(target.max(current))
+fn migrate_to(conn: &Connection, target: i64) -> StoreResult<i64> {
+    super::migrate_to(&Conn::Sqlite(conn), MIGRATIONS, target)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::upgrade_fixture;
     use super::*;
 
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len() as i64);
-        assert_eq!(migrate(&mut conn).unwrap(), MIGRATIONS.len() as i64);
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&conn).unwrap(), MIGRATIONS.len() as i64);
+        assert_eq!(migrate(&conn).unwrap(), MIGRATIONS.len() as i64);
         let rows: i64 = conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
@@ -343,75 +313,33 @@ mod tests {
     }
 
     #[test]
-    fn versions_are_dense_and_ascending() {
+    fn versions_are_dense_and_ascending_and_match_postgres() {
         for (i, (v, _, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(*v, i as i64 + 1);
         }
+        let names =
+            |l: &[super::super::Migration]| l.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>();
+        assert_eq!(names(MIGRATIONS), names(super::super::postgres::MIGRATIONS));
     }
 
     #[test]
     fn upgrading_from_v1_backfills_insights_from_stored_events_and_attempts() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate_to(&mut conn, 1).unwrap(), 1);
-        conn.execute_batch(
-            "INSERT INTO teams VALUES ('T1', 'Acme', 'acme', NULL, 0);
-             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
-               VALUES ('A1', 'app', '[]', '[]', 'authorizations', 's', 'v', 0);
-             INSERT INTO events (id, team_id, event_type, actor_id, event_time, payload, created_at) VALUES
-               ('Ev1', 'T1', 'message.channels', 'U1', 3600, '{}', 3600),
-               ('Ev2', 'T1', 'message.channels', 'U2', 3660, '{}', 3660),
-               ('Ev3', 'T1', 'reaction_added', 'U1', 90000, '{}', 90000),
-               ('Ev4', 'T1', 'app_rate_limited', NULL, 90000, '{}', 90000);
-             INSERT INTO deliveries (seq, id, event_id, app_id, team_id, event_type, status, reason, auth, attempts, next_attempt_at, created_at, updated_at) VALUES
-               (1, 'D1', 'Ev1', 'A1', 'T1', 'message.channels', 'delivered', NULL, '{}', 2, 0, 3600, 3700),
-               (2, 'D2', 'Ev2', 'A1', 'T1', 'message.channels', 'dropped', 'rate_limited', '{}', 0, 0, 3660, 3660);
-             INSERT INTO delivery_attempts VALUES
-               (1, 1, 3600000, 'http', 500, 'http_error', 30, 0),
-               (1, 2, 3700000, 'http', 200, NULL, 4, 1);",
-        )
-        .unwrap();
-        assert_eq!(migrate(&mut conn).unwrap(), 3);
-        let q = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
-        // Day 0, all types, all teams: two messages by two users; the notice is not an event.
-        assert_eq!(q("SELECT events FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
-        assert_eq!(q("SELECT users FROM insight_events WHERE g = 2 AND team_id = '' AND event_type = '' AND bucket = 0"), 2);
-        assert_eq!(q("SELECT events FROM insight_events WHERE g = 0 AND team_id = 'T1' AND event_type = 'reaction_added' AND bucket = 90000"), 1);
-        assert_eq!(q("SELECT COUNT(*) FROM insight_user_ids"), 2);
-        assert_eq!(
-            q("SELECT COUNT(*) FROM insight_user_sets WHERE g = 2 AND team_id = 'T1' AND event_type = ''"),
-            2,
-            "days 0 and 1"
-        );
-        assert_eq!(
-            q("SELECT SUM(attempts) FROM insight_deliveries WHERE g = 2"),
-            2
-        );
-        assert_eq!(
-            q("SELECT SUM(retries) FROM insight_deliveries WHERE g = 2"),
-            1
-        );
-        assert_eq!(q("SELECT SUM(l2) FROM insight_deliveries WHERE g = 2"), 1); // 4 ms in (2, 5]
-        assert_eq!(
-            q("SELECT SUM(delivered) FROM insight_deliveries WHERE g = 1"),
-            1
-        );
-        assert_eq!(
-            q("SELECT SUM(dropped) FROM insight_deliveries WHERE g = 0"),
-            1
-        );
-        assert_eq!(q("SELECT n FROM insight_delivery_reasons WHERE g = 2 AND kind = 'dropped' AND reason = 'rate_limited'"), 1);
-        assert_eq!(q("SELECT n FROM insight_delivery_reasons WHERE g = 2 AND kind = 'attempt' AND reason = 'http_error'"), 1);
+        let conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate_to(&conn, 1).unwrap(), 1);
+        conn.execute_batch(upgrade_fixture::V1_ROWS).unwrap();
+        assert_eq!(migrate(&conn).unwrap(), super::super::latest(MIGRATIONS));
+        upgrade_fixture::check_upgraded(&Conn::Sqlite(&conn));
     }
 
     #[test]
     fn a_database_from_a_newer_tidings_is_refused() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
         conn.execute(
             "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
             [],
         )
         .unwrap();
-        assert!(migrate(&mut conn).is_err());
+        assert!(migrate(&conn).is_err());
     }
 }
