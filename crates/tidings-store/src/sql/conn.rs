@@ -125,13 +125,6 @@ impl<T: ToParam> ToParam for Option<T> {
     }
 }
 
-impl<'a> ToParam for Param<'a> {
-    const KIND: Kind = Kind::Text;
-    fn to_param(&self) -> Param<'_> {
-        *self
-    }
-}
-
 /// Builds a `&[Param]` from values: `params![team_id, now, key]` (each by reference).
 #[macro_export]
 macro_rules! params {
@@ -169,6 +162,25 @@ impl PgConn {
     /// Whether the connection is gone (it is then replaced, never reused).
     pub fn is_closed(&self) -> bool {
         self.client.borrow().is_closed()
+    }
+
+    /// Runs `op` with the (cached) prepared statement for `sql` and its arguments.
+    fn call<R>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        op: impl FnOnce(
+            &mut postgres::Client,
+            &postgres::Statement,
+            &[&(dyn postgres::types::ToSql + Sync)],
+        ) -> Result<R, postgres::Error>,
+    ) -> StoreResult<R> {
+        let st = self.statement(sql, params)?;
+        let args: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        op(&mut self.client.borrow_mut(), &st, &args).map_err(|e| pg_error(e, sql))
     }
 
     fn statement(&self, sql: &str, params: &[Param]) -> StoreResult<postgres::Statement> {
@@ -336,17 +348,6 @@ impl FromCol for Option<bool> {
     }
 }
 
-impl FromCol for f64 {
-    fn from_sqlite(r: &rusqlite::Row, i: usize) -> StoreResult<Self> {
-        r.get(i).map_err(|e| column_error(i, e))
-    }
-    fn from_pg(r: &postgres::Row, i: usize) -> StoreResult<Self> {
-        r.try_get::<_, f64>(i)
-            .or_else(|_| i64::from_pg(r, i).map(|v| v as f64))
-            .map_err(|e| column_error(i, e))
-    }
-}
-
 macro_rules! plain_col {
     ($($t:ty),*) => {$(
         impl FromCol for $t {
@@ -377,19 +378,9 @@ impl<'a> Conn<'a> {
                 st.execute(rusqlite::params_from_iter(params.iter().map(SqliteParam)))
                     .map_err(sqlite_error)
             }
-            Conn::Postgres(c) => {
-                let st = c.statement(sql, params)?;
-                let args: Vec<&(dyn postgres::types::ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let n = c
-                    .client
-                    .borrow_mut()
-                    .execute(&st, &args)
-                    .map_err(|e| pg_error(e, sql))?;
-                Ok(n as usize)
-            }
+            Conn::Postgres(c) => c
+                .call(sql, params, |client, st, args| client.execute(st, args))
+                .map(|n| n as usize),
         }
     }
 
@@ -413,16 +404,7 @@ impl<'a> Conn<'a> {
                 Ok(out)
             }
             Conn::Postgres(c) => {
-                let st = c.statement(sql, params)?;
-                let args: Vec<&(dyn postgres::types::ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = c
-                    .client
-                    .borrow_mut()
-                    .query(&st, &args)
-                    .map_err(|e| pg_error(e, sql))?;
+                let rows = c.call(sql, params, |client, st, args| client.query(st, args))?;
                 rows.iter().map(|r| f(&Row::Postgres(r))).collect()
             }
         }
@@ -435,17 +417,23 @@ impl<'a> Conn<'a> {
         params: &[Param],
         f: impl FnOnce(&Row) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
-        let mut f = Some(f);
-        let mut out = None;
-        // Read rows until the first; the rest (if any) are ignored as `query_row` does.
-        let rows = self.query(sql, params, |r| {
-            if let Some(f) = f.take() {
-                out = Some(f(r)?);
+        // Only the first row is read; the rest (if any) are ignored, as `query_row` does.
+        match self {
+            Conn::Sqlite(c) => {
+                let mut st = c.prepare_cached(sql).map_err(sqlite_error)?;
+                let mut rows = st
+                    .query(rusqlite::params_from_iter(params.iter().map(SqliteParam)))
+                    .map_err(sqlite_error)?;
+                match rows.next().map_err(sqlite_error)? {
+                    Some(r) => f(&Row::Sqlite(r)).map(Some),
+                    None => Ok(None),
+                }
             }
-            Ok(())
-        })?;
-        drop(rows);
-        Ok(out)
+            Conn::Postgres(c) => {
+                let rows = c.call(sql, params, |client, st, args| client.query(st, args))?;
+                rows.first().map(|r| f(&Row::Postgres(r))).transpose()
+            }
+        }
     }
 
     /// The first row; an error if there is none.

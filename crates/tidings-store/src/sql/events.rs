@@ -82,10 +82,6 @@ pub fn delivery_columns(alias: &str) -> String {
 }
 
 pub fn map_delivery(r: &Row) -> StoreResult<Delivery> {
-    delivery(r)
-}
-
-fn delivery(r: &Row) -> StoreResult<Delivery> {
     let status: String = r.get(6)?;
     let auth: String = r.get(8)?;
     Ok(Delivery {
@@ -127,7 +123,7 @@ pub fn event_deliveries(c: &Conn, event_id: &str) -> StoreResult<Vec<Delivery>> 
     let list = c.query(
         &format!("SELECT {DELIVERY} FROM deliveries WHERE event_id = ?1 ORDER BY seq"),
         params![event_id],
-        delivery,
+        map_delivery,
     )?;
     with_attempts(c, list)
 }
@@ -136,7 +132,7 @@ pub fn get_delivery(c: &Conn, id: &str) -> StoreResult<Option<Delivery>> {
     let d = c.query_opt(
         &format!("SELECT {DELIVERY} FROM deliveries WHERE id = ?1"),
         params![id],
-        delivery,
+        map_delivery,
     )?;
     Ok(with_attempts(c, d.into_iter().collect())?.pop())
 }
@@ -173,7 +169,7 @@ pub fn list_deliveries(
             before,
             page.limit as i64 + 1
         ],
-        delivery,
+        map_delivery,
     )?;
     let page = Page::from_rows(rows, page.limit, |d| d.seq.to_string());
     Ok(Page {
