@@ -102,28 +102,38 @@ pub fn bump_directory(c: &Conn) -> StoreResult<()> {
 }
 
 /// Apps whose deliveries a batch made due; sent as work signals when the batch commits.
+/// Off (nothing collected) when no other node shares the database.
 #[derive(Clone, Default)]
-pub struct Wakes(Arc<Mutex<BTreeSet<String>>>);
+pub struct Wakes {
+    apps: Arc<Mutex<BTreeSet<String>>>,
+    on: bool,
+}
 
 impl Wakes {
+    pub fn new(on: bool) -> Wakes {
+        Wakes {
+            apps: Arc::default(),
+            on,
+        }
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn add<I: IntoIterator<Item = String>>(&self, apps: I) {
-        if let Ok(mut w) = self.0.lock() {
-            w.extend(apps);
+        if self.on {
+            self.apps().extend(apps);
         }
     }
 
     pub fn clear(&self) {
-        if let Ok(mut w) = self.0.lock() {
-            w.clear();
-        }
+        self.apps().clear();
     }
 
     /// Sends the batch's signals inside its transaction (delivered on commit).
     pub fn flush(&self, c: &Conn) -> StoreResult<()> {
-        let apps = match self.0.lock() {
-            Ok(mut w) => std::mem::take(&mut *w),
-            Err(_) => return Ok(()),
-        };
+        let apps = std::mem::take(&mut *self.apps());
         if apps.is_empty() || c.dialect() != Dialect::Postgres {
             return Ok(());
         }

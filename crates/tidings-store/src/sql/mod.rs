@@ -128,7 +128,7 @@ impl SqlStore {
         let context_key = events::context_key(&O::conn(&first))?;
         let index = cache::Index::default();
         let counter = insights::Counter::default();
-        let wakes = cluster::Wakes::default();
+        let wakes = cluster::Wakes::new(lease_ms > 0);
         let hooks = writer::Hooks {
             before_batch: {
                 // Nodes sharing the database: another node may have changed the directory
