@@ -255,23 +255,25 @@ impl Config {
         if self.delivery.max_in_flight_per_app == 0 {
             return Err("delivery.max_in_flight_per_app must be at least 1".into());
         }
-        if self.database.max_connections < 3 {
-            return Err(
-                "database.max_connections must be at least 3 (writer, notifications, reads)".into(),
-            );
-        }
-        if self.database.lease <= self.delivery.timeout {
-            return Err(format!(
-                "database.lease ({}) must be longer than delivery.timeout ({})",
-                duration::format(self.database.lease),
-                duration::format(self.delivery.timeout)
-            ));
-        }
         if let Some(u) = &s.database_url {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                 return Err(
                     "server.database_url must start with postgres:// or postgresql://".into(),
                 );
+            }
+            // [database] only matters on PostgreSQL; SQLite users never see these errors.
+            if self.database.max_connections < 3 {
+                return Err(
+                    "database.max_connections must be at least 3 (writer, notifications, reads)"
+                        .into(),
+                );
+            }
+            if self.database.lease <= self.delivery.timeout {
+                return Err(format!(
+                    "database.lease ({}) must be longer than delivery.timeout ({})",
+                    duration::format(self.database.lease),
+                    duration::format(self.delivery.timeout)
+                ));
             }
         }
         if self.socket_mode.max_connections_per_app == 0 {
@@ -440,6 +442,25 @@ mod tests {
         assert!(e.contains("soon"), "{e}");
         let e = Config::load(None, env(&[("TIDINGS_SERVER_LISTEN", "nowhere")])).unwrap_err();
         assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn database_settings_are_checked_only_with_a_database_url() {
+        // SQLite: [database] is unused, so a long delivery timeout is fine.
+        assert!(Config::load(None, env(&[("TIDINGS_DELIVERY_TIMEOUT", "60s")])).is_ok());
+        let pg = ("TIDINGS_SERVER_DATABASE_URL", "postgres://db/x");
+        let e = Config::load(None, env(&[pg, ("TIDINGS_DELIVERY_TIMEOUT", "60s")])).unwrap_err();
+        assert!(e.contains("database.lease (30s)"), "{e}");
+        let e =
+            Config::load(None, env(&[pg, ("TIDINGS_DATABASE_MAX_CONNECTIONS", "2")])).unwrap_err();
+        assert!(e.contains("database.max_connections"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("TIDINGS_SERVER_DATABASE_URL", "mysql://db/x")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("postgres://"), "{e}");
+        assert!(Config::load(None, env(&[pg])).is_ok());
     }
 
     #[test]
