@@ -57,27 +57,9 @@ impl Health {
         self.apps.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Refills the windows from the attempt log.
-    pub async fn rebuild(&self, store: &Arc<dyn Store>) {
-        let since = (now_minute() - policy::window_minutes(self.cfg.window) + 1) * 60_000;
-        match store.attempt_tallies(since).await {
-            Ok(tallies) => {
-                let mut apps = self.apps();
-                for t in tallies {
-                    let h = apps.entry(t.app_id).or_default();
-                    h.successes.add(t.minute, t.successes);
-                    h.failures.add(t.minute, t.failures);
-                    h.events.add(t.minute, t.events);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot rebuild delivery health from the attempt log")
-            }
-        }
-    }
-
     /// Replaces the windows with the store's counts (every node's attempts), keeping
-    /// which apps are being disabled.
+    /// which apps are being disabled: at start, and every few seconds when nodes share
+    /// the store.
     pub async fn refresh(&self, store: &Arc<dyn Store>) {
         let since = (now_minute() - policy::window_minutes(self.cfg.window) + 1) * 60_000;
         match store.attempt_tallies(since).await {

@@ -43,7 +43,7 @@ impl Engine {
     ) -> Result<Engine, String> {
         let sender = HttpSender::new(sender_cfg)?;
         let health = Health::new(health_cfg);
-        health.rebuild(&store).await;
+        health.refresh(&store).await;
         if store.is_shared() {
             let (health, store) = (health.clone(), store.clone());
             tokio::spawn(async move {
