@@ -12,9 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{json, Value};
 use support::receiver::{Hit, Receiver, Reply};
+use support::ws::{connect, next_json, open_url, socket_app};
 use support::{Server, ADMIN};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -57,25 +58,6 @@ async fn publish_batch(url: &str, from: usize, n: usize) -> Option<Vec<String>> 
         .iter()
         .map(|r| r["event_id"].as_str().map(str::to_string))
         .collect()
-}
-
-async fn no_pending(s: &Server, app: &str) {
-    let mut last = Value::Null;
-    for _ in 0..200 {
-        let (_, p) = s
-            .admin(
-                "GET",
-                &format!("/apps/{app}/deliveries?status=pending&limit=5"),
-                None,
-            )
-            .await;
-        if p["items"].as_array().is_some_and(|a| a.is_empty()) {
-            return;
-        }
-        last = p;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("deliveries left pending: {last}");
 }
 
 const CLUSTER_ENV: &[(&str, &str)] = &[
@@ -150,7 +132,7 @@ async fn every_event_arrives_when_one_of_three_nodes_is_killed_mid_load() {
         got.len(),
         dups
     );
-    no_pending(&a, "A01").await;
+    a.wait_none_pending("A01").await;
 }
 
 #[tokio::test]
@@ -178,34 +160,7 @@ async fn in_normal_operation_each_delivery_is_attempted_by_one_node_once() {
     assert!(ids.iter().all(|e| got.contains_key(e)));
     let dups: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "delivered more than once: {dups:?}");
-    no_pending(&b, "A01").await;
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(s: &Server, token: &str) -> (Ws, Value) {
-    let (_, r) = s.api("apps.connections.open", Some(token), &[]).await;
-    assert_eq!(r["ok"], true, "{r}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(r["url"].as_str().unwrap())
-        .await
-        .expect("websocket");
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["type"], "hello", "{hello}");
-    (ws, hello)
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
+    b.wait_none_pending("A01").await;
 }
 
 #[tokio::test]
@@ -215,18 +170,7 @@ async fn socket_mode_connections_on_two_nodes_are_counted_together_and_get_event
     }
     let a = Server::start_with(&[("TIDINGS_SOCKET_MODE_MAX_CONNECTIONS_PER_APP", "2")]);
     let b = a.peer();
-    a.app_in_channel(
-        json!({"id": "A01", "name": "a", "socket_mode": true, "bot_events": ["message.channels"]}),
-    )
-    .await;
-    let (_, t) = a
-        .admin(
-            "POST",
-            "/apps/A01/tokens",
-            Some(json!({"scopes": ["connections:write"]})),
-        )
-        .await;
-    let token = t["token"].as_str().unwrap().to_string();
+    let token = socket_app(&a).await;
     // One connection on node A; an event published on node B reaches it.
     let (mut ws_a, hello) = connect(&a, &token).await;
     assert_eq!(hello["num_connections"], 1);
@@ -246,8 +190,8 @@ async fn socket_mode_connections_on_two_nodes_are_counted_together_and_get_event
     let (mut ws_b, hello) = connect(&b, &token).await;
     assert_eq!(hello["num_connections"], 2, "{hello}");
     // A third anywhere is over the app's limit of 2, counted across nodes.
-    let (_, r) = a.api("apps.connections.open", Some(&token), &[]).await;
-    let (mut ws_c, _) = tokio_tungstenite::connect_async(r["url"].as_str().unwrap())
+    let url = open_url(&a, &token).await;
+    let (mut ws_c, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .expect("websocket");
     let refused = next_json(&mut ws_c).await;

@@ -97,17 +97,5 @@ async fn every_acknowledged_event_arrives_after_a_sigkill_mid_load() {
         counts.len(),
         dups
     );
-    let (_, pending) = s
-        .admin("GET", "/apps/A01/deliveries?status=pending&limit=1", None)
-        .await;
-    for _ in 0..100 {
-        let (_, p) = s
-            .admin("GET", "/apps/A01/deliveries?status=pending&limit=1", None)
-            .await;
-        if p["items"].as_array().unwrap().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("deliveries left pending: {pending}");
+    s.wait_none_pending("A01").await;
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 pub mod pg;
 pub mod receiver;
+pub mod ws;
 
 pub const ADMIN: &str = "tdk_admin_test_token_0123456789";
 
@@ -341,6 +342,26 @@ impl Server {
             200
         );
         created
+    }
+
+    /// Waits (up to 20 s) until the app has no pending delivery; panics with what is left.
+    pub async fn wait_none_pending(&self, app: &str) {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let (_, p) = self
+                .admin(
+                    "GET",
+                    &format!("/apps/{app}/deliveries?status=pending&limit=5"),
+                    None,
+                )
+                .await;
+            if p["items"].as_array().is_some_and(|a| a.is_empty()) {
+                return;
+            }
+            last = p;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("deliveries left pending: {last}");
     }
 
     /// Publishes a message from U01 in C01; returns its event id.
