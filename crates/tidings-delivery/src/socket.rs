@@ -46,6 +46,9 @@ struct Link {
     tx: mpsc::Sender<Outbound>,
     /// Unix seconds; only for listing connections to operators.
     opened_at: i64,
+    /// Told to go away (`disconnect` sent): envelopes go to the others while there are any,
+    /// since clients commonly open a new connection and drop this one without reading on.
+    going_away: bool,
 }
 
 /// One open connection as an operator sees it.
@@ -147,7 +150,12 @@ impl SocketHub {
         let opened_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        entry.links.push(Link { id, tx, opened_at });
+        entry.links.push(Link {
+            id,
+            tx,
+            opened_at,
+            going_away: false,
+        });
         metrics::gauge!("tidings_socket_connections").increment(1.0);
         Some(Registration {
             id,
@@ -200,9 +208,19 @@ impl SocketHub {
         out
     }
 
+    /// Marks connection `id` of `app_id` as told to go away (its `disconnect` was sent).
+    pub fn going_away(&self, app_id: &str, id: u64) {
+        if let Some(entry) = lock(&self.apps).get_mut(app_id) {
+            if let Some(l) = entry.links.iter_mut().find(|l| l.id == id) {
+                l.going_away = true;
+            }
+        }
+    }
+
     /// Queues `frame` (an envelope with id `envelope_id`) on one of the app's connections,
-    /// round-robin; the returned receiver completes when the ack arrives and errors when
-    /// the connection goes away first.
+    /// round-robin over those not told to go away (over all when every one was); the
+    /// returned receiver completes when the ack arrives and errors when the connection
+    /// goes away first.
     pub fn send(
         &self,
         app_id: &str,
@@ -212,10 +230,16 @@ impl SocketHub {
         let mut apps = lock(&self.apps);
         let entry = apps.get_mut(app_id).ok_or(SendError::NoConnection)?;
         let mut frame = Some(frame);
-        for _ in 0..entry.links.len() {
-            let i = entry.next % entry.links.len();
+        let n = entry.links.len();
+        let staying = entry.links.iter().filter(|l| !l.going_away).count();
+        for k in 0..2 * n {
+            let i = entry.next % n;
             entry.next = entry.next.wrapping_add(1);
             let link = &entry.links[i];
+            // First round: only connections that stay (when there are any); then any.
+            if k < n && staying > 0 && link.going_away {
+                continue;
+            }
             let (done, wait) = oneshot::channel();
             lock(&self.pending).insert(
                 envelope_id.to_string(),
@@ -331,6 +355,22 @@ mod tests {
             w2.await.is_err(),
             "closing a connection fails its pending envelopes"
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_told_to_go_away_gets_envelopes_only_when_it_is_the_last() {
+        let h = hub(10);
+        let mut old = h.register("A1").unwrap();
+        let mut new = h.register("A1").unwrap();
+        h.going_away("A1", old.id);
+        for e in ["e1", "e2", "e3"] {
+            let _wait = h.send("A1", e, e.into()).unwrap();
+            assert_eq!(new.outbound.recv().await, Some(Outbound::Text(e.into())));
+        }
+        assert!(old.outbound.try_recv().is_err(), "nothing on the old one");
+        h.unregister("A1", new.id);
+        let _wait = h.send("A1", "e4", "e4".into()).unwrap();
+        assert_eq!(old.outbound.recv().await, Some(Outbound::Text("e4".into())));
     }
 
     #[test]

@@ -130,7 +130,16 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         // Deliveries held for this app can go now.
         let _ = s.store.wake_app(&app_id).await;
         s.engine.dispatcher.wake([app_id.clone()]);
-        run(&s, &app_id, lifetime, &mut tx, &mut rx, &mut reg.outbound).await;
+        run(
+            &s,
+            &app_id,
+            reg.id,
+            lifetime,
+            &mut tx,
+            &mut rx,
+            &mut reg.outbound,
+        )
+        .await;
     }
     s.engine.hub.unregister(&app_id, reg.id);
     if shared {
@@ -145,6 +154,7 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
 async fn run(
     s: &AppState,
     app_id: &str,
+    conn: u64,
     lifetime: Duration,
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
     rx: &mut futures::stream::SplitStream<WebSocket>,
@@ -222,6 +232,8 @@ async fn run(
                 }
                 if warned {
                     close_at = Some(Instant::now() + CLOSE_AFTER_REFRESH);
+                } else {
+                    s.engine.hub.going_away(app_id, conn);
                 }
                 warned = true;
             }
