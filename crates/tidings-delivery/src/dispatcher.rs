@@ -45,7 +45,11 @@ pub struct DispatchConfig {
 
 #[derive(Default)]
 struct Lane {
+    /// Attempts under way: these count against `max_in_flight_per_app`.
     in_flight: HashSet<i64>,
+    /// Attempts made whose outcomes are not yet durable: no longer holding the endpoint's
+    /// capacity, but not to be fetched again until written.
+    settling: HashSet<i64>,
     /// When the lane next has due work (ms); `None`: nothing known to be pending.
     next_due: Option<i64>,
     /// Bumped whenever `next_due` is brought forward from outside a dispatch round (new
@@ -84,6 +88,9 @@ type QueuedOutcome = (AttemptOutcome, tokio::sync::oneshot::Sender<()>);
 
 /// Most outcomes written in one store call.
 const OUTCOME_BATCH: usize = 512;
+/// Most attempts of one lane waiting for their outcomes to be written; past it the lane
+/// takes no new work until writes catch up.
+const SETTLING_PER_LANE: usize = 2 * OUTCOME_BATCH;
 /// How often a node sharing the store looks for work no signal announced.
 const RESCAN: Duration = Duration::from_secs(10);
 
@@ -119,6 +126,15 @@ impl Dispatcher {
             health,
             hub,
         })
+    }
+
+    /// How many more attempts the lane may start now.
+    fn room(&self, l: &Lane) -> usize {
+        let attempts = self
+            .cfg
+            .max_in_flight_per_app
+            .saturating_sub(l.in_flight.len());
+        attempts.min(SETTLING_PER_LANE.saturating_sub(l.settling.len()))
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
@@ -210,15 +226,12 @@ impl Dispatcher {
             let ready: Vec<(String, usize, Vec<i64>)> = self
                 .lanes()
                 .iter()
-                .filter(|(_, l)| {
-                    l.next_due.is_some_and(|d| d <= now)
-                        && l.in_flight.len() < self.cfg.max_in_flight_per_app
-                })
+                .filter(|(_, l)| l.next_due.is_some_and(|d| d <= now) && self.room(l) > 0)
                 .map(|(a, l)| {
                     (
                         a.clone(),
-                        self.cfg.max_in_flight_per_app - l.in_flight.len(),
-                        l.in_flight.iter().copied().collect(),
+                        self.room(l),
+                        l.in_flight.iter().chain(&l.settling).copied().collect(),
                     )
                 })
                 .collect();
@@ -234,7 +247,7 @@ impl Dispatcher {
             let earliest = self
                 .lanes()
                 .values()
-                .filter(|l| l.in_flight.len() < self.cfg.max_in_flight_per_app)
+                .filter(|l| self.room(l) > 0)
                 .filter_map(|l| l.next_due)
                 .min();
             let wait = earliest.map_or(1000, |t| (t - now_ms()).clamp(0, 1000)) as u64;
@@ -553,20 +566,45 @@ impl Dispatcher {
         }
     }
 
-    /// Records the outcome, then lets the delivery leave its lane: only once the outcome is
-    /// durable, so the row is never fetched again while its result is unknown to the store.
+    /// Records the outcome, then lets the delivery leave its lane. The attempt gives its
+    /// place in the lane to the next one at once, but the row stays excluded from fetching
+    /// until its outcome is durable, so it is never fetched again while its result is
+    /// unknown to the store; the endpoint's concurrency does not wait on the group commit.
     async fn finish(&self, app_id: &str, row: DueDelivery, outcome: AttemptOutcome) {
+        let seq = row.delivery.seq;
+        drop(row);
         let retry_at = match &outcome.next {
             NextStep::Retry { at_ms, .. } => Some(*at_ms),
             _ => None,
         };
+        {
+            let mut lanes = self.lanes();
+            if let Some(l) = lanes.get_mut(app_id) {
+                if l.in_flight.remove(&seq) {
+                    l.settling.insert(seq);
+                }
+            }
+        }
+        metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
+        self.wake.notify_one();
         let (done, written) = tokio::sync::oneshot::channel();
         if self.outcomes.send((outcome, done)).await.is_ok() {
             let _ = written.await;
         }
-        self.leave_lane(app_id, row.delivery.seq, retry_at);
+        {
+            let mut lanes = self.lanes();
+            if let Some(l) = lanes.get_mut(app_id) {
+                l.settling.remove(&seq);
+                if let Some(t) = retry_at {
+                    l.due_by(t);
+                }
+            }
+        }
+        // A retry is due later, and a lane that was full of settling attempts has room.
+        self.wake.notify_one();
     }
 
+    /// An attempt that was not made: the delivery leaves its lane at once.
     fn leave_lane(&self, app_id: &str, seq: i64, due_at: Option<i64>) {
         {
             let mut lanes = self.lanes();
