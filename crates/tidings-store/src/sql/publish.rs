@@ -234,7 +234,7 @@ pub fn publish_one(
         mentions: &mentions,
     };
 
-    let event_id = ids::generate(IdKind::Event);
+    let event_id = ids::sequential(IdKind::Event);
     let payload = serde_json::to_string(&event)?;
     let created = now();
     c.execute(
@@ -288,7 +288,7 @@ pub fn publish_one(
             "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, reason, auth, next_attempt_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
             params![
-                ids::generate(IdKind::Delivery),
+                ids::sequential(IdKind::Delivery),
                 event_id,
                 app_id,
                 team_id,
@@ -349,7 +349,7 @@ fn rate_limited(
     }
     if state.notified_minute != Some(minute) {
         state.notified_minute = Some(minute);
-        let notice_id = ids::generate(IdKind::Event);
+        let notice_id = ids::sequential(IdKind::Event);
         let payload = serde_json::json!({"minute_rate_limited": minute * 60}).to_string();
         c.execute(
             "INSERT INTO events (id, team_id, event_type, app_id, event_time, payload, created_at)
@@ -359,7 +359,7 @@ fn rate_limited(
         c.execute(
             "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'app_rate_limited', 'pending', ?5, ?6, ?7, ?7)",
-            params![ids::generate(IdKind::Delivery), notice_id, app_id, team_id, serde_json::to_string(auth)?, now_secs * 1000, now_secs],
+            params![ids::sequential(IdKind::Delivery), notice_id, app_id, team_id, serde_json::to_string(auth)?, now_secs * 1000, now_secs],
         )?;
         tracing::warn!(
             app = app_id,
