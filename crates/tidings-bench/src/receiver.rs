@@ -28,7 +28,22 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn published_at(body: &[u8]) -> Option<u64> {
+impl Stats {
+    /// Counts one arrival of `body` (an event callback, or a frame carrying one) now.
+    pub(crate) fn record(&self, body: &[u8]) {
+        let now = now_us();
+        if let Some(t) = published_at(body) {
+            if let Ok(mut l) = self.latencies.lock() {
+                l.push(now.saturating_sub(t));
+            }
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// The publish time (unix micros) in the first `"text":"b<micros>` of `body`.
+pub(crate) fn published_at(body: &[u8]) -> Option<u64> {
     const MARK: &[u8] = b"\"text\":\"b";
     let i = body.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
     let digits = body[i..].iter().take_while(|b| b.is_ascii_digit()).count();
@@ -44,14 +59,7 @@ async fn handle(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes
         stats.refused.fetch_add(1, Ordering::Relaxed);
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let now = now_us();
-    if let Some(t) = published_at(&body) {
-        if let Ok(mut l) = stats.latencies.lock() {
-            l.push(now.saturating_sub(t));
-        }
-    }
-    stats.received.fetch_add(1, Ordering::Relaxed);
-    stats.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+    stats.record(&body);
     StatusCode::OK.into_response()
 }
 
