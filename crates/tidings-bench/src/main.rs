@@ -4,6 +4,7 @@
 //! to end, publish→arrival latency (p50/p99/max), server CPU seconds and peak RSS.
 //! Every load loop is bounded in count and time and targets loopback only.
 
+mod backlog;
 mod insights;
 mod receiver;
 mod scenarios;

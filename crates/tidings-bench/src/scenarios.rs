@@ -4,7 +4,8 @@
 //!
 //! This module owns the HTTP scenarios that differ only in shape (`throughput`, `latency`,
 //! `fanout`, `tenants`, `retries`) and the pieces every scenario shares: the operator API
-//! call, building a team, publishing, percentiles. `insights` lives in its own module.
+//! call, building a team, publishing, percentiles. `backlog` and `insights` live in their
+//! own modules.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,12 +60,14 @@ pub const ALL: &[&str] = &[
     "fanout",
     "tenants",
     "retries",
+    "backlog",
     "insights",
 ];
 
 pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let shape = match name {
         "insights" => return crate::insights::run(p).await,
+        "backlog" => return crate::backlog::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,
