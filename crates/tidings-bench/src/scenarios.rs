@@ -4,8 +4,8 @@
 //!
 //! This module owns the HTTP scenarios that differ only in shape (`throughput`, `latency`,
 //! `fanout`, `tenants`, `retries`) and the pieces every scenario shares: the operator API
-//! call, building a team, publishing, percentiles. `backlog` and `insights` live in their
-//! own modules.
+//! call, building a team, publishing, percentiles. `backlog`, `socket` and `insights` live
+//! in their own modules.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,6 +61,7 @@ pub const ALL: &[&str] = &[
     "tenants",
     "retries",
     "backlog",
+    "socket",
     "insights",
 ];
 
@@ -68,6 +69,7 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let shape = match name {
         "insights" => return crate::insights::run(p).await,
         "backlog" => return crate::backlog::run(p).await,
+        "socket" => return crate::socket::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,
