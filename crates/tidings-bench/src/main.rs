@@ -4,10 +4,12 @@
 //! to end, publish→arrival latency (p50/p99/max), server CPU seconds and peak RSS.
 //! Every load loop is bounded in count and time and targets loopback only.
 
+mod backlog;
 mod insights;
 mod receiver;
 mod scenarios;
 mod server;
+mod socket;
 
 use std::time::Duration;
 
@@ -36,9 +38,26 @@ struct Args {
     json: bool,
 }
 
+/// Raises the soft limit on open files to the hard limit: the `socket` scenario holds
+/// 10,000 client connections. Best effort; a failure shows up as connections that fail.
+fn raise_open_files_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let a = Args::parse();
+    raise_open_files_limit();
     let (duration, runs) = if a.quick {
         (Duration::from_secs(3), 1)
     } else {

@@ -1,6 +1,7 @@
 //! The benchmark's receiver: an HTTP server on 127.0.0.1 that answers every delivery (and
 //! the url_verification handshake) and records when each event arrived relative to when it
-//! was published (the publish time rides in the event's text as `b<unix micros>`).
+//! was published (the publish time rides in the event's text as `b<unix micros>`). Also
+//! the `backlog` scenario's endpoint that goes down after its URL is verified.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,22 @@ pub fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn published_at(body: &[u8]) -> Option<u64> {
+impl Stats {
+    /// Counts one arrival of `body` (an event callback, or a frame carrying one) now.
+    pub(crate) fn record(&self, body: &[u8]) {
+        let now = now_us();
+        if let Some(t) = published_at(body) {
+            if let Ok(mut l) = self.latencies.lock() {
+                l.push(now.saturating_sub(t));
+            }
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// The publish time (unix micros) in the first `"text":"b<micros>` of `body`.
+pub(crate) fn published_at(body: &[u8]) -> Option<u64> {
     const MARK: &[u8] = b"\"text\":\"b";
     let i = body.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
     let digits = body[i..].iter().take_while(|b| b.is_ascii_digit()).count();
@@ -44,14 +60,7 @@ async fn handle(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes
         stats.refused.fetch_add(1, Ordering::Relaxed);
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
-    let now = now_us();
-    if let Some(t) = published_at(&body) {
-        if let Ok(mut l) = stats.latencies.lock() {
-            l.push(now.saturating_sub(t));
-        }
-    }
-    stats.received.fetch_add(1, Ordering::Relaxed);
-    stats.last_arrival_us.fetch_max(now, Ordering::Relaxed);
+    stats.record(&body);
     StatusCode::OK.into_response()
 }
 
@@ -69,6 +78,65 @@ pub async fn start() -> Result<(String, Arc<Stats>), String> {
         let _ = axum::serve(listener, app).await;
     });
     Ok((format!("http://{addr}"), stats))
+}
+
+/// An endpoint that answers the `url_verification` handshake and then goes down: after
+/// [`Down::take_down`] nothing listens on its port any more, so every delivery attempt is
+/// refused at connect, as when an app's server is down.
+pub struct Down {
+    task: tokio::task::JoinHandle<()>,
+    addr: std::net::SocketAddr,
+    /// Deliveries that reached it before it went down (none are expected).
+    pub hits: Arc<AtomicU64>,
+}
+
+/// Starts a [`Down`] endpoint, still up; returns its URL.
+pub async fn start_down() -> Result<(String, Down), String> {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    // `Connection: close` on every answer: the server's pooled client must not keep a
+    // connection to this endpoint open past `take_down` and deliver over it.
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let counter = counter.clone();
+        async move {
+            let close = [(axum::http::header::CONNECTION, "close")];
+            if body.windows(18).any(|w| w == b"\"url_verification\"") {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                return (
+                    close,
+                    axum::Json(serde_json::json!({"challenge": v["challenge"]})),
+                )
+                    .into_response();
+            }
+            counter.fetch_add(1, Ordering::Relaxed);
+            (close, StatusCode::SERVICE_UNAVAILABLE).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((format!("http://{addr}/down"), Down { task, addr, hits }))
+}
+
+impl Down {
+    /// Closes the listener and checks, for up to a second, that the port refuses connections.
+    pub async fn take_down(&self) -> Result<(), String> {
+        self.task.abort();
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_err() {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "{} still accepts connections after going down",
+            self.addr
+        ))
+    }
 }
 
 #[cfg(test)]

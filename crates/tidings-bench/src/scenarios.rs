@@ -1,8 +1,13 @@
 //! The scenarios: each starts a fresh server and receiver, builds its workspace through the
 //! operator API, publishes through `/admin/v1/events/batch` (bounded in count and time,
 //! loopback only), waits for the deliveries to drain, and reports.
+//!
+//! This module owns the HTTP scenarios that differ only in shape (`throughput`, `latency`,
+//! `fanout`, `tenants`, `retries`) and the pieces every scenario shares: the operator API
+//! call, building a team, publishing, percentiles. `backlog`, `socket` and `insights` live
+//! in their own modules.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +31,9 @@ pub struct Outcome {
     pub max_ms: f64,
     pub server_cpu_s: f64,
     pub peak_rss_mb: f64,
+    /// The server's resident set once its connections are open and idle (`socket` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_rss_mb: Option<f64>,
     pub note: String,
 }
 
@@ -33,7 +41,8 @@ pub struct Params {
     pub bin: String,
     pub duration: Duration,
     pub drain: Duration,
-    /// CI mode: the tenants scenario uses 100 teams instead of 1,000.
+    /// CI mode: smaller shapes (`tenants` 100 teams instead of 1,000, `socket` 100 apps
+    /// instead of 1,000, `backlog` a pile of 20,000 instead of 1,000,000).
     pub quick: bool,
 }
 
@@ -51,12 +60,16 @@ pub const ALL: &[&str] = &[
     "fanout",
     "tenants",
     "retries",
+    "backlog",
+    "socket",
     "insights",
 ];
 
 pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let shape = match name {
         "insights" => return crate::insights::run(p).await,
+        "backlog" => return crate::backlog::run(p).await,
+        "socket" => return crate::socket::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,
@@ -105,11 +118,7 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let server = Server::start(&p.bin, env)?;
     let (recv_url, stats) = receiver::start().await?;
     stats.fail_first.store(shape.fail_first, Ordering::Relaxed);
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(64)
-        .build()
-        .map_err(|e| e.to_string())?;
+    let c = http_client()?;
     let places = setup(&c, &server.url, shape.teams, shape.apps, &recv_url).await?;
 
     let cpu0 = server.cpu_seconds();
@@ -118,16 +127,9 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let events = publish(&c, &server.url, &places, p.duration, shape.pace).await?;
     let publish_secs = t0.elapsed().as_secs_f64();
     let expected = events * shape.apps as u64;
-    let deadline = Instant::now() + p.drain;
-    while stats.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drain(&stats, expected, p.drain).await;
     let received = stats.received.load(Ordering::Relaxed);
-    let span_s = (stats
-        .last_arrival_us
-        .load(Ordering::Relaxed)
-        .saturating_sub(start_us)) as f64
-        / 1e6;
+    let span_s = arrival_span_s(&stats, start_us);
     let (p50, p99, max) = percentiles(&stats);
     let mut note = String::new();
     if received < expected {
@@ -153,11 +155,39 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         max_ms: max,
         server_cpu_s: server.cpu_seconds() - cpu0,
         peak_rss_mb: server.peak_rss_mb(),
+        idle_rss_mb: None,
         note,
     })
 }
 
-fn percentiles(stats: &Stats) -> (f64, f64, f64) {
+/// The harness's HTTP client: loopback only, no proxy, a pool large enough for the publishers.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Waits until `expected` deliveries arrived, or for at most `bound`.
+pub(crate) async fn drain(stats: &Stats, expected: u64, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    while stats.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Seconds from `start_us` to the last arrival the stats saw.
+pub(crate) fn arrival_span_s(stats: &Stats, start_us: u64) -> f64 {
+    (stats
+        .last_arrival_us
+        .load(Ordering::Relaxed)
+        .saturating_sub(start_us)) as f64
+        / 1e6
+}
+
+/// Publish→arrival p50, p99 and max in milliseconds.
+pub(crate) fn percentiles(stats: &Stats) -> (f64, f64, f64) {
     let mut l = stats
         .latencies
         .lock()
@@ -171,7 +201,8 @@ fn percentiles(stats: &Stats) -> (f64, f64, f64) {
     (at(0.5), at(0.99), *l.last().unwrap_or(&0) as f64 / 1000.0)
 }
 
-async fn admin(
+/// One operator API call (`/admin/v1{path}`); an error names the path and what came back.
+pub(crate) async fn admin(
     c: &reqwest::Client,
     url: &str,
     method: reqwest::Method,
@@ -194,7 +225,7 @@ async fn admin(
 }
 
 /// (team, channel, user) where events are published.
-type Place = (String, String, String);
+pub(crate) type Place = (String, String, String);
 
 /// `teams` teams, each with a user and a channel holding the bots of `apps` apps installed
 /// there; every app's Request URL is the receiver.
@@ -205,39 +236,40 @@ async fn setup(
     apps: usize,
     recv: &str,
 ) -> Result<Vec<Place>, String> {
-    use reqwest::Method;
+    let mut ids = Vec::with_capacity(apps);
     for a in 0..apps {
+        let id = format!("A{a:06}");
         admin(
             c,
             url,
-            Method::POST,
+            reqwest::Method::POST,
             "/apps",
-            json!({"id": format!("A{a:06}"), "name": format!("bench {a}"),
+            json!({"id": id, "name": format!("bench {a}"),
             "request_url": format!("{recv}/a{a}"), "bot_events": ["message.channels"]}),
         )
         .await?;
+        ids.push(id);
     }
+    teams_with(c, url, (0..teams).map(|t| (t, ids.clone())).collect()).await
+}
+
+/// Builds each `(t, apps)` team (16 at a time, with [`team`]) and returns their places in
+/// team order.
+pub(crate) async fn teams_with(
+    c: &reqwest::Client,
+    url: &str,
+    teams: Vec<(usize, Vec<String>)>,
+) -> Result<Vec<Place>, String> {
     let sem = Arc::new(tokio::sync::Semaphore::new(16));
     let mut set = JoinSet::new();
-    for t in 0..teams {
+    for (t, apps) in teams {
         let (c, url, sem) = (c.clone(), url.to_string(), sem.clone());
         set.spawn(async move {
             let _p = sem.acquire().await;
-            let (team, user, channel) = (format!("T{t:06}"), format!("U{t:06}"), format!("C{t:06}"));
-            admin(&c, &url, Method::POST, "/teams", json!({"id": team, "name": team, "domain": format!("t{t}")})).await?;
-            admin(&c, &url, Method::POST, &format!("/teams/{team}/users"), json!({"id": user, "name": "u"})).await?;
-            let mut members = vec![user.clone()];
-            for a in 0..apps {
-                let inst = admin(&c, &url, Method::POST, &format!("/apps/A{a:06}/installations"),
-                    json!({"team_id": team, "installer_user_id": user, "bot_scopes": ["channels:history"]})).await?;
-                members.push(inst["bot_user_id"].as_str().unwrap_or_default().to_string());
-            }
-            admin(&c, &url, Method::PUT, &format!("/teams/{team}/conversations/{channel}"),
-                json!({"name": "bench", "kind": "public", "members": members})).await?;
-            Ok::<Place, String>((team, channel, user))
+            team(&c, &url, t, &apps).await
         });
     }
-    let mut places = Vec::with_capacity(teams);
+    let mut places = Vec::new();
     while let Some(r) = set.join_next().await {
         places.push(r.map_err(|e| e.to_string())??);
     }
@@ -245,14 +277,78 @@ async fn setup(
     Ok(places)
 }
 
+/// Team `T{t}` with user `U{t}` and public channel `C{t}` holding the user and the bots of
+/// `apps`, each installed there with `channels:history` (so `message.channels` reaches it).
+pub(crate) async fn team(
+    c: &reqwest::Client,
+    url: &str,
+    t: usize,
+    apps: &[String],
+) -> Result<Place, String> {
+    use reqwest::Method;
+    let (team, user, channel) = (format!("T{t:06}"), format!("U{t:06}"), format!("C{t:06}"));
+    admin(
+        c,
+        url,
+        Method::POST,
+        "/teams",
+        json!({"id": team, "name": team, "domain": format!("t{t}")}),
+    )
+    .await?;
+    admin(
+        c,
+        url,
+        Method::POST,
+        &format!("/teams/{team}/users"),
+        json!({"id": user, "name": "u"}),
+    )
+    .await?;
+    let mut members = vec![user.clone()];
+    for app in apps {
+        let inst = admin(
+            c,
+            url,
+            Method::POST,
+            &format!("/apps/{app}/installations"),
+            json!({"team_id": team, "installer_user_id": user, "bot_scopes": ["channels:history"]}),
+        )
+        .await?;
+        let bot = inst["bot_user_id"]
+            .as_str()
+            .ok_or_else(|| format!("installing {app} in {team}: no bot_user_id in {inst}"))?;
+        members.push(bot.to_string());
+    }
+    admin(
+        c,
+        url,
+        Method::PUT,
+        &format!("/teams/{team}/conversations/{channel}"),
+        json!({"name": "bench", "kind": "public", "members": members}),
+    )
+    .await?;
+    Ok((team, channel, user))
+}
+
 /// Publishes 1 KB message events spread over the places, for `duration`, in batches; at
 /// `pace` events per second when given. Returns how many were accepted.
-async fn publish(
+pub(crate) async fn publish(
     c: &reqwest::Client,
     url: &str,
     places: &[Place],
     duration: Duration,
     pace: Option<u64>,
+) -> Result<u64, String> {
+    publish_up_to(c, url, places, duration, pace, u64::MAX).await
+}
+
+/// [`publish`], stopping early once about `max_events` have been sent (whole batches).
+pub(crate) async fn publish_up_to(
+    c: &reqwest::Client,
+    url: &str,
+    places: &[Place],
+    duration: Duration,
+    pace: Option<u64>,
+    max_events: u64,
 ) -> Result<u64, String> {
     let pad = "x".repeat(800);
     let (batch, workers, tick) = match pace {
@@ -265,14 +361,23 @@ async fn publish(
     };
     let places = Arc::new(places.to_vec());
     let end = Instant::now() + duration;
+    let claimed = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
     for w in 0..workers {
-        let (c, url, pad, places) = (c.clone(), url.to_string(), pad.clone(), places.clone());
+        let (c, url, pad, places, claimed) = (
+            c.clone(),
+            url.to_string(),
+            pad.clone(),
+            places.clone(),
+            claimed.clone(),
+        );
         set.spawn(async move {
             let mut sent = 0u64;
             let mut n = w;
             let mut interval = tick.map(tokio::time::interval);
-            while Instant::now() < end {
+            while Instant::now() < end
+                && claimed.fetch_add(batch as u64, Ordering::Relaxed) < max_events
+            {
                 if let Some(i) = interval.as_mut() {
                     i.tick().await;
                 }

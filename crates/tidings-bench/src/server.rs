@@ -1,5 +1,5 @@
 //! The server under test: a release `tidings serve` in its own process with a fresh data
-//! dir, and its CPU time and peak RSS read from /proc.
+//! dir, and its CPU time, resident set and peak resident set read from /proc.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -77,11 +77,21 @@ impl Server {
 
     /// Peak resident set size in MB (VmHWM).
     pub fn peak_rss_mb(&self) -> f64 {
+        self.status_mb("VmHWM:")
+    }
+
+    /// Resident set size now, in MB (VmRSS).
+    pub fn rss_mb(&self) -> f64 {
+        self.status_mb("VmRSS:")
+    }
+
+    /// A `… kB` field of /proc/PID/status, in MB (0 if unreadable).
+    fn status_mb(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
