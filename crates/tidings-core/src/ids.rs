@@ -167,7 +167,9 @@ mod tests {
     #[test]
     fn sequential_ids_have_the_usual_shape_and_sort_in_the_order_made() {
         let made: Vec<String> = (0..1000).map(|_| sequential(IdKind::Event)).collect();
-        assert!(made.iter().all(|id| is_valid(IdKind::Event, id) && id.len() == 13));
+        assert!(made
+            .iter()
+            .all(|id| is_valid(IdKind::Event, id) && id.len() == 13));
         assert!(made.windows(2).all(|w| w[0] < w[1]), "{made:?}");
         let d = sequential(IdKind::Delivery);
         assert!(is_valid(IdKind::Delivery, &d) && d.len() == 12, "{d}");
