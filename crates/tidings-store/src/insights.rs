@@ -381,12 +381,30 @@ pub enum Settled<'a> {
 }
 
 /// Counts accumulated by writes and flushed once per group commit.
+///
+/// Published events are kept as they come ([`Tally::event`] is on the publish path, once per
+/// event) and spread into their twelve rollup keys and eight user-set keys by
+/// [`Tally::expand`], once per batch, after events of the same team, type and minute were
+/// added up: the per-event cost is one push, not twenty hashed and allocated keys.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// Expanded event counts; complete only after [`Tally::expand`].
     pub events: HashMap<EventKey, EventAdd>,
+    /// Expanded user-set memberships; complete only after [`Tally::expand`].
     pub users: HashSet<UserKey>,
     pub deliveries: HashMap<DeliveryKey, DeliveryCounts>,
     pub reasons: HashMap<ReasonKey, u64>,
+    raw: Vec<RawEvent>,
+}
+
+/// An event counted but not yet expanded.
+#[derive(Debug)]
+struct RawEvent {
+    team: String,
+    event_type: String,
+    at: i64,
+    user: Option<String>,
+    too_old: bool,
 }
 
 /// The (team, type) pairs a count goes under: itself and the [`ALL`] rollups.
@@ -401,7 +419,8 @@ fn scopes<'a>(team: &'a str, event_type: &'a str) -> [(&'a str, &'a str); 4] {
 
 impl Tally {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.raw.is_empty()
+            && self.events.is_empty()
             && self.users.is_empty()
             && self.deliveries.is_empty()
             && self.reasons.is_empty()
@@ -423,25 +442,73 @@ impl Tally {
 
     /// One published event of `event_type` in `team`, at its `event_time`, by `user`.
     pub fn event(&mut self, team: &str, event_type: &str, event_time: i64, user: Option<&str>) {
-        self.bump_event(team, event_type, event_time, |a| a.events += 1);
-        if let Some(u) = user.filter(|u| !u.is_empty()) {
-            for g in Granularity::WITH_USERS {
-                for (t, ty) in scopes(team, event_type) {
-                    self.users.insert(UserKey {
-                        g,
-                        team_id: t.to_string(),
-                        event_type: ty.to_string(),
-                        bucket: g.floor(event_time),
-                        user_id: u.to_string(),
-                    });
-                }
-            }
-        }
+        self.raw.push(RawEvent {
+            team: team.to_string(),
+            event_type: event_type.to_string(),
+            at: event_time,
+            user: user.filter(|u| !u.is_empty()).map(str::to_string),
+            too_old: false,
+        });
     }
 
     /// One event refused as too old, counted when it was refused (`at`).
     pub fn too_old(&mut self, team: &str, event_type: &str, at: i64) {
-        self.bump_event(team, event_type, at, |a| a.too_old += 1);
+        self.raw.push(RawEvent {
+            team: team.to_string(),
+            event_type: event_type.to_string(),
+            at,
+            user: None,
+            too_old: true,
+        });
+    }
+
+    /// Events counted and not yet expanded.
+    pub fn unexpanded(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Spreads the counted events into [`Tally::events`] and [`Tally::users`]: added up
+    /// per (team, type, minute) and per (team, type, hour, user) first, then each sum goes
+    /// under every scope and granularity.
+    pub fn expand(&mut self) {
+        if self.raw.is_empty() {
+            return;
+        }
+        let raw = std::mem::take(&mut self.raw);
+        let mut minutes: HashMap<(&str, &str, i64), (u64, u64)> = HashMap::new();
+        let mut hours: HashSet<(&str, &str, i64, &str)> = HashSet::new();
+        for r in &raw {
+            let sum = minutes
+                .entry((&r.team, &r.event_type, Granularity::Minute.floor(r.at)))
+                .or_default();
+            if r.too_old {
+                sum.1 += 1;
+            } else {
+                sum.0 += 1;
+            }
+            if let Some(u) = r.user.as_deref().filter(|_| !r.too_old) {
+                hours.insert((&r.team, &r.event_type, Granularity::Hour.floor(r.at), u));
+            }
+        }
+        for ((team, ty, minute), (events, too_old)) in minutes {
+            self.bump_event(team, ty, minute, |a| {
+                a.events += events;
+                a.too_old += too_old;
+            });
+        }
+        for (team, ty, hour, user) in hours {
+            for g in Granularity::WITH_USERS {
+                for (t, et) in scopes(team, ty) {
+                    self.users.insert(UserKey {
+                        g,
+                        team_id: t.to_string(),
+                        event_type: et.to_string(),
+                        bucket: g.floor(hour),
+                        user_id: user.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     fn bump_delivery(&mut self, app: &str, at: i64, f: impl Fn(&mut DeliveryCounts)) {
@@ -514,7 +581,8 @@ impl Tally {
     }
 
     /// Adds another tally's counts to this one.
-    pub fn merge(&mut self, other: Tally) {
+    pub fn merge(&mut self, mut other: Tally) {
+        self.raw.append(&mut other.raw);
         for (k, v) in other.events {
             let e = self.events.entry(k).or_default();
             e.events += v.events;

@@ -73,6 +73,7 @@ fn an_event_counts_under_its_team_type_and_the_rollups_at_every_granularity() {
     t.event("T1", "message.channels", 3_700, Some("U1"));
     t.event("T1", "message.channels", 3_710, Some("U1"));
     t.event("T2", "reaction_added", 90, None);
+    t.expand();
     let get = |g, team: &str, ty: &str, b| {
         t.events
             .get(&EventKey {
@@ -102,6 +103,7 @@ fn an_event_counts_under_its_team_type_and_the_rollups_at_every_granularity() {
 fn too_old_refusals_count_apart_from_events() {
     let mut t = Tally::default();
     t.too_old("T1", "message.channels", 120);
+    t.expand();
     let a = t.events[&EventKey {
         g: Granularity::Minute,
         team_id: ALL.into(),
@@ -151,6 +153,7 @@ fn merging_tallies_adds_their_counts() {
     b.event("T1", "x", 0, Some("U2"));
     b.attempt("A1", 0, false, 1, None);
     a.merge(b);
+    a.expand();
     let k = EventKey {
         g: Granularity::Day,
         team_id: "T1".into(),

@@ -215,6 +215,7 @@ fn delivery_upsert() -> &'static str {
 /// counts, delivery counts, reasons by key), the same in every process, so concurrent
 /// flushes on PostgreSQL take their row locks in one global order and cannot deadlock.
 fn flush(c: &Conn, mut t: Tally, known: &mut Counting) -> StoreResult<()> {
+    t.expand();
     // User sets first: users new to a bucket's set bump that bucket's `users` counter.
     if known.seen.len() > CACHE_MAX {
         known.seen.clear();
@@ -547,7 +548,7 @@ pub(crate) fn backfill_user_sets(c: &Conn) -> StoreResult<()> {
             let (team, ty, at, user): (String, String, i64, String) =
                 (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
             t.event(&team, &ty, at, Some(&user));
-            if t.users.len() > 100_000 {
+            if t.unexpanded() > 100_000 {
                 write_sets_only(c, &mut t)?;
             }
             Ok(())
@@ -559,15 +560,10 @@ pub(crate) fn backfill_user_sets(c: &Conn) -> StoreResult<()> {
 /// Writes a tally's user sets, not its counts (the backfill counts in SQL).
 fn write_sets_only(c: &Conn, t: &mut Tally) -> StoreResult<()> {
     let mut known = Counting::default();
-    let users = std::mem::take(&mut t.users);
+    t.expand();
+    let mut only_sets = Tally::default();
+    only_sets.users = std::mem::take(&mut t.users);
     *t = Tally::default();
-    flush(
-        c,
-        Tally {
-            users,
-            ..Default::default()
-        },
-        &mut known,
-    )?;
+    flush(c, only_sets, &mut known)?;
     Ok(())
 }
