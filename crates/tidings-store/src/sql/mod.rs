@@ -71,6 +71,8 @@ pub struct SqlStore {
     wakes: cluster::Wakes,
     /// Work signals from other nodes, taken once by the dispatcher.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
+    /// Background threads (SQLite's checkpointer) run while a clone of this lives.
+    _alive: Option<Arc<()>>,
 }
 
 impl SqlStore {
@@ -178,6 +180,7 @@ impl SqlStore {
             lease_ms,
             wakes,
             signals: Arc::new(std::sync::Mutex::new(signals)),
+            _alive: None,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! the trade the architecture asks for: batching, not per-event fsync.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -16,13 +17,44 @@ use crate::{StoreError, StoreResult};
 
 /// Read connections kept open; reads beyond that wait for one.
 const READERS: usize = 4;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// The writer's settings. Checkpoints are the checkpointer thread's work; the writer
+/// checkpoints itself only past 20,000 WAL pages (80 MB), which bounds the WAL should the
+/// checkpointer fall behind (a checkpoint that copied everything lets the next write
+/// start the WAL over).
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
-         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000;",
+         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint=20000;",
     )
+}
+
+/// Starts the checkpointer: a thread with its own connection that copies committed WAL
+/// frames into the database file every [`CHECKPOINT_EVERY`] (PASSIVE: it never blocks the
+/// writer or readers), so the single writer thread, the serial part of publishing, does
+/// not pay for it inside a commit. It stops once the returned handle and its clones are
+/// dropped.
+fn spawn_checkpointer(path: &Path) -> StoreResult<Arc<()>> {
+    let conn = Connection::open(path).map_err(sqlite_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite_error)?;
+    let alive = Arc::new(());
+    let watch = Arc::downgrade(&alive);
+    std::thread::Builder::new()
+        .name("tidings-checkpoint".into())
+        .spawn(move || {
+            while watch.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
+    Ok(alive)
 }
 
 /// Opens connections to one database file: read-only ones for the pool, or the writer's.
@@ -82,12 +114,14 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         },
         READERS,
     );
-    SqlStore::assemble(
+    let mut store = SqlStore::assemble(
         writer,
         conn,
         Readers::Sqlite(readers),
         format!("SQLite {}", path.display()),
         0,
         None,
-    )
+    )?;
+    store._alive = Some(spawn_checkpointer(&path)?);
+    Ok(store)
 }
