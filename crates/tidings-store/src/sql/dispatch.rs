@@ -118,8 +118,19 @@ pub fn claim(
 }
 
 /// When the app's next pending delivery is due; one claimed by another node counts from
-/// when its lease ends (the earliest it could be taken over).
-pub fn next_due(c: &Conn, app: &str, exclude: &[i64]) -> StoreResult<Option<i64>> {
+/// when its lease ends (the earliest it could be taken over). Without leases (one node)
+/// this reads the due index in order and stops at the first row not in flight, so it
+/// costs the same with a million deliveries piled up as with none.
+pub fn next_due(c: &Conn, app: &str, exclude: &[i64], leases: bool) -> StoreResult<Option<i64>> {
+    if !leases {
+        let sql = format!(
+            "SELECT d.next_attempt_at FROM deliveries d
+             WHERE d.app_id = ?1 AND d.status = 'pending' AND {}
+             ORDER BY d.next_attempt_at, d.seq LIMIT 1",
+            not_excluded(c.dialect(), 2),
+        );
+        return c.query_opt(&sql, params![app, exclusion_json(exclude)], |r| r.get(0));
+    }
     let sql = format!(
         "SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at
                          THEN d.lease_until ELSE d.next_attempt_at END)

@@ -377,7 +377,8 @@ impl Store for SqlStore {
 
     async fn next_due(&self, app_id: &str, exclude: Vec<i64>) -> StoreResult<Option<i64>> {
         let app = app_id.to_owned();
-        self.read(move |c| dispatch::next_due(c, &app, &exclude))
+        let leases = self.lease_ms > 0;
+        self.read(move |c| dispatch::next_due(c, &app, &exclude, leases))
             .await
     }
 
