@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tidings_core::catalog::Catalog;
 use tidings_core::policy::{self, FailureReason};
 use tidings_store::{App, Attempt, AttemptOutcome, DueDelivery, NextStep, Store};
@@ -91,6 +92,8 @@ const OUTCOME_BATCH: usize = 512;
 /// Most attempts of one lane waiting for their outcomes to be written; past it the lane
 /// takes no new work until writes catch up.
 const SETTLING_PER_LANE: usize = 2 * OUTCOME_BATCH;
+/// Dispatch rounds (one app each) run at once at most.
+const CONCURRENT_ROUNDS: usize = 8;
 /// How often a node sharing the store looks for work no signal announced.
 const RESCAN: Duration = Duration::from_secs(10);
 
@@ -235,14 +238,19 @@ impl Dispatcher {
                     )
                 })
                 .collect();
-            for (app, capacity, exclude) in ready {
-                if let Err(e) = self.fill(&app, capacity, exclude, now).await {
-                    tracing::error!(app = %app, error = %e, "dispatch round failed");
-                    if let Some(l) = self.lanes().get_mut(&app) {
-                        l.next_due = Some(now + 1000);
+            // Rounds for different apps run side by side, so one app's slow round (a big
+            // pile, a slow store read) does not hold up the others.
+            let me = &self;
+            futures::stream::iter(ready)
+                .for_each_concurrent(CONCURRENT_ROUNDS, |(app, capacity, exclude)| async move {
+                    if let Err(e) = me.fill(&app, capacity, exclude, now).await {
+                        tracing::error!(app = %app, error = %e, "dispatch round failed");
+                        if let Some(l) = me.lanes().get_mut(&app) {
+                            l.next_due = Some(now + 1000);
+                        }
                     }
-                }
-            }
+                })
+                .await;
             // A full lane is woken by its own completions; counting it here would spin.
             let earliest = self
                 .lanes()
