@@ -62,9 +62,7 @@ fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Pro
             "is required and must be a string",
         ));
     }
-    let size = serde_json::to_vec(&event)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = serialized_len(&event);
     if size > max_event_bytes {
         return Err(Problem::too_large(max_event_bytes)
             .with_field("event", format!("the event is {size} bytes")));
@@ -76,6 +74,25 @@ fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Pro
         idempotency_key: b.idempotency_key,
         app_id: b.app_id,
     })
+}
+
+/// The length of a value's compact JSON, counted without building it.
+fn serialized_len(v: &serde_json::Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, v) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 pub async fn publish(
@@ -94,10 +111,12 @@ pub async fn publish(
     }
 }
 
+/// Each event is kept as its raw text and parsed once, on its own, so one bad event gets
+/// its own error (naming its field) without failing the batch.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
-    events: Vec<Value>,
+    events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// Publishes up to [`MAX_BATCH`] events; each result is in the same position as its event,
@@ -116,10 +135,8 @@ pub async fn publish_batch(
     let mut slots: Vec<Result<usize, Problem>> = Vec::with_capacity(b.events.len());
     let mut requests = Vec::new();
     for v in b.events {
-        let parsed = serde_json::to_vec(&v)
-            .map_err(|e| Problem::bad_request(e.to_string()))
-            .and_then(|bytes| parse_json::<PublishBody>(&bytes))
-            .and_then(|body| request(body, max));
+        let parsed =
+            parse_json::<PublishBody>(v.get().as_bytes()).and_then(|body| request(body, max));
         slots.push(parsed.map(|r| {
             requests.push(r);
             requests.len() - 1
