@@ -224,9 +224,14 @@ impl Dispatcher {
         while !self.rescan().await {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        let mut round = 0usize;
         loop {
             let now = now_ms();
-            let ready: Vec<(String, usize, Vec<i64>)> = self
+            // Rows fetched wait in memory for a global permit: fetch no more than there are
+            // free permits, so with thousands of busy lanes memory stays bounded by
+            // `max_in_flight_total`, not by lanes x `max_in_flight_per_app`. When permits
+            // run short, each loop starts at a different lane, so none is starved.
+            let mut ready: Vec<(String, usize, Vec<i64>)> = self
                 .lanes()
                 .iter()
                 .filter(|(_, l)| l.next_due.is_some_and(|d| d <= now) && self.room(l) > 0)
@@ -238,6 +243,17 @@ impl Dispatcher {
                     )
                 })
                 .collect();
+            let mut free = self.permits.available_permits();
+            if !ready.is_empty() {
+                round = round.wrapping_add(1);
+                let start = round % ready.len();
+                ready.rotate_left(start);
+            }
+            ready.retain_mut(|(_, take, _)| {
+                *take = (*take).min(free);
+                free -= *take;
+                *take > 0
+            });
             // Rounds for different apps run side by side, so one app's slow round (a big
             // pile, a slow store read) does not hold up the others.
             let me = &self;
@@ -251,11 +267,13 @@ impl Dispatcher {
                     }
                 })
                 .await;
-            // A full lane is woken by its own completions; counting it here would spin.
+            // A full lane is woken by its own completions, and so is every lane while no
+            // permit is free; counting them here would spin.
+            let permits_free = self.permits.available_permits() > 0;
             let earliest = self
                 .lanes()
                 .values()
-                .filter(|l| self.room(l) > 0)
+                .filter(|l| permits_free && self.room(l) > 0)
                 .filter_map(|l| l.next_due)
                 .min();
             let wait = earliest.map_or(1000, |t| (t - now_ms()).clamp(0, 1000)) as u64;
@@ -425,7 +443,7 @@ impl Dispatcher {
     }
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
-        let _permit = self.permits.clone().acquire_owned().await;
+        let permit = self.permits.clone().acquire_owned().await;
         let retry_num = if row.redeliver { 0 } else { row.attempts };
         let last_reason = row
             .delivery
@@ -458,13 +476,13 @@ impl Dispatcher {
                 self.conclude(&app.id, &row, attempt, r.latency, r.no_retry)
             }
         };
-        self.finish(&app.id, row, outcome).await;
+        self.finish(&app.id, row, outcome, permit).await;
     }
 
     /// One attempt over Socket Mode: an `events_api` envelope with a fresh `envelope_id`,
     /// acked within `ack_timeout` or failed as `timeout` (also when its socket closes first).
     async fn attempt_socket(self: Arc<Self>, app: Arc<App>, row: DueDelivery) {
-        let _permit = self.permits.clone().acquire_owned().await;
+        let permit = self.permits.clone().acquire_owned().await;
         let retry_num = if row.redeliver { 0 } else { row.attempts };
         let body = match crate::envelope::for_delivery(
             &self.catalog,
@@ -476,7 +494,7 @@ impl Dispatcher {
             Ok(b) => b,
             Err(e) => {
                 let outcome = self.unbuildable(&row, e);
-                return self.finish(&app.id, row, outcome).await;
+                return self.finish(&app.id, row, outcome, permit).await;
             }
         };
         let raw = match String::from_utf8(body)
@@ -486,7 +504,7 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => {
                 let outcome = self.unbuildable(&row, e);
-                return self.finish(&app.id, row, outcome).await;
+                return self.finish(&app.id, row, outcome, permit).await;
             }
         };
         let envelope_id = uuid::Uuid::new_v4().to_string();
@@ -497,6 +515,7 @@ impl Dispatcher {
                 // The connection went away before sending: no attempt was made.
                 let hold = now_ms() + self.cfg.hold_recheck.as_millis() as i64;
                 let _ = self.store.postpone(vec![row.delivery.seq], hold).await;
+                drop(permit);
                 self.leave_lane(&app.id, row.delivery.seq, Some(hold));
                 return;
             }
@@ -522,7 +541,7 @@ impl Dispatcher {
             retry_num,
         };
         let outcome = self.conclude(&app.id, &row, attempt, latency, false);
-        self.finish(&app.id, row, outcome).await;
+        self.finish(&app.id, row, outcome, permit).await;
     }
 
     fn unbuildable(&self, row: &DueDelivery, e: String) -> AttemptOutcome {
@@ -578,7 +597,13 @@ impl Dispatcher {
     /// place in the lane to the next one at once, but the row stays excluded from fetching
     /// until its outcome is durable, so it is never fetched again while its result is
     /// unknown to the store; the endpoint's concurrency does not wait on the group commit.
-    async fn finish(&self, app_id: &str, row: DueDelivery, outcome: AttemptOutcome) {
+    async fn finish(
+        &self,
+        app_id: &str,
+        row: DueDelivery,
+        outcome: AttemptOutcome,
+        permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
+    ) {
         let seq = row.delivery.seq;
         drop(row);
         let retry_at = match &outcome.next {
@@ -608,6 +633,8 @@ impl Dispatcher {
                 }
             }
         }
+        // The permit goes back before the wake-up, so the round it starts can use it.
+        drop(permit);
         // A retry is due later, and a lane that was full of settling attempts has room.
         self.wake.notify_one();
     }
