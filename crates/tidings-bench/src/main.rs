@@ -5,6 +5,7 @@
 //! Every load loop is bounded in count and time and targets loopback only.
 
 mod backlog;
+mod ceiling;
 mod insights;
 mod receiver;
 mod scenarios;
