@@ -119,16 +119,15 @@ pub trait Store: Send + Sync + 'static {
     /// Apps with pending deliveries and when the earliest is due (ms since the epoch).
     async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>>;
     /// Up to `limit` of an app's pending deliveries due by `now_ms`, earliest first,
-    /// skipping the `exclude`d (in flight) ones.
+    /// skipping the `exclude`d (in flight) ones; and when the next pending one neither
+    /// excluded nor returned is due (`now_ms` when the limit was reached), in one read.
     async fn due_deliveries(
         &self,
         app_id: &str,
         now_ms: i64,
         limit: usize,
         exclude: Vec<i64>,
-    ) -> StoreResult<Vec<DueDelivery>>;
-    /// When the app's next pending delivery (not in `exclude`) is due, if any.
-    async fn next_due(&self, app_id: &str, exclude: Vec<i64>) -> StoreResult<Option<i64>>;
+    ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)>;
     /// Records attempts and their consequences (batched with other writes).
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;
     /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.

@@ -359,27 +359,27 @@ impl Store for SqlStore {
         now_ms: i64,
         limit: usize,
         exclude: Vec<i64>,
-    ) -> StoreResult<Vec<DueDelivery>> {
+    ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)> {
         let app = app_id.to_owned();
-        if self.lease_ms > 0 {
-            // Nodes share the database: claim the rows (an autocommit UPDATE on a pool
-            // connection, committed before any is sent).
-            let (lease_until, node) = (now_ms + self.lease_ms, self.node_id.clone());
-            return self
-                .read(move |c| {
-                    dispatch::claim(c, &app, now_ms, limit, &exclude, lease_until, &node)
-                })
-                .await;
-        }
-        self.read(move |c| dispatch::due(c, &app, now_ms, limit, &exclude))
-            .await
-    }
-
-    async fn next_due(&self, app_id: &str, exclude: Vec<i64>) -> StoreResult<Option<i64>> {
-        let app = app_id.to_owned();
-        let leases = self.lease_ms > 0;
-        self.read(move |c| dispatch::next_due(c, &app, &exclude, leases))
-            .await
+        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
+        // One trip to a pool connection for both reads: a dispatch round waits on it.
+        self.read(move |c| {
+            let rows = if lease_ms > 0 {
+                // Nodes share the database: claim the rows (an autocommit UPDATE on a
+                // pool connection, committed before any is sent).
+                dispatch::claim(c, &app, now_ms, limit, &exclude, now_ms + lease_ms, &node)?
+            } else {
+                dispatch::due(c, &app, now_ms, limit, &exclude)?
+            };
+            if rows.len() == limit {
+                return Ok((rows, Some(now_ms)));
+            }
+            let mut taken = exclude;
+            taken.extend(rows.iter().map(|r| r.delivery.seq));
+            let next = dispatch::next_due(c, &app, &taken, lease_ms > 0)?;
+            Ok((rows, next))
+        })
+        .await
     }
 
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
