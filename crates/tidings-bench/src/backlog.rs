@@ -100,7 +100,9 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
 
     // Fill: only the down app is installed in team 0.
     let t_fill = Instant::now();
-    let filled = publish_up_to(&c, url, &[fill_place], fill_bound, None, pile_target).await?;
+    let filled = publish_up_to(&c, url, &[fill_place], fill_bound, None, pile_target, None)
+        .await?
+        .events;
     let fill_s = t_fill.elapsed().as_secs_f64();
     let pile = pending_at_least(&c, url, filled, Duration::from_secs(15)).await?;
 
@@ -108,7 +110,9 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let start_us = now_us();
-    let events = publish(&c, url, &[live_place], p.duration, Some(1000)).await?;
+    let events = publish(&c, url, &[live_place], p.duration, Some(1000), None)
+        .await?
+        .events;
     let publish_secs = t0.elapsed().as_secs_f64();
     drain(&stats, events, p.drain).await;
     let received = stats.received.load(std::sync::atomic::Ordering::Relaxed);
@@ -160,6 +164,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         max_ms: max,
         server_cpu_s: cpu,
         peak_rss_mb: server.peak_rss_mb(),
+        publish_p99_ms: None,
         idle_rss_mb: None,
         note,
     })

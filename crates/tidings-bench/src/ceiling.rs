@@ -84,6 +84,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         max_ms: max,
         server_cpu_s: cpu,
         peak_rss_mb: 0.0,
+        publish_p99_ms: None,
         idle_rss_mb: None,
         note: format!(
             "no Tidings: loopback HTTP alone, {IN_FLIGHT} in flight; cpu s is the harness (client + receiver), {:.0} us per request",

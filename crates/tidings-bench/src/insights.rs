@@ -285,6 +285,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         max_ms: at(1.0),
         server_cpu_s: server.cpu_seconds() - cpu0,
         peak_rss_mb: server.peak_rss_mb(),
+        publish_p99_ms: None,
         idle_rss_mb: None,
         note: format!(
             "30-day insight queries over {} teams x {} users (seeded in {seed_secs:.0} s); medians: {}",

@@ -125,7 +125,11 @@ async fn main() -> std::process::ExitCode {
                 o.max_ms,
                 o.server_cpu_s,
                 o.peak_rss_mb,
-                o.note
+                match o.publish_p99_ms {
+                    Some(p) => format!("publish call p99 {p:.1} ms; {}", o.note),
+                    None => o.note.clone(),
+                }
+                .trim_end_matches("; ")
             );
         }
     }

@@ -32,6 +32,9 @@ pub struct Outcome {
     pub max_ms: f64,
     pub server_cpu_s: f64,
     pub peak_rss_mb: f64,
+    /// p99 of the publish calls' response time (a batch of 500, or 10 at a fixed pace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_p99_ms: Option<f64>,
     /// The server's resident set once its connections are open and idle (`socket` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_rss_mb: Option<f64>,
@@ -127,7 +130,13 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let start_us = now_us();
-    let events = publish(&c, &server.url, &places, p.duration, shape.pace).await?;
+    let window = shape.pace.is_none().then(|| Window {
+        stats: stats.clone(),
+        per_event: shape.apps as u64,
+        max_outstanding: MAX_OUTSTANDING,
+    });
+    let published = publish(&c, &server.url, &places, p.duration, shape.pace, window).await?;
+    let events = published.events;
     let publish_secs = t0.elapsed().as_secs_f64();
     let expected = events * shape.apps as u64;
     drain(&stats, expected, p.drain).await;
@@ -158,9 +167,42 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         max_ms: max,
         server_cpu_s: server.cpu_seconds() - cpu0,
         peak_rss_mb: server.peak_rss_mb(),
+        publish_p99_ms: Some(published.call_p99_ms()),
         idle_rss_mb: None,
         note,
     })
+}
+
+/// Closed-loop publishing: the publishers wait while more than `max_outstanding`
+/// deliveries are published and not yet arrived, so a saturation run measures what the
+/// server sustains, not how a queue that grows for the whole run behaves.
+#[derive(Clone)]
+pub(crate) struct Window {
+    pub stats: Arc<Stats>,
+    /// Deliveries each event makes.
+    pub per_event: u64,
+    pub max_outstanding: u64,
+}
+
+/// Deliveries published and not yet arrived in saturation runs: enough to keep every
+/// lane and the writer's batches full, small enough that the queue stays bounded.
+pub(crate) const MAX_OUTSTANDING: u64 = 20_000;
+
+/// What the publishers did: events accepted, and each publish call's response time.
+pub(crate) struct Published {
+    pub events: u64,
+    pub calls_us: Vec<u64>,
+}
+
+impl Published {
+    pub fn call_p99_ms(&self) -> f64 {
+        let mut l = self.calls_us.clone();
+        if l.is_empty() {
+            return 0.0;
+        }
+        l.sort_unstable();
+        l[((l.len() as f64 - 1.0) * 0.99).round() as usize] as f64 / 1000.0
+    }
 }
 
 /// The harness's HTTP client: loopback only, no proxy, a pool large enough for the publishers.
@@ -340,8 +382,9 @@ pub(crate) async fn publish(
     places: &[Place],
     duration: Duration,
     pace: Option<u64>,
-) -> Result<u64, String> {
-    publish_up_to(c, url, places, duration, pace, u64::MAX).await
+    window: Option<Window>,
+) -> Result<Published, String> {
+    publish_up_to(c, url, places, duration, pace, u64::MAX, window).await
 }
 
 /// [`publish`], stopping early once about `max_events` have been sent (whole batches).
@@ -352,7 +395,8 @@ pub(crate) async fn publish_up_to(
     duration: Duration,
     pace: Option<u64>,
     max_events: u64,
-) -> Result<u64, String> {
+    window: Option<Window>,
+) -> Result<Published, String> {
     let pad = "x".repeat(800);
     let (batch, workers, tick) = match pace {
         Some(rate) => (
@@ -367,6 +411,7 @@ pub(crate) async fn publish_up_to(
     let claimed = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
     for w in 0..workers {
+        let window = window.clone();
         let (c, url, pad, places, claimed) = (
             c.clone(),
             url.to_string(),
@@ -376,6 +421,7 @@ pub(crate) async fn publish_up_to(
         );
         set.spawn(async move {
             let mut sent = 0u64;
+            let mut calls = Vec::new();
             let mut n = w;
             let mut interval = tick.map(tokio::time::interval);
             while Instant::now() < end
@@ -383,6 +429,17 @@ pub(crate) async fn publish_up_to(
             {
                 if let Some(i) = interval.as_mut() {
                     i.tick().await;
+                }
+                if let Some(w) = &window {
+                    // Closed loop: publish only while the deliveries not yet arrived are
+                    // within the window (bounded by the run's end).
+                    let sent = claimed.load(Ordering::Relaxed).saturating_sub(batch as u64);
+                    while sent * w.per_event
+                        > w.stats.received.load(Ordering::Relaxed) + w.max_outstanding
+                        && Instant::now() < end
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 let t = now_us();
                 // The body is written as text: building a JSON tree per event made the
@@ -401,6 +458,7 @@ pub(crate) async fn publish_up_to(
                     );
                 }
                 body.push_str("]}");
+                let call = Instant::now();
                 let res = c
                     .post(format!("{url}/admin/v1/events/batch"))
                     .bearer_auth(ADMIN)
@@ -411,18 +469,24 @@ pub(crate) async fn publish_up_to(
                     .map_err(|e| e.to_string())?;
                 let status = res.status();
                 let answer = res.bytes().await.map_err(|e| e.to_string())?;
+                calls.push(call.elapsed().as_micros() as u64);
                 if !status.is_success() {
                     return Err(format!("publish: {status} {}", String::from_utf8_lossy(&answer)));
                 }
                 // Each accepted event's result carries an event_id; refusals carry an error.
                 sent += answer.windows(10).filter(|w| w == b"\"event_id\"").count() as u64;
             }
-            Ok::<u64, String>(sent)
+            Ok::<(u64, Vec<u64>), String>((sent, calls))
         });
     }
-    let mut total = 0;
+    let mut total = Published {
+        events: 0,
+        calls_us: Vec::new(),
+    };
     while let Some(r) = set.join_next().await {
-        total += r.map_err(|e| e.to_string())??;
+        let (sent, calls) = r.map_err(|e| e.to_string())??;
+        total.events += sent;
+        total.calls_us.extend(calls);
     }
     Ok(total)
 }

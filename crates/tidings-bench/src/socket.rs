@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::receiver::{now_us, Stats};
 use crate::scenarios::{
     admin, arrival_span_s, drain, http_client, percentiles, publish, teams_with, Outcome, Params,
+    Window, MAX_OUTSTANDING,
 };
 use crate::server::Server;
 
@@ -319,7 +320,14 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let start_us = now_us();
-    let events = publish(&c, url, &places, p.duration, None).await?;
+    let window = Window {
+        stats: stats.clone(),
+        per_event: shape.apps_per_team as u64,
+        max_outstanding: MAX_OUTSTANDING,
+    };
+    let events = publish(&c, url, &places, p.duration, None, Some(window))
+        .await?
+        .events;
     let publish_secs = t0.elapsed().as_secs_f64();
     let expected = events * shape.apps_per_team as u64;
     drain(&stats, expected, p.drain).await;
@@ -374,6 +382,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         max_ms: max,
         server_cpu_s: cpu,
         peak_rss_mb: peak,
+        publish_p99_ms: None,
         idle_rss_mb: Some(idle_rss),
         note,
     })
