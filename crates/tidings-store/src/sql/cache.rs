@@ -140,10 +140,14 @@ impl FanoutIndex {
         if let Some(g) = self.grants.get(team) {
             return Ok(g.clone());
         }
+        // Two indexed reads (the team's installs, its enterprise's org-wide ones), not
+        // one OR that no index serves.
         let installations = c.query(
             &format!(
-                "SELECT {} FROM installations WHERE revoked_at IS NULL
-                   AND (team_id = ?1 OR (team_id IS NULL AND ?2 IS NOT NULL AND enterprise_id = ?2))
+                "SELECT {0} FROM installations WHERE revoked_at IS NULL AND team_id = ?1
+                 UNION ALL
+                 SELECT {0} FROM installations WHERE revoked_at IS NULL AND team_id IS NULL
+                   AND ?2 IS NOT NULL AND enterprise_id = ?2
                  ORDER BY app_id, id",
                 rows::INSTALLATION
             ),
@@ -205,7 +209,12 @@ impl FanoutIndex {
         Ok(entry)
     }
 
-    /// The rate state of (app, team), rebuilt from stored deliveries on first use.
+    /// The rate state of (app, team), rebuilt from stored deliveries on first use (and on
+    /// every batch when nodes share the database): one range read of the pair's deliveries
+    /// in the window, through the `(app_id, team_id, created_at)` index. That read also
+    /// finds whether the `app_rate_limited` notice went out this minute: a notice's
+    /// delivery is created the second it is queued. (It used to be looked up in `events`,
+    /// which has no index for it: a scan of every event, per pair, per batch.)
     pub fn rate(
         &mut self,
         c: &Conn,
@@ -218,21 +227,21 @@ impl FanoutIndex {
         if !self.rates.contains_key(&key) {
             let mut state = RateState::default();
             let minutes = c.query(
-                "SELECT created_at / 60, COUNT(*) FROM deliveries
-                 WHERE app_id = ?1 AND team_id = ?2 AND created_at > ?3 AND status <> 'dropped'
-                   AND event_type <> 'app_rate_limited'
+                "SELECT created_at / 60,
+                        SUM(CASE WHEN status <> 'dropped' AND event_type <> 'app_rate_limited' THEN 1 ELSE 0 END),
+                        MAX(CASE WHEN event_type = 'app_rate_limited' THEN 1 ELSE 0 END)
+                 FROM deliveries
+                 WHERE app_id = ?1 AND team_id = ?2 AND created_at > ?3
                  GROUP BY created_at / 60",
-                params![app, team, now_secs - window_secs],
-                |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+                params![app, team, now_secs - window_secs.max(60)],
+                |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<i64>(2)?)),
             )?;
-            for (minute, n) in minutes {
+            for (minute, n, notice) in minutes {
                 state.window.add(minute, n as u64);
+                if notice > 0 {
+                    state.notified_minute = state.notified_minute.max(Some(minute));
+                }
             }
-            state.notified_minute = c.query_one(
-                "SELECT MAX(event_time) / 60 FROM events WHERE event_type = 'app_rate_limited' AND app_id = ?1 AND team_id = ?2",
-                params![app, team],
-                |r| r.get(0),
-            )?;
             self.rates.insert(key.clone(), state);
         }
         Ok(self.rates.get_mut(&key).expect("inserted above"))
