@@ -148,6 +148,13 @@ impl Dispatcher {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on the app's lane, if it has one (the lock is held only for `f`).
+    fn with_lane(&self, app_id: &str, f: impl FnOnce(&mut Lane)) {
+        if let Some(l) = self.lanes().get_mut(app_id) {
+            f(l);
+        }
+    }
+
     /// New or re-enabled work for these apps: look at them now.
     pub fn wake<I: IntoIterator<Item = String>>(&self, apps: I) {
         let now = now_ms();
@@ -265,9 +272,7 @@ impl Dispatcher {
                 .for_each_concurrent(CONCURRENT_ROUNDS, |(app, capacity, exclude)| async move {
                     if let Err(e) = me.fill(&app, capacity, exclude, now).await {
                         tracing::error!(app = %app, error = %e, "dispatch round failed");
-                        if let Some(l) = me.lanes().get_mut(&app) {
-                            l.next_due = Some(now + 1000);
-                        }
+                        me.with_lane(&app, |l| l.next_due = Some(now + 1000));
                     }
                 })
                 .await;
@@ -407,7 +412,7 @@ impl Dispatcher {
     /// Sets the lane's next due time as a round found it, unless the lane was woken since
     /// the round began (`seen`): then the earlier of the two, so no wake-up is lost.
     fn settle_due(&self, app_id: &str, seen: u64, next: Option<i64>) {
-        if let Some(l) = self.lanes().get_mut(app_id) {
+        self.with_lane(app_id, |l| {
             l.next_due = if l.woken == seen {
                 next
             } else {
@@ -416,23 +421,39 @@ impl Dispatcher {
                     (a, b) => a.or(b),
                 }
             };
-        }
+        });
     }
 
     fn start_attempt(&self, app_id: &str, seq: i64) {
-        if let Some(l) = self.lanes().get_mut(app_id) {
+        self.with_lane(app_id, |l| {
             l.in_flight.insert(seq);
-        }
+        });
         metrics::gauge!("tidings_deliveries_in_flight").increment(1.0);
+    }
+
+    /// The attempt of `seq` is over: its place in the lane is free for the next one. When
+    /// its outcome is still to be written (`settling`), the row stays excluded from
+    /// fetching until then.
+    fn end_attempt(&self, app_id: &str, seq: i64, settling: bool, due_at: Option<i64>) {
+        self.with_lane(app_id, |l| {
+            if l.in_flight.remove(&seq) && settling {
+                l.settling.insert(seq);
+            }
+            if let Some(t) = due_at {
+                l.due_by(t);
+            }
+        });
+        metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
+        self.wake.notify_one();
     }
 
     /// The transport went away between the check and the send: leave the rows pending,
     /// untouched, and look again at the next recheck.
     fn recheck_later(&self, app_id: &str, now: i64) -> Result<(), String> {
         let recheck = now + self.cfg.hold_recheck.as_millis() as i64;
-        if let Some(l) = self.lanes().get_mut(app_id) {
+        self.with_lane(app_id, |l| {
             l.next_due = Some(l.next_due.map_or(recheck, |d| d.min(recheck)));
-        }
+        });
         Ok(())
     }
 
@@ -510,7 +531,8 @@ impl Dispatcher {
                 let hold = now_ms() + self.cfg.hold_recheck.as_millis() as i64;
                 let _ = self.store.postpone(vec![row.delivery.seq], hold).await;
                 drop(permit);
-                self.leave_lane(&app.id, row.delivery.seq, Some(hold));
+                // No attempt was made: nothing to write, the delivery leaves its lane now.
+                self.end_attempt(&app.id, row.delivery.seq, false, Some(hold));
                 return;
             }
             Ok(wait) => match tokio::time::timeout(self.hub.cfg.ack_timeout, wait).await {
@@ -604,47 +626,20 @@ impl Dispatcher {
             NextStep::Retry { at_ms, .. } => Some(*at_ms),
             _ => None,
         };
-        {
-            let mut lanes = self.lanes();
-            if let Some(l) = lanes.get_mut(app_id) {
-                if l.in_flight.remove(&seq) {
-                    l.settling.insert(seq);
-                }
-            }
-        }
-        metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
-        self.wake.notify_one();
+        self.end_attempt(app_id, seq, true, None);
         let (done, written) = tokio::sync::oneshot::channel();
         if self.outcomes.send((outcome, done)).await.is_ok() {
             let _ = written.await;
         }
-        {
-            let mut lanes = self.lanes();
-            if let Some(l) = lanes.get_mut(app_id) {
-                l.settling.remove(&seq);
-                if let Some(t) = retry_at {
-                    l.due_by(t);
-                }
+        self.with_lane(app_id, |l| {
+            l.settling.remove(&seq);
+            if let Some(t) = retry_at {
+                l.due_by(t);
             }
-        }
+        });
         // The permit goes back before the wake-up, so the round it starts can use it.
         drop(permit);
         // A retry is due later, and a lane that was full of settling attempts has room.
-        self.wake.notify_one();
-    }
-
-    /// An attempt that was not made: the delivery leaves its lane at once.
-    fn leave_lane(&self, app_id: &str, seq: i64, due_at: Option<i64>) {
-        {
-            let mut lanes = self.lanes();
-            if let Some(l) = lanes.get_mut(app_id) {
-                l.in_flight.remove(&seq);
-                if let Some(t) = due_at {
-                    l.due_by(t);
-                }
-            }
-        }
-        metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
         self.wake.notify_one();
     }
 

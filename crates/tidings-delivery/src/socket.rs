@@ -231,15 +231,15 @@ impl SocketHub {
         let entry = apps.get_mut(app_id).ok_or(SendError::NoConnection)?;
         let mut frame = Some(frame);
         let n = entry.links.len();
-        let staying = entry.links.iter().filter(|l| !l.going_away).count();
-        for k in 0..2 * n {
-            let i = entry.next % n;
-            entry.next = entry.next.wrapping_add(1);
+        let start = entry.next;
+        entry.next = entry.next.wrapping_add(1);
+        // Round-robin from `start`, trying connections that stay before those told to go
+        // away; each connection once.
+        let order = (0..n).map(|k| (start + k) % n);
+        let staying = order.clone().filter(|&i| !entry.links[i].going_away);
+        let leaving = order.filter(|&i| entry.links[i].going_away);
+        for i in staying.chain(leaving) {
             let link = &entry.links[i];
-            // First round: only connections that stay (when there are any); then any.
-            if k < n && staying > 0 && link.going_away {
-                continue;
-            }
             let (done, wait) = oneshot::channel();
             lock(&self.pending).insert(
                 envelope_id.to_string(),
