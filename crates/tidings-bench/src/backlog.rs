@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::receiver::{self, now_us};
-use crate::scenarios::{
-    admin, arrival_span_s, drain, http_client, percentiles, publish, publish_up_to, team, Outcome,
-    Params,
-};
+use crate::scenarios::{admin, drain, http_client, publish, publish_up_to, team, Outcome, Params};
 use crate::server::Server;
 
 const DOWN: &str = "A000000";
@@ -116,8 +113,6 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
     let publish_secs = t0.elapsed().as_secs_f64();
     drain(&stats, events, p.drain).await;
     let received = stats.received.load(std::sync::atomic::Ordering::Relaxed);
-    let span_s = arrival_span_s(&stats, start_us);
-    let (p50, p99, max) = percentiles(&stats);
     let cpu = server.cpu_seconds() - cpu0;
     // Every measured event left one more delivery for the down app; the gauge lags by up
     // to 5 s.
@@ -154,19 +149,12 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         ));
     }
     Ok(Outcome {
-        scenario: "backlog".into(),
         events,
-        deliveries: received,
         events_per_sec,
-        deliveries_per_sec: received as f64 / span_s.max(1e-9),
-        p50_ms: p50,
-        p99_ms: p99,
-        max_ms: max,
         server_cpu_s: cpu,
         peak_rss_mb: server.peak_rss_mb(),
-        publish_p99_ms: None,
-        idle_rss_mb: None,
         note,
+        ..Outcome::arrivals("backlog", &stats, start_us)
     })
 }
 

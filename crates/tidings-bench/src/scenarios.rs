@@ -41,6 +41,30 @@ pub struct Outcome {
     pub note: String,
 }
 
+impl Outcome {
+    /// What the receiver saw: deliveries, deliveries/s from `start_us` to the last
+    /// arrival, and publish→arrival percentiles. The rest is the scenario's to fill in.
+    pub(crate) fn arrivals(scenario: &str, stats: &Stats, start_us: u64) -> Outcome {
+        let received = stats.received.load(Ordering::Relaxed);
+        let (p50, p99, max) = percentiles(stats);
+        Outcome {
+            scenario: scenario.to_string(),
+            events: 0,
+            deliveries: received,
+            events_per_sec: 0.0,
+            deliveries_per_sec: received as f64 / arrival_span_s(stats, start_us).max(1e-9),
+            p50_ms: p50,
+            p99_ms: p99,
+            max_ms: max,
+            server_cpu_s: 0.0,
+            peak_rss_mb: 0.0,
+            publish_p99_ms: None,
+            idle_rss_mb: None,
+            note: String::new(),
+        }
+    }
+}
+
 pub struct Params {
     pub bin: String,
     pub duration: Duration,
@@ -141,8 +165,6 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let expected = events * shape.apps as u64;
     drain(&stats, expected, p.drain).await;
     let received = stats.received.load(Ordering::Relaxed);
-    let span_s = arrival_span_s(&stats, start_us);
-    let (p50, p99, max) = percentiles(&stats);
     let mut note = String::new();
     if received < expected {
         note = format!("only {received} of {expected} deliveries arrived within the drain time");
@@ -157,19 +179,13 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         .to_string();
     }
     Ok(Outcome {
-        scenario: name.to_string(),
         events,
-        deliveries: received,
         events_per_sec: events as f64 / publish_secs.max(1e-9),
-        deliveries_per_sec: received as f64 / span_s.max(1e-9),
-        p50_ms: p50,
-        p99_ms: p99,
-        max_ms: max,
         server_cpu_s: server.cpu_seconds() - cpu0,
         peak_rss_mb: server.peak_rss_mb(),
         publish_p99_ms: Some(published.call_p99_ms()),
-        idle_rss_mb: None,
         note,
+        ..Outcome::arrivals(name, &stats, start_us)
     })
 }
 

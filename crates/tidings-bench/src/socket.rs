@@ -26,8 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::receiver::{now_us, Stats};
 use crate::scenarios::{
-    admin, arrival_span_s, drain, http_client, percentiles, publish, teams_with, Outcome, Params,
-    Window, MAX_OUTSTANDING,
+    admin, drain, http_client, publish, teams_with, Outcome, Params, Window, MAX_OUTSTANDING,
 };
 use crate::server::Server;
 
@@ -332,8 +331,6 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
     let expected = events * shape.apps_per_team as u64;
     drain(&stats, expected, p.drain).await;
     let received = stats.received.load(Ordering::Relaxed);
-    let span_s = arrival_span_s(&stats, start_us);
-    let (p50, p99, max) = percentiles(&stats);
     let cpu = server.cpu_seconds() - cpu0;
     let peak = server.peak_rss_mb();
 
@@ -372,18 +369,12 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         note.push_str(&format!("; first client error: {e}"));
     }
     Ok(Outcome {
-        scenario: "socket".into(),
         events,
-        deliveries: received,
         events_per_sec: events as f64 / publish_secs.max(1e-9),
-        deliveries_per_sec: received as f64 / span_s.max(1e-9),
-        p50_ms: p50,
-        p99_ms: p99,
-        max_ms: max,
         server_cpu_s: cpu,
         peak_rss_mb: peak,
-        publish_p99_ms: None,
         idle_rss_mb: Some(idle_rss),
         note,
+        ..Outcome::arrivals("socket", &stats, start_us)
     })
 }
