@@ -7,6 +7,7 @@ pub mod dispatcher;
 pub mod envelope;
 pub mod health;
 pub mod http;
+pub mod lane;
 pub mod socket;
 pub mod ssrf;
 

@@ -14,6 +14,7 @@ pub mod sql;
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use page::{Cursor, Page, PageRequest};
+pub use sql::handoff::HandoffSink;
 pub use sql::postgres::PgOptions;
 pub use sql::SqlStore;
 
@@ -169,6 +170,10 @@ pub trait Store: Send + Sync + 'static {
     /// Whether other nodes may share this store (PostgreSQL): deliveries are then claimed
     /// with leases and the health rule reads every node's attempts.
     fn is_shared(&self) -> bool;
+    /// Where the pending deliveries a publish commits are handed, so they need not be read
+    /// back (on one node only; the sink may decline rows, which stay pending in the store).
+    /// Registered once, by the dispatcher.
+    fn set_handoff(&self, sink: HandoffSink);
     /// Work signals from every node: app ids whose deliveries became due (an empty list:
     /// look at every app). `None` on SQLite, or once taken (the dispatcher takes it).
     fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>>;

@@ -379,7 +379,8 @@ pub struct DeliveryFilter {
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub delivery: Delivery,
-    pub event: StoredEvent,
+    /// Shared by the deliveries of one event that a publish hands to the dispatcher.
+    pub event: std::sync::Arc<StoredEvent>,
     /// Attempts made so far.
     pub attempts: u32,
     /// Set by an operator's redeliver: one attempt outside the retry budget.

@@ -567,3 +567,69 @@ async fn every_retry_is_attempted_when_many_first_attempts_fail_together() {
     })
     .await;
 }
+
+/// Bursts of batch publishes to two apps with narrow lanes: deliveries reach a lane both
+/// handed over from the publish and read back from the store (a lane falls behind, reads
+/// the store, catches up, takes hand-overs again). Each event reaches each app exactly
+/// once, with none left pending.
+#[tokio::test]
+async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
+    let s = Server::start_with(&[("TIDINGS_DELIVERY_MAX_IN_FLIGHT_PER_APP", "4")]);
+    let fast = Receiver::start().await;
+    let slow = Receiver::with(Arc::new(|h: &Hit, _| {
+        if h.is_verification() {
+            Reply::default()
+        } else {
+            Reply::ok().after(Duration::from_millis(2))
+        }
+    }))
+    .await;
+    app_in_channel(&s, "A01", Some(&fast.url)).await;
+    app_in_channel(&s, "A02", Some(&slow.url)).await;
+    const ROUNDS: usize = 6;
+    const PER_BATCH: usize = 100;
+    const PUBLISHERS: usize = 3;
+    let mut expected = std::collections::BTreeSet::new();
+    for round in 0..ROUNDS {
+        let calls = (0..PUBLISHERS).map(|p| {
+            let events: Vec<Value> = (0..PER_BATCH)
+                .map(|i| json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": format!("r{round} p{p} m{i}")}}))
+                .collect();
+            s.admin("POST", "/events/batch", Some(json!({ "events": events })))
+        });
+        for (st, r) in futures::future::join_all(calls).await {
+            assert_eq!(st, 200, "{r}");
+            for res in r["results"].as_array().expect("results") {
+                let id = res["event_id"].as_str().expect("every event published");
+                expected.insert(id.to_string());
+            }
+        }
+        // Let the lanes drain a little between bursts, so each catches up at times.
+        tokio::time::sleep(Duration::from_millis(50 * (round as u64 % 3))).await;
+    }
+    let total = ROUNDS * PER_BATCH * PUBLISHERS;
+    assert_eq!(expected.len(), total);
+    for (name, r) in [("fast", &fast), ("slow", &slow)] {
+        r.wait_for(30, &format!("{total} events at the {name} app"), |h| {
+            h.iter().filter(|h| !h.is_verification()).count() >= total
+        })
+        .await;
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for h in r.events() {
+            let id = h.json()["event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            *seen.entry(id).or_default() += 1;
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{name}: delivered more than once: {twice:?}"
+        );
+        let got: std::collections::BTreeSet<String> = seen.into_keys().collect();
+        assert_eq!(got, expected, "{name}: the events delivered");
+    }
+    s.wait_none_pending("A01").await;
+    s.wait_none_pending("A02").await;
+}

@@ -63,7 +63,7 @@ pub fn due(
                 delivery: map_delivery(r)?,
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
-                event: map_event(r, 12)?,
+                event: std::sync::Arc::new(map_event(r, 12)?),
             })
         },
     )
@@ -109,7 +109,7 @@ pub fn claim(
                 delivery: map_delivery(r)?,
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
-                event: map_event(r, 12)?,
+                event: std::sync::Arc::new(map_event(r, 12)?),
             })
         },
     )?;

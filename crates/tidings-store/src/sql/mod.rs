@@ -17,6 +17,7 @@ pub mod conn;
 mod directory;
 mod dispatch;
 mod events;
+pub mod handoff;
 mod insights;
 pub mod migrations;
 pub mod pool;
@@ -69,6 +70,8 @@ pub struct SqlStore {
     lease_ms: i64,
     /// Apps the batch in progress made due (work signals on PostgreSQL).
     wakes: cluster::Wakes,
+    /// Pending deliveries the batch in progress wrote, handed to the dispatcher on commit.
+    handoff: handoff::Handoff,
     /// Work signals from other nodes, taken once by the dispatcher.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
     /// Background threads (SQLite's checkpointer) run while a clone of this lives.
@@ -131,6 +134,7 @@ impl SqlStore {
         let index = cache::Index::default();
         let counter = insights::Counter::default();
         let wakes = cluster::Wakes::new(lease_ms > 0);
+        let handoff = handoff::Handoff::default();
         let hooks = writer::Hooks {
             before_batch: {
                 // Nodes sharing the database: another node may have changed the directory
@@ -160,11 +164,17 @@ impl SqlStore {
             },
             on_rollback: {
                 let (index, counter, wakes) = (index.clone(), counter.clone(), wakes.clone());
+                let handoff = handoff.clone();
                 Box::new(move || {
                     index.clear();
                     counter.clear();
                     wakes.clear();
+                    handoff.clear();
                 })
+            },
+            after_commit: {
+                let handoff = handoff.clone();
+                Box::new(move || handoff.deliver())
             },
         };
         let writer = Writer::start(opener, first, hooks)
@@ -179,6 +189,7 @@ impl SqlStore {
             node_id: format!("n-{}", tidings_core::token::random_hex(6)).into(),
             lease_ms,
             wakes,
+            handoff,
             signals: Arc::new(std::sync::Mutex::new(signals)),
             _alive: None,
         })

@@ -20,6 +20,26 @@ use crate::{StoreError, StoreResult};
 
 type Outcome = Result<Published, PublishRefusal>;
 
+/// The pending deliveries a publish wrote, kept for the dispatcher (see
+/// [`super::handoff`]), up to `room` of them; the apps of the rest are woken instead.
+pub struct Fresh {
+    pub rows: Vec<DueDelivery>,
+    room: usize,
+}
+
+impl Fresh {
+    pub fn with_room(room: usize) -> Fresh {
+        Fresh {
+            rows: Vec::new(),
+            room,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.rows.len() < self.room
+    }
+}
+
 fn refuse<T>(
     code: &'static str,
     field: impl Into<String>,
@@ -44,6 +64,7 @@ pub fn publish_one(
     policy: &PublishPolicy,
     req: PublishRequest,
     tally: &mut Tally,
+    fresh: &mut Fresh,
 ) -> StoreResult<Outcome> {
     let PublishRequest {
         team_id,
@@ -259,6 +280,9 @@ pub fn publish_one(
             .is_some_and(|cv| cv.members.contains(u))
     };
     let grants = idx.grants(c, &team_id, enterprise_id.as_deref())?;
+    // The event as the dispatcher reads it back, built for the first delivery handed over.
+    let app_id_of_event = app_id.clone();
+    let mut stored: Option<std::sync::Arc<StoredEvent>> = None;
     let mut count = 0;
     let mut woken: Vec<String> = Vec::new();
     let mut counted = Tally::default();
@@ -278,17 +302,21 @@ pub fn publish_one(
             woken.push(app_id.clone());
             (DeliveryStatus::Dropped, Some("rate_limited"))
         } else {
-            woken.push(app_id.clone());
             (DeliveryStatus::Pending, None)
         };
         if let Some(r) = reason {
             counted.settled(app_id, created, Settled::Dropped(r));
         }
-        c.execute(
+        let hand_over = status == DeliveryStatus::Pending && fresh.has_room();
+        if status == DeliveryStatus::Pending && !hand_over {
+            woken.push(app_id.clone());
+        }
+        let delivery_id = ids::sequential(IdKind::Delivery);
+        let seq: i64 = c.query_one(
             "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, reason, auth, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING seq",
             params![
-                ids::sequential(IdKind::Delivery),
+                delivery_id,
                 event_id,
                 app_id,
                 team_id,
@@ -299,7 +327,45 @@ pub fn publish_one(
                 created * 1000,
                 created
             ],
+            |r| r.get(0),
         )?;
+        if hand_over {
+            let event = stored
+                .get_or_insert_with(|| {
+                    std::sync::Arc::new(StoredEvent {
+                        id: event_id.clone(),
+                        team_id: team_id.clone(),
+                        enterprise_id: enterprise_id.clone(),
+                        event_type: kind.name.clone(),
+                        app_id: app_id_of_event.clone(),
+                        channel_id: channel.clone(),
+                        actor_id: actor.clone(),
+                        event_time,
+                        payload: payload.clone(),
+                        idempotency_key: idempotency_key.clone(),
+                        created_at: created,
+                    })
+                })
+                .clone();
+            fresh.rows.push(DueDelivery {
+                delivery: Delivery {
+                    id: delivery_id,
+                    seq,
+                    event_id: event_id.clone(),
+                    app_id: app_id.clone(),
+                    team_id: team_id.clone(),
+                    event_type: kind.name.clone(),
+                    status,
+                    reason: None,
+                    authorization: auth,
+                    created_at: created,
+                    attempts: Vec::new(),
+                },
+                event,
+                attempts: 0,
+                redeliver: false,
+            });
+        }
         count += 1;
     }
 

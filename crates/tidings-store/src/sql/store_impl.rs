@@ -242,11 +242,14 @@ impl Store for SqlStore {
             let idx = self.index.clone();
             let counter = self.counter.clone();
             let wakes = self.wakes.clone();
+            let handoff = self.handoff.clone();
             let policy = policy.clone();
             self.write(move |c| {
                 let mut guard = idx.lock();
                 let mut tally = crate::insights::Tally::default();
-                let outcome = publish::publish_one(c, &mut guard, &policy, req, &mut tally);
+                let mut fresh = publish::Fresh::with_room(handoff.room());
+                let outcome =
+                    publish::publish_one(c, &mut guard, &policy, req, &mut tally, &mut fresh);
                 // Counted even when refused (too old); the counts are written with the batch.
                 counter.add(tally);
                 if outcome.is_err() {
@@ -256,6 +259,7 @@ impl Store for SqlStore {
                 match outcome? {
                     Ok(p) => {
                         wakes.add(p.apps.iter().cloned());
+                        handoff.add(fresh.rows);
                         Ok(Ok(p))
                     }
                     // A refusal must leave nothing behind: fail the job so its savepoint
@@ -461,6 +465,12 @@ impl Store for SqlStore {
 
     fn is_shared(&self) -> bool {
         self.lease_ms > 0
+    }
+
+    fn set_handoff(&self, sink: crate::HandoffSink) {
+        if self.lease_ms == 0 {
+            self.handoff.set_sink(sink);
+        }
     }
 
     fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>> {

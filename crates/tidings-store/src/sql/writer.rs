@@ -78,6 +78,8 @@ pub struct Hooks {
     /// Runs after a batch failed to commit (callers drop caches that may have seen its
     /// uncommitted state).
     pub on_rollback: Box<dyn Fn() + Send>,
+    /// Runs after a batch committed, before any of its callers is answered.
+    pub after_commit: Box<dyn Fn() + Send>,
 }
 
 impl Default for Hooks {
@@ -86,6 +88,7 @@ impl Default for Hooks {
             before_batch: Box::new(|_| Ok(())),
             before_commit: Box::new(|_| Ok(())),
             on_rollback: Box::new(|| {}),
+            after_commit: Box::new(|| {}),
         }
     }
 }
@@ -165,9 +168,12 @@ fn run<O: Opener>(
             &*hooks.before_batch,
             &*hooks.before_commit,
         );
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "a write batch failed to commit");
-            (hooks.on_rollback)();
+        match &outcome {
+            Ok(()) => (hooks.after_commit)(),
+            Err(e) => {
+                tracing::error!(error = %e, "a write batch failed to commit");
+                (hooks.on_rollback)();
+            }
         }
         for finish in finishers.drain(..) {
             finish(outcome.clone().err());

@@ -1,0 +1,361 @@
+//! The dispatcher's per-app lanes: what each app has in flight, settling and handed over,
+//! and when it next has work. Pure bookkeeping, kept under the dispatcher's one mutex;
+//! the rules that keep a delivery from being started twice live here.
+//!
+//! A delivery reaches a lane in one of two ways: a store read (the store is the queue),
+//! or a hand-over from the writer right after a publish committed it ([`Lanes::offer`]).
+//! A lane takes hand-overs only while it has caught up with the store (its last read
+//! came back short), so it never holds newer deliveries while older ones wait on disk;
+//! when it cannot take one (the global bound), it drops all it holds — every one of them
+//! is pending on disk — and reads the store, in order, until it has caught up again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::{Deref, DerefMut};
+
+use tidings_store::DueDelivery;
+
+#[derive(Default)]
+pub struct Lane {
+    /// Attempts under way: these count against `max_in_flight_per_app`.
+    pub in_flight: HashSet<i64>,
+    /// Attempts made whose outcomes are not yet durable: no longer holding the endpoint's
+    /// capacity, but not to be fetched again until written.
+    pub settling: HashSet<i64>,
+    /// When the lane next has due work in the store (ms); `None`: nothing known.
+    pub next_due: Option<i64>,
+    /// Bumped whenever `next_due` is brought forward from outside a dispatch round (new
+    /// work, a retry scheduled), so a round that read the store before that does not
+    /// overwrite it with its older view.
+    pub woken: u64,
+    /// Deliveries handed over, in commit order, not yet started; their seqs are in
+    /// `queued`.
+    ready: VecDeque<DueDelivery>,
+    queued: HashSet<i64>,
+    /// The last store read came back short: the store holds nothing due for the lane
+    /// that the lane does not know of, so it may take hand-overs.
+    caught_up: bool,
+}
+
+impl Lane {
+    /// Brings `next_due` forward to `t` (never later).
+    pub fn due_by(&mut self, t: i64) {
+        self.next_due = Some(self.next_due.map_or(t, |d| d.min(t)));
+        self.woken += 1;
+    }
+
+    /// Whether the store has work due for the lane at `now`.
+    pub fn store_due(&self, now: i64) -> bool {
+        self.next_due.is_some_and(|d| d <= now)
+    }
+
+    /// Whether the lane has anything to start at `now` (given room for it).
+    pub fn has_work(&self, now: i64) -> bool {
+        self.store_due(now) || !self.ready.is_empty()
+    }
+
+    /// When the lane next has work: now when it holds hand-overs.
+    pub fn next_work(&self, now: i64) -> Option<i64> {
+        if self.ready.is_empty() {
+            self.next_due
+        } else {
+            Some(now)
+        }
+    }
+
+    /// What a store read must skip: attempts under way or settling, and hand-overs held.
+    pub fn exclusion(&self) -> Vec<i64> {
+        self.in_flight
+            .iter()
+            .chain(&self.settling)
+            .chain(&self.queued)
+            .copied()
+            .collect()
+    }
+}
+
+/// Every lane, and how many hand-overs they hold together.
+#[derive(Default)]
+pub struct Lanes {
+    map: HashMap<String, Lane>,
+    held: usize,
+    /// Most hand-overs held in all lanes together.
+    max_held: usize,
+}
+
+impl Deref for Lanes {
+    type Target = HashMap<String, Lane>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl DerefMut for Lanes {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl Lanes {
+    pub fn new(max_held: usize) -> Lanes {
+        Lanes {
+            max_held,
+            ..Lanes::default()
+        }
+    }
+
+    /// Hand-overs held in all lanes.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Drops what the app's lane holds (it is pending in the store) and has it read the
+    /// store again before taking hand-overs.
+    pub fn spill(&mut self, app_id: &str) {
+        if let Some(l) = self.map.get_mut(app_id) {
+            self.held -= l.ready.len();
+            l.ready.clear();
+            l.queued.clear();
+            l.caught_up = false;
+        }
+    }
+
+    /// Forgets the app's lane.
+    pub fn remove(&mut self, app_id: &str) {
+        self.spill(app_id);
+        self.map.remove(app_id);
+    }
+
+    /// Deliveries a publish has just committed. A lane that has caught up queues them;
+    /// otherwise they are left to the store read: the lane spills what it holds and is
+    /// due at `now`. A delivery already in flight, settling or queued (a store read took
+    /// it first) is skipped.
+    pub fn offer(&mut self, rows: Vec<DueDelivery>, now: i64) {
+        for row in rows {
+            let seq = row.delivery.seq;
+            let app = row.delivery.app_id.as_str();
+            if !self.map.contains_key(app) {
+                self.map.insert(app.to_owned(), Lane::default());
+            }
+            let Some(lane) = self.map.get_mut(app) else {
+                continue;
+            };
+            if lane.in_flight.contains(&seq)
+                || lane.settling.contains(&seq)
+                || lane.queued.contains(&seq)
+            {
+                continue;
+            }
+            if lane.caught_up && self.held < self.max_held {
+                lane.queued.insert(seq);
+                lane.ready.push_back(row);
+                self.held += 1;
+            } else {
+                self.held -= lane.ready.len();
+                lane.ready.clear();
+                lane.queued.clear();
+                lane.caught_up = false;
+                lane.due_by(now);
+            }
+        }
+    }
+
+    /// The deliveries a round starts for the app: those its store read found (`read`;
+    /// when that came back short of `capacity`, the lane has caught up), then hand-overs,
+    /// up to `capacity`. A row both read and queued is taken once. All are marked in
+    /// flight here, under the lock [`Lanes::offer`] runs under, so none starts twice.
+    pub fn take(
+        &mut self,
+        app_id: &str,
+        read: Option<Vec<DueDelivery>>,
+        capacity: usize,
+    ) -> Vec<DueDelivery> {
+        let Some(l) = self.map.get_mut(app_id) else {
+            return Vec::new();
+        };
+        if read.as_ref().is_some_and(|r| r.len() < capacity) {
+            l.caught_up = true;
+        }
+        let mut rows: Vec<DueDelivery> = read
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                !l.queued.contains(&r.delivery.seq) && !l.in_flight.contains(&r.delivery.seq)
+            })
+            .collect();
+        while rows.len() < capacity {
+            let Some(row) = l.ready.pop_front() else {
+                break;
+            };
+            l.queued.remove(&row.delivery.seq);
+            self.held -= 1;
+            rows.push(row);
+        }
+        l.in_flight.extend(rows.iter().map(|r| r.delivery.seq));
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use tidings_core::fanout::Authorization;
+    use tidings_store::{Delivery, DeliveryStatus, StoredEvent};
+
+    fn row(app: &str, seq: i64) -> DueDelivery {
+        DueDelivery {
+            delivery: Delivery {
+                id: format!("D{seq}"),
+                seq,
+                event_id: format!("E{seq}"),
+                app_id: app.into(),
+                team_id: "T1".into(),
+                event_type: "message".into(),
+                status: DeliveryStatus::Pending,
+                reason: None,
+                authorization: Authorization {
+                    enterprise_id: None,
+                    team_id: Some("T1".into()),
+                    user_id: "U1".into(),
+                    is_bot: true,
+                    is_enterprise_install: false,
+                },
+                created_at: 0,
+                attempts: Vec::new(),
+            },
+            event: Arc::new(StoredEvent {
+                id: format!("E{seq}"),
+                team_id: "T1".into(),
+                enterprise_id: None,
+                event_type: "message".into(),
+                app_id: None,
+                channel_id: None,
+                actor_id: None,
+                event_time: 0,
+                payload: "{}".into(),
+                idempotency_key: None,
+                created_at: 0,
+            }),
+            attempts: 0,
+            redeliver: false,
+        }
+    }
+
+    fn seqs(rows: &[DueDelivery]) -> Vec<i64> {
+        rows.iter().map(|r| r.delivery.seq).collect()
+    }
+
+    /// A lane that has read the store and found it short of what it could take.
+    fn caught_up(lanes: &mut Lanes, app: &str) {
+        lanes.offer(vec![row(app, 0)], 0);
+        lanes.take(app, Some(vec![row(app, 0)]), 10);
+        let l = lanes.get_mut(app).expect("lane");
+        l.in_flight.clear();
+        l.next_due = None;
+    }
+
+    #[test]
+    fn a_new_lane_reads_the_store_before_it_takes_hand_overs() {
+        let mut lanes = Lanes::new(100);
+        lanes.offer(vec![row("A1", 1), row("A1", 2)], 5);
+        assert_eq!(lanes.held(), 0);
+        let l = &lanes["A1"];
+        assert_eq!(l.next_due, Some(5));
+        assert!(l.has_work(5));
+        // The store read finds both, comes back short, and the lane has caught up.
+        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 10);
+        assert_eq!(seqs(&rows), vec![1, 2]);
+        lanes.offer(vec![row("A1", 3)], 6);
+        assert_eq!(lanes.held(), 1);
+        assert_eq!(seqs(&lanes.take("A1", None, 10)), vec![3]);
+        assert_eq!(lanes.held(), 0);
+    }
+
+    #[test]
+    fn a_full_store_read_does_not_count_as_caught_up() {
+        let mut lanes = Lanes::new(100);
+        lanes.offer(vec![row("A1", 1)], 0);
+        lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
+        lanes.offer(vec![row("A1", 3)], 1);
+        assert_eq!(
+            lanes.held(),
+            0,
+            "more may be due on disk: the store read sends it"
+        );
+    }
+
+    #[test]
+    fn hand_overs_are_started_in_order_up_to_the_capacity() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.offer((1..=5).map(|s| row("A1", s)).collect(), 1);
+        assert_eq!(seqs(&lanes.take("A1", None, 2)), vec![1, 2]);
+        assert_eq!(seqs(&lanes.take("A1", None, 10)), vec![3, 4, 5]);
+        assert_eq!(lanes["A1"].in_flight.len(), 5);
+    }
+
+    #[test]
+    fn past_the_bound_a_lane_drops_what_it_holds_and_reads_the_store() {
+        let mut lanes = Lanes::new(3);
+        caught_up(&mut lanes, "A1");
+        lanes.offer((1..=5).map(|s| row("A1", s)).collect(), 7);
+        // 1-3 were queued, 4 did not fit: all are left to the store, and so is 5.
+        assert_eq!(lanes.held(), 0);
+        assert!(lanes["A1"].exclusion().is_empty());
+        assert_eq!(lanes["A1"].next_due, Some(7));
+        assert!(lanes.take("A1", None, 10).is_empty());
+    }
+
+    #[test]
+    fn store_rows_come_first_and_a_row_both_read_and_queued_starts_once() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.offer(vec![row("A1", 10), row("A1", 11)], 1);
+        // A retry came due (seq 3), and the read raced the hand-over of 10.
+        let read = vec![row("A1", 3), row("A1", 10)];
+        let rows = lanes.take("A1", Some(read), 10);
+        assert_eq!(seqs(&rows), vec![3, 10, 11]);
+        assert_eq!(lanes.held(), 0);
+    }
+
+    #[test]
+    fn a_hand_over_the_store_read_already_started_is_skipped() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.get_mut("A1").expect("lane").due_by(1);
+        lanes.take("A1", Some(vec![row("A1", 20)]), 10);
+        lanes.offer(vec![row("A1", 20)], 2);
+        assert_eq!(lanes.held(), 0);
+        lanes.get_mut("A1").expect("lane").in_flight.remove(&20);
+        lanes.get_mut("A1").expect("lane").settling.insert(20);
+        lanes.offer(vec![row("A1", 20)], 3);
+        assert_eq!(lanes.held(), 0);
+    }
+
+    #[test]
+    fn a_store_read_skips_what_the_lane_holds() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.offer(vec![row("A1", 30)], 1);
+        let l = lanes.get_mut("A1").expect("lane");
+        l.in_flight.insert(31);
+        l.settling.insert(32);
+        let mut ex = l.exclusion();
+        ex.sort();
+        assert_eq!(ex, vec![30, 31, 32]);
+    }
+
+    #[test]
+    fn removing_a_lane_releases_its_hand_overs() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        caught_up(&mut lanes, "A2");
+        lanes.offer(vec![row("A1", 1), row("A2", 2), row("A2", 3)], 1);
+        assert_eq!(lanes.held(), 3);
+        lanes.remove("A2");
+        assert_eq!(lanes.held(), 1);
+        lanes.spill("A1");
+        assert_eq!(lanes.held(), 0);
+    }
+}
