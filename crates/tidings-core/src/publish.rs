@@ -105,6 +105,21 @@ impl DirectoryChange {
     }
 }
 
+/// Whether events of this inner type change the directory (channels, members, users).
+pub fn changes_directory(inner_type: &str) -> bool {
+    matches!(
+        inner_type,
+        "channel_created"
+            | "channel_rename"
+            | "channel_deleted"
+            | "member_joined_channel"
+            | "member_left_channel"
+            | "channel_left"
+            | "group_left"
+            | "team_join"
+    )
+}
+
 /// The directory change an inner event implies, or an error naming the missing field.
 pub fn directory_change(
     inner_type: &str,
@@ -118,6 +133,9 @@ pub fn directory_change(
             )
         })
     };
+    if !changes_directory(inner_type) {
+        return Ok(None);
+    }
     Ok(Some(match inner_type {
         "channel_created" => DirectoryChange::CreateChannel {
             id: need("/channel/id")?,

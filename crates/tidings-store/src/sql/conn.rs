@@ -370,6 +370,14 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// Rows changed on this connection since it opened (SQLite; `None` on PostgreSQL).
+    pub fn total_changes(&self) -> Option<u64> {
+        match self {
+            Conn::Sqlite(c) => Some(c.total_changes()),
+            Conn::Postgres(_) => None,
+        }
+    }
+
     /// Runs a statement; returns the number of rows it changed.
     pub fn execute(&self, sql: &str, params: &[Param]) -> StoreResult<usize> {
         match self {

@@ -93,6 +93,16 @@ impl SqlStore {
         self.writer.write(f).await
     }
 
+    /// [`SqlStore::write`] for work that fails only before it writes (see
+    /// [`Writer::write_lean`]).
+    pub(crate) async fn write_lean<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write_lean(f).await
+    }
+
     /// [`SqlStore::write`] for a change to the directory (teams, users, conversations,
     /// apps, installations): other nodes sharing the database drop their fan-out caches.
     pub(crate) async fn write_directory<T, F>(&self, f: F) -> StoreResult<T>

@@ -244,7 +244,14 @@ impl Store for SqlStore {
             let wakes = self.wakes.clone();
             let handoff = self.handoff.clone();
             let policy = policy.clone();
-            self.write(move |c| {
+            // Every refusal of an event that leaves the directory alone comes before its
+            // first write, so it needs no savepoint of its own.
+            let lean = req
+                .event
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| !tidings_core::publish::changes_directory(t));
+            let work = move |c: &super::conn::Conn| {
                 let mut guard = idx.lock();
                 let mut tally = crate::insights::Tally::default();
                 let mut fresh = publish::Fresh::with_room(handoff.room());
@@ -266,7 +273,14 @@ impl Store for SqlStore {
                     // rolls back, and carry the refusal out through the error.
                     Err(r) => Err(crate::StoreError::Refused(r)),
                 }
-            })
+            };
+            async move {
+                if lean {
+                    self.write_lean(work).await
+                } else {
+                    self.write(work).await
+                }
+            }
         });
         let results = futures::future::join_all(jobs).await;
         results
