@@ -7,6 +7,14 @@ use std::time::Duration;
 
 pub const ADMIN: &str = "tdk_admin_bench_token_0123456789";
 
+/// `delivery.max_in_flight_per_app` for every server the harness starts.
+static MAX_IN_FLIGHT_PER_APP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Sets the lane width every server starts with (once, from the command line).
+pub fn set_max_in_flight_per_app(n: u32) {
+    let _ = MAX_IN_FLIGHT_PER_APP.set(n.max(1));
+}
+
 pub struct Server {
     child: Child,
     pub url: String,
@@ -34,6 +42,14 @@ impl Server {
             .env("TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS", "true")
             // The benchmark measures the engine, not Slack's hourly quota.
             .env("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "4000000000")
+            .env(
+                "TIDINGS_DELIVERY_MAX_IN_FLIGHT_PER_APP",
+                MAX_IN_FLIGHT_PER_APP
+                    .get()
+                    .copied()
+                    .unwrap_or(64)
+                    .to_string(),
+            )
             .env("TIDINGS_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
