@@ -242,15 +242,28 @@ impl Dispatcher {
             // free permits, so with thousands of busy lanes memory stays bounded by
             // `max_in_flight_total`, not by lanes x `max_in_flight_per_app`. When permits
             // run short, each loop starts at a different lane, so none is starved.
-            let mut ready: Vec<(String, usize, Option<Vec<i64>>)> = self
-                .lanes()
-                .iter()
-                .filter(|(_, l)| l.has_work(now) && self.room(l) > 0)
-                .map(|(a, l)| {
-                    let read = l.store_due(now).then(|| l.exclusion());
-                    (a.clone(), self.room(l), read)
-                })
-                .collect();
+            let mut ready: Vec<(String, usize, Option<Vec<i64>>)> = {
+                let mut lanes = self.lanes();
+                // A lane with work due in the store (a retry, a wake-up) drops its hand-overs
+                // and reads everything from the store in order: excluding thousands of queued
+                // rows from each read made retry-heavy rounds slow.
+                let spill: Vec<String> = lanes
+                    .iter()
+                    .filter(|(_, l)| l.store_due(now) && l.holds())
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                for app in &spill {
+                    lanes.spill(app);
+                }
+                lanes
+                    .iter()
+                    .filter(|(_, l)| l.has_work(now) && self.room(l) > 0)
+                    .map(|(a, l)| {
+                        let read = l.store_due(now).then(|| l.exclusion());
+                        (a.clone(), self.room(l), read)
+                    })
+                    .collect()
+            };
             let mut free = self.permits.available_permits();
             if !ready.is_empty() {
                 round = round.wrapping_add(1);

@@ -62,6 +62,11 @@ impl Lane {
         }
     }
 
+    /// Whether the lane holds hand-overs.
+    pub fn holds(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// What a store read must skip: attempts under way or settling, and hand-overs held.
     pub fn exclusion(&self) -> Vec<i64> {
         self.in_flight
