@@ -396,15 +396,14 @@ impl Dispatcher {
                 })
                 .collect();
             let written = self.store.record_outcomes(outcomes).await;
-            for seq in seqs {
-                self.end_attempt(app_id, seq, false, None);
-            }
+            self.release(app_id, &seqs, None);
             return written.map_err(|e| e.to_string());
         }
         if app.socket_mode {
             // Socket Mode apps get events over their WebSocket connections only.
             if self.hub.connections(app_id) == 0 {
-                return self.recheck_later(app_id, now, &rows);
+                self.recheck_later(app_id, now, &rows);
+                return Ok(());
             }
             let app = Arc::new(app);
             for row in rows {
@@ -414,7 +413,8 @@ impl Dispatcher {
             return Ok(());
         }
         let Some(url) = app.request_url.clone().filter(|_| app.request_url_verified) else {
-            return self.recheck_later(app_id, now, &rows);
+            self.recheck_later(app_id, now, &rows);
+            return Ok(());
         };
         let app = Arc::new(app);
         let url: Arc<str> = url.into();
@@ -457,21 +457,34 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// The transport went away between the check and the send: leave the rows pending,
-    /// untouched, and look again at the next recheck.
-    fn recheck_later(&self, app_id: &str, now: i64, rows: &[DueDelivery]) -> Result<(), String> {
-        let recheck = now + self.cfg.hold_recheck.as_millis() as i64;
+    /// Rows a round took that get no attempt leave the lane together (one lock); with
+    /// `recheck`, the lane also drops its hand-overs and looks again by then.
+    fn release(&self, app_id: &str, seqs: &[i64], recheck: Option<i64>) {
         let mut lanes = self.lanes();
-        lanes.spill(app_id);
+        if recheck.is_some() {
+            lanes.spill(app_id);
+        }
         if let Some(l) = lanes.get_mut(app_id) {
-            for r in rows {
-                l.in_flight.remove(&r.delivery.seq);
+            for seq in seqs {
+                l.in_flight.remove(seq);
             }
-            l.next_due = Some(l.next_due.map_or(recheck, |d| d.min(recheck)));
+            if let Some(t) = recheck {
+                l.next_due = Some(l.next_due.map_or(t, |d| d.min(t)));
+            }
         }
         drop(lanes);
-        metrics::gauge!("tidings_deliveries_in_flight").decrement(rows.len() as f64);
-        Ok(())
+        metrics::gauge!("tidings_deliveries_in_flight").decrement(seqs.len() as f64);
+    }
+
+    /// The transport went away between the check and the send: leave the rows pending,
+    /// untouched, and look again at the next recheck.
+    fn recheck_later(&self, app_id: &str, now: i64, rows: &[DueDelivery]) {
+        let seqs: Vec<i64> = rows.iter().map(|r| r.delivery.seq).collect();
+        self.release(
+            app_id,
+            &seqs,
+            Some(now + self.cfg.hold_recheck.as_millis() as i64),
+        );
     }
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {

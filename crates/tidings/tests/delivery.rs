@@ -569,9 +569,9 @@ async fn every_retry_is_attempted_when_many_first_attempts_fail_together() {
 }
 
 /// Bursts of batch publishes to two apps with narrow lanes: deliveries reach a lane both
-/// handed over from the publish and read back from the store (a lane falls behind, reads
-/// the store, catches up, takes hand-overs again). Each event reaches each app exactly
-/// once, with none left pending.
+/// read back from the store (a new lane reads it until it has caught up) and handed over
+/// from the publish (once it has), with the two racing at the switch. Each event reaches
+/// each app exactly once, with none left pending.
 #[tokio::test]
 async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
     let s = Server::start_with(&[("TIDINGS_DELIVERY_MAX_IN_FLIGHT_PER_APP", "4")]);

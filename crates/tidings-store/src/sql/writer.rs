@@ -371,31 +371,33 @@ mod tests {
     #[tokio::test]
     async fn a_lean_job_that_fails_after_writing_rolls_back_its_whole_batch() {
         let w = writer();
-        // Hold the writer so the three jobs below share one batch.
+        // Hold the writer inside a batch of its own; the three jobs below queue meanwhile
+        // and so share the next batch.
+        let (started, running) = oneshot::channel::<()>();
         let (hold, held) = std::sync::mpsc::channel::<()>();
         let w1 = w.clone();
         let gate = tokio::spawn(async move {
             w1.write(move |_| {
+                let _ = started.send(());
                 let _ = held.recv();
                 Ok(())
             })
             .await
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let w2 = w.clone();
-        let all = tokio::spawn(async move {
-            let first = w2.write(|c| c.execute("INSERT INTO t VALUES ('a')", &[]));
-            let broken = w2.write_lean(|c| {
-                c.execute("INSERT INTO t VALUES ('b')", &[])?;
-                Err::<(), _>(StoreError::Conflict("after a write".into()))
-            });
-            let last = w2.write(|c| c.execute("INSERT INTO t VALUES ('c')", &[]));
-            tokio::join!(first, broken, last)
+        running.await.unwrap();
+        let first = w.write(|c| c.execute("INSERT INTO t VALUES ('a')", &[]));
+        let broken = w.write_lean(|c| {
+            c.execute("INSERT INTO t VALUES ('b')", &[])?;
+            Err::<(), _>(StoreError::Conflict("after a write".into()))
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let last = w.write(|c| c.execute("INSERT INTO t VALUES ('c')", &[]));
+        let all = futures::future::join3(first, broken, last);
+        futures::pin_mut!(all);
+        // One poll queues all three (the queue has room), in this order.
+        assert!(futures::poll!(&mut all).is_pending());
         hold.send(()).unwrap();
         gate.await.unwrap().unwrap();
-        let (a, b, c) = all.await.unwrap();
+        let (a, b, c) = all.await;
         assert!(a.is_err() && b.is_err() && c.is_err(), "{a:?} {b:?} {c:?}");
         let keys = w
             .write(|c| c.query("SELECT k FROM t ORDER BY k", &[], |r| r.get::<String>(0)))
