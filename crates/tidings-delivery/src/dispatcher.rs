@@ -124,9 +124,8 @@ impl Dispatcher {
 
     /// How many more attempts the lane may start now.
     fn room(&self, l: &Lane) -> usize {
-        let attempts = self
-            .cfg
-            .max_in_flight_per_app
+        let attempts = l
+            .width(self.cfg.max_in_flight_per_app)
             .saturating_sub(l.in_flight.len());
         attempts.min(SETTLING_PER_LANE.saturating_sub(l.settling.len()))
     }
@@ -256,9 +255,10 @@ impl Dispatcher {
                     lanes.spill(app);
                 }
                 lanes
-                    .iter()
+                    .iter_mut()
                     .filter(|(_, l)| l.has_work(now) && self.room(l) > 0)
                     .map(|(a, l)| {
+                        l.round_started(now);
                         let read = l.store_due(now).then(|| l.exclusion());
                         (a.clone(), self.room(l), read)
                     })
@@ -455,6 +455,25 @@ impl Dispatcher {
         });
         metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
         self.wake.notify_one();
+    }
+
+    /// Counts whether an attempt reached the app's endpoint, pacing its lane while nobody
+    /// answers there (see [`crate::lane`]), and says so in the log when that changes.
+    fn reached(&self, app_id: &str, connected: bool) {
+        let mut change = None;
+        self.with_lane(app_id, |l| change = l.attempted(connected));
+        match change {
+            Some(false) => {
+                metrics::counter!("tidings_delivery_lanes_paced_total").increment(1);
+                tracing::warn!(
+                    app = app_id,
+                    after = crate::lane::UNREACHABLE_AFTER,
+                    "endpoint unreachable: attempts paced until one connects"
+                );
+            }
+            Some(true) => tracing::info!(app = app_id, "endpoint reachable again: lane open"),
+            None => {}
+        }
     }
 
     /// Rows a round took that get no attempt leave the lane together (one lock); with
@@ -656,6 +675,10 @@ impl Dispatcher {
             NextStep::Retry { at_ms, .. } => Some(*at_ms),
             _ => None,
         };
+        if let Some(a) = &outcome.attempt {
+            let connected = a.reason.as_deref() != Some(FailureReason::ConnectionFailed.as_str());
+            self.reached(app_id, connected);
+        }
         self.end_attempt(app_id, seq, true, None);
         let (done, written) = tokio::sync::oneshot::channel();
         if self.outcomes.send((outcome, done)).await.is_ok() {

@@ -8,11 +8,26 @@
 //! came back short), so it never holds newer deliveries while older ones wait on disk;
 //! when it cannot take one (the global bound), it drops all it holds — every one of them
 //! is pending on disk — and reads the store, in order, until it has caught up again.
+//!
+//! An endpoint nobody answers at (its last [`UNREACHABLE_AFTER`] attempts all failed to
+//! connect) gets a paced lane: at most [`PROBES`] attempts at a time, one round per
+//! [`PACE_MS`]. The rest stay pending, in order, untouched, and the first attempt that
+//! reaches the endpoint opens the lane again. A down endpoint then costs a few hundred
+//! attempts a second however much piles up for it, instead of taking the CPU the apps
+//! that answer need.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 
 use tidings_store::DueDelivery;
+
+/// Attempts in a row that failed to connect before a lane is paced.
+pub const UNREACHABLE_AFTER: u32 = 16;
+/// Attempts a paced lane has under way at most.
+pub const PROBES: usize = 4;
+/// Time between two rounds of a paced lane (ms): with [`PROBES`], at most 160 attempts a
+/// second.
+pub const PACE_MS: i64 = 25;
 
 #[derive(Default)]
 pub struct Lane {
@@ -34,6 +49,11 @@ pub struct Lane {
     /// The last store read came back short: the store holds nothing due for the lane
     /// that the lane does not know of, so it may take hand-overs.
     caught_up: bool,
+    /// Attempts in a row that found nobody at the endpoint (refused, unresolvable, no
+    /// TLS handshake): past [`UNREACHABLE_AFTER`] the lane is paced.
+    connect_failures: u32,
+    /// A paced lane starts no round before this (ms).
+    paced_until: i64,
 }
 
 impl Lane {
@@ -50,16 +70,54 @@ impl Lane {
 
     /// Whether the lane has anything to start at `now` (given room for it).
     pub fn has_work(&self, now: i64) -> bool {
-        self.store_due(now) || !self.ready.is_empty()
+        (self.store_due(now) || !self.ready.is_empty()) && self.paced_until <= now
     }
 
-    /// When the lane next has work: now when it holds hand-overs.
+    /// When the lane next has work: now when it holds hand-overs; for a paced lane, not
+    /// before its next round.
     pub fn next_work(&self, now: i64) -> Option<i64> {
-        if self.ready.is_empty() {
+        let t = if self.ready.is_empty() {
             self.next_due
         } else {
             Some(now)
+        };
+        t.map(|t| t.max(self.paced_until))
+    }
+
+    /// Whether the endpoint's recent attempts all failed to connect.
+    pub fn unreachable(&self) -> bool {
+        self.connect_failures >= UNREACHABLE_AFTER
+    }
+
+    /// Most attempts the lane may have under way, given its configured width.
+    pub fn width(&self, configured: usize) -> usize {
+        if self.unreachable() {
+            configured.min(PROBES)
+        } else {
+            configured
         }
+    }
+
+    /// A round is starting at `now`: a paced lane starts its next one [`PACE_MS`] later.
+    pub fn round_started(&mut self, now: i64) {
+        if self.unreachable() {
+            self.paced_until = now + PACE_MS;
+        }
+    }
+
+    /// An attempt ended: `connected` tells whether it reached the endpoint (any answer,
+    /// or a timeout after connecting). Returns the change in reachability, if any:
+    /// `Some(false)` when the lane has just become paced, `Some(true)` when it opens again.
+    pub fn attempted(&mut self, connected: bool) -> Option<bool> {
+        let was = self.unreachable();
+        if connected {
+            self.connect_failures = 0;
+            self.paced_until = 0;
+        } else {
+            self.connect_failures = self.connect_failures.saturating_add(1);
+        }
+        let now = self.unreachable();
+        (was != now).then_some(!now)
     }
 
     /// Whether the lane holds hand-overs.
@@ -349,6 +407,45 @@ mod tests {
         let mut ex = l.exclusion();
         ex.sort();
         assert_eq!(ex, vec![30, 31, 32]);
+    }
+
+    #[test]
+    fn a_lane_whose_attempts_keep_failing_to_connect_is_paced_until_one_connects() {
+        let mut l = Lane::default();
+        l.due_by(0);
+        for _ in 1..UNREACHABLE_AFTER {
+            assert_eq!(l.attempted(false), None);
+        }
+        assert_eq!(
+            l.width(256),
+            256,
+            "not yet: a few refusals are not an outage"
+        );
+        assert_eq!(l.attempted(false), Some(false), "now paced");
+        assert_eq!(l.width(256), PROBES);
+        assert_eq!(l.width(2), 2, "never wider than configured");
+        l.round_started(100);
+        assert!(
+            !l.has_work(100 + PACE_MS - 1),
+            "no round before the pace allows"
+        );
+        assert!(l.has_work(100 + PACE_MS));
+        assert_eq!(l.next_work(100), Some(100 + PACE_MS));
+        assert_eq!(l.attempted(false), None, "still paced");
+        assert_eq!(l.attempted(true), Some(true), "one answer opens it");
+        assert_eq!(l.width(256), 256);
+        assert!(l.has_work(100), "and the pace is lifted at once");
+        l.round_started(200);
+        assert!(l.has_work(200), "an open lane is never paced");
+    }
+
+    #[test]
+    fn an_answer_between_refusals_starts_the_count_again() {
+        let mut l = Lane::default();
+        for i in 0..(3 * UNREACHABLE_AFTER) {
+            l.attempted(i % UNREACHABLE_AFTER == 0);
+        }
+        assert!(!l.unreachable());
     }
 
     #[test]

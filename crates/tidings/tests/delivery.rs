@@ -1,6 +1,7 @@
 //! Events out over HTTP, against real receivers on 127.0.0.1: verification, signing,
 //! Slack's retries and their headers, redirects, No-Retry, timeouts, holds, redelivery,
-//! isolation between apps, the rate limit and the health rule.
+//! isolation between apps, pacing of an endpoint nobody answers at, the rate limit and the
+//! health rule.
 
 mod support;
 
@@ -434,6 +435,81 @@ async fn a_stalled_app_does_not_hold_up_another() {
         "at most max_in_flight_per_app requests in flight to one app: {}",
         stuck.events().len()
     );
+}
+
+/// The server's Prometheus text.
+async fn metrics_text(s: &Server) -> String {
+    Server::client()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_is_paced_and_gets_its_pile_once_it_answers() {
+    let s = Server::start_with(&[(
+        "TIDINGS_DELIVERY_RETRY_SCHEDULE",
+        r#"["100ms","100ms","4s"]"#,
+    )]);
+    let mut r = Receiver::start().await;
+    app_in_channel(&s, "A01", Some(&r.url)).await;
+    let first = say(&s, "while up").await;
+    wait_status(&s, &first, "delivered").await;
+
+    r.stop().await;
+    let mut pile = Vec::new();
+    for i in 0..10 {
+        pile.push(say(&s, &format!("while down {i}")).await);
+    }
+    // 10 events × (first attempt + 2 quick retries) refused: past 16 in a row.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !metrics_text(&s)
+        .await
+        .contains("tidings_delivery_lanes_paced_total 1")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lane was never paced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Each has had its first attempt and both quick retries; the last waits 4 s.
+    for ev in &pile {
+        loop {
+            let d = delivery_of(&s, ev).await;
+            assert_eq!(d["status"], "pending", "paced, not given up: {d}");
+            if d["attempts"].as_array().unwrap().len() == 3 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{d}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let back = Receiver::at(r.addr, Arc::new(|_, _| Reply::ok())).await;
+    let after = say(&s, "after").await;
+    wait_status(&s, &after, "delivered").await;
+    for ev in &pile {
+        let d = wait_status(&s, ev, "delivered").await;
+        let attempts = d["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 4, "{d}");
+        assert!(
+            attempts[..3]
+                .iter()
+                .all(|a| a["reason"] == "connection_failed"),
+            "{d}"
+        );
+    }
+    let got: Vec<String> = back
+        .events()
+        .iter()
+        .map(|h| h.json()["event"]["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(got.len(), 11, "each event once, none lost: {got:?}");
 }
 
 #[tokio::test]

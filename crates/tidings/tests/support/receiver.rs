@@ -75,8 +75,12 @@ struct Shared {
 
 pub struct Receiver {
     pub url: String,
+    pub addr: std::net::SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Arc<Mutex<Script>>,
+    /// Ends the server: its port closes and its keep-alive connections with it.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 async fn handle(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
@@ -142,6 +146,11 @@ impl Receiver {
     }
 
     pub async fn with(script: Script) -> Receiver {
+        Self::at("127.0.0.1:0".parse().unwrap(), script).await
+    }
+
+    /// A receiver on `addr` (a port of an earlier, stopped receiver, say).
+    pub async fn at(addr: std::net::SocketAddr, script: Script) -> Receiver {
         let shared = Shared {
             hits: Arc::new(Mutex::new(Vec::new())),
             seen: Arc::default(),
@@ -150,15 +159,33 @@ impl Receiver {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         Receiver {
             url: format!("http://{addr}/slack/events"),
+            addr,
             hits: shared.hits,
             script: shared.script,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// Closes the port and every connection to it: from now on, connecting is refused.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
         }
     }
 
