@@ -392,6 +392,21 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// Inserts one row into a table keyed by `seq` and returns the row's `seq`. SQLite runs
+    /// the plain INSERT and reads the rowid back: a `RETURNING` clause makes it open a
+    /// statement journal and copy every page the insert touches into it first.
+    pub fn insert_seq(&self, sql: &str, params: &[Param]) -> StoreResult<i64> {
+        match self {
+            Conn::Sqlite(c) => {
+                self.execute(sql, params)?;
+                Ok(c.last_insert_rowid())
+            }
+            Conn::Postgres(_) => {
+                self.query_one(&format!("{sql} RETURNING seq"), params, |r| r.get(0))
+            }
+        }
+    }
+
     /// Runs a query and maps every row.
     pub fn query<T>(
         &self,

@@ -141,39 +141,73 @@ pub fn next_due(c: &Conn, app: &str, exclude: &[i64], leases: bool) -> StoreResu
     c.query_one(&sql, params![app, exclusion_json(exclude)], |r| r.get(0))
 }
 
-/// Records attempts and where each delivery goes next, counting both into `tally`.
+/// Records attempts and where each delivery goes next, counting both into `tally`. An
+/// outcome for a delivery that is not there is skipped. On SQLite the row is read first, so
+/// nothing here fails after writing but the disk itself: the writer runs it without a
+/// savepoint (see [`super::writer`]), and no statement uses RETURNING, which would open a
+/// statement journal per outcome (see `Conn::insert_seq`). PostgreSQL, where every job has
+/// its savepoint anyway, keeps one round trip fewer per outcome.
 pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<()> {
+    const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
+                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
+                lease_until = NULL, leased_by = NULL
+             WHERE seq = ?1";
     let t = now();
     for o in outcomes {
-        if let Some(a) = &o.attempt {
-            c.execute(
-                "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-                 VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    o.seq,
-                    a.at,
-                    a.transport,
-                    a.status_code,
-                    a.reason,
-                    a.latency_ms,
-                    a.retry_num
-                ],
-            )?;
-        }
         let (status, reason, next): (&str, Option<&str>, Option<i64>) = match &o.next {
             NextStep::Delivered => ("delivered", None, None),
             NextStep::Retry { at_ms, reason } => ("pending", Some(reason.as_str()), Some(*at_ms)),
             NextStep::Failed { reason } => ("failed", Some(reason), None),
             NextStep::Dropped { reason } => ("dropped", Some(reason), None),
         };
-        let app: Option<String> = c.query_opt(
-            "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
-                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
-                lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1 RETURNING app_id",
-            params![o.seq, o.attempt.is_some() as i64, status, reason, next, t],
-            |r| r.get(0),
-        )?;
+        let attempted = o.attempt.is_some() as i64;
+        let update = params![o.seq, attempted, status, reason, next, t];
+        let app: Option<String> = match c.dialect() {
+            Dialect::Sqlite => {
+                let row: Option<(String, i64)> = c.query_opt(
+                    "SELECT app_id, attempts FROM deliveries WHERE seq = ?1",
+                    params![o.seq],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let Some((app, attempts)) = row else { continue };
+                if let Some(a) = &o.attempt {
+                    c.execute(
+                        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            o.seq,
+                            attempts + 1,
+                            a.at,
+                            a.transport,
+                            a.status_code,
+                            a.reason,
+                            a.latency_ms,
+                            a.retry_num
+                        ],
+                    )?;
+                }
+                c.execute(UPDATE, update)?;
+                Some(app)
+            }
+            Dialect::Postgres => {
+                if let Some(a) = &o.attempt {
+                    c.execute(
+                        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+                         VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            o.seq,
+                            a.at,
+                            a.transport,
+                            a.status_code,
+                            a.reason,
+                            a.latency_ms,
+                            a.retry_num
+                        ],
+                    )?;
+                }
+                c.query_opt(&format!("{UPDATE} RETURNING app_id"), update, |r| r.get(0))?
+            }
+        };
         let Some(app) = app else { continue };
         if let Some(a) = &o.attempt {
             tally.attempt(
@@ -295,4 +329,99 @@ pub fn pending_count(c: &Conn) -> StoreResult<u64> {
         params![],
         |r| r.get::<i64>(0),
     )? as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::migrations::sqlite::migrate;
+
+    fn attempt(reason: Option<&str>) -> Option<Attempt> {
+        Some(Attempt {
+            at: 1_000,
+            transport: "http".into(),
+            status_code: reason.is_none().then_some(200),
+            reason: reason.map(str::to_string),
+            latency_ms: 3,
+            retry_num: 0,
+        })
+    }
+
+    /// A store holding one pending delivery (seq 1) for app A1.
+    fn one_delivery() -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        migrate(&db).unwrap();
+        db.execute_batch(
+            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
+             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
+             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
+               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);",
+        )
+        .unwrap();
+        let seq = Conn::Sqlite(&db)
+            .insert_seq(
+                "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+                 VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0)",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(seq, 1);
+        db
+    }
+
+    #[test]
+    fn outcomes_number_their_attempts_and_move_the_delivery_on() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        let failed = AttemptOutcome {
+            seq: 1,
+            attempt: attempt(Some("http_error")),
+            next: NextStep::Retry {
+                at_ms: 5_000,
+                reason: "http_error".into(),
+            },
+        };
+        let delivered = AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+        };
+        let mut tally = Tally::default();
+        record(&c, &[failed, delivered], &mut tally).unwrap();
+        let ns: Vec<i64> = c
+            .query(
+                "SELECT n FROM delivery_attempts WHERE delivery_seq = 1 ORDER BY n",
+                &[],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(ns, vec![1, 2]);
+        let (status, attempts): (String, i64) = c
+            .query_one(
+                "SELECT status, attempts FROM deliveries WHERE seq = 1",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("delivered", 2));
+    }
+
+    #[test]
+    fn an_outcome_for_a_delivery_that_is_not_there_writes_nothing() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        let before = c.total_changes();
+        let stray = AttemptOutcome {
+            seq: 99,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+        };
+        record(&c, &[stray], &mut Tally::default()).unwrap();
+        assert_eq!(
+            c.total_changes(),
+            before,
+            "so it may run without a savepoint"
+        );
+    }
 }

@@ -312,9 +312,9 @@ pub fn publish_one(
             woken.push(app_id.clone());
         }
         let delivery_id = ids::sequential(IdKind::Delivery);
-        let seq: i64 = c.query_one(
+        let seq: i64 = c.insert_seq(
             "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, reason, auth, next_attempt_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING seq",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
             params![
                 delivery_id,
                 event_id,
@@ -327,7 +327,6 @@ pub fn publish_one(
                 created * 1000,
                 created
             ],
-            |r| r.get(0),
         )?;
         if hand_over {
             let event = stored

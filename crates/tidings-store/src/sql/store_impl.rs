@@ -402,7 +402,8 @@ impl Store for SqlStore {
 
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
         let counter = self.counter.clone();
-        self.write(move |c| {
+        // Fails only before writing, or on the disk itself (see `dispatch::record`).
+        self.write_lean(move |c| {
             let mut tally = crate::insights::Tally::default();
             dispatch::record(c, &outcomes, &mut tally)?;
             counter.add(tally);
