@@ -68,6 +68,8 @@ pub struct Dispatcher {
 
 /// An outcome on its way to the store, and who waits for it to be written.
 type QueuedOutcome = (AttemptOutcome, tokio::sync::oneshot::Sender<()>);
+/// A round's store read: the seqs to skip, and the lane's fence (read only below it).
+type StoreRead = (Vec<i64>, Option<i64>);
 
 /// Most outcomes written in one store call.
 const OUTCOME_BATCH: usize = 512;
@@ -141,12 +143,14 @@ impl Dispatcher {
         }
     }
 
-    /// New or re-enabled work for these apps: look at them now.
+    /// New or re-enabled work for these apps: look at them now. The work may lie above
+    /// a lane's fence (deliveries a publish did not hand over), so the lane spills.
     pub fn wake<I: IntoIterator<Item = String>>(&self, apps: I) {
         let now = now_ms();
         {
             let mut lanes = self.lanes();
             for app in apps {
+                lanes.spill(&app);
                 lanes.entry(app).or_default().due_by(now);
             }
         }
@@ -241,14 +245,15 @@ impl Dispatcher {
             // free permits, so with thousands of busy lanes memory stays bounded by
             // `max_in_flight_total`, not by lanes x `max_in_flight_per_app`. When permits
             // run short, each loop starts at a different lane, so none is starved.
-            let mut ready: Vec<(String, usize, Option<Vec<i64>>)> = {
+            let mut ready: Vec<(String, usize, Option<StoreRead>)> = {
                 let mut lanes = self.lanes();
-                // A lane with work due in the store (a retry, a wake-up) drops its hand-overs
-                // and reads everything from the store in order: excluding thousands of queued
-                // rows from each read made retry-heavy rounds slow.
+                // A caught-up lane with work due in the store (a retry, a wake-up) drops its
+                // hand-overs and reads everything from the store in order: excluding
+                // thousands of queued rows from each read made retry-heavy rounds slow. A
+                // lane with a fence reads below it and keeps them.
                 let spill: Vec<String> = lanes
                     .iter()
-                    .filter(|(_, l)| l.store_due(now) && l.holds())
+                    .filter(|(_, l)| l.must_spill(now))
                     .map(|(a, _)| a.clone())
                     .collect();
                 for app in &spill {
@@ -259,7 +264,7 @@ impl Dispatcher {
                     .filter(|(_, l)| l.has_work(now) && self.room(l) > 0)
                     .map(|(a, l)| {
                         l.round_started(now);
-                        let read = l.store_due(now).then(|| l.exclusion());
+                        let read = l.store_due(now).then(|| (l.exclusion(), l.fence()));
                         (a.clone(), self.room(l), read)
                     })
                     .collect()
@@ -279,8 +284,8 @@ impl Dispatcher {
             // pile, a slow store read) does not hold up the others.
             let me = &self;
             futures::stream::iter(ready)
-                .for_each_concurrent(CONCURRENT_ROUNDS, |(app, capacity, exclude)| async move {
-                    if let Err(e) = me.fill(&app, capacity, exclude, now).await {
+                .for_each_concurrent(CONCURRENT_ROUNDS, |(app, capacity, read)| async move {
+                    if let Err(e) = me.fill(&app, capacity, read, now).await {
                         tracing::error!(app = %app, error = %e, "dispatch round failed");
                         me.with_lane(&app, |l| l.next_due = Some(now + 1000));
                     }
@@ -307,13 +312,14 @@ impl Dispatcher {
         }
     }
 
-    /// One round for one app: up to `capacity` deliveries, from the store when `exclude`
-    /// is given (what the read must skip) and then from those handed over, and act on them.
+    /// One round for one app: up to `capacity` deliveries, from the store when `read` is
+    /// given (what the read must skip, and the lane's fence) and then from those handed
+    /// over, and act on them.
     async fn fill(
         self: &Arc<Self>,
         app_id: &str,
         capacity: usize,
-        exclude: Option<Vec<i64>>,
+        read: Option<StoreRead>,
         now: i64,
     ) -> Result<(), String> {
         let seen = self.lanes().get(app_id).map_or(0, |l| l.woken);
@@ -368,17 +374,17 @@ impl Dispatcher {
             );
             return Ok(());
         }
-        let mut read = None;
-        if let Some(exclude) = exclude {
+        let mut found = None;
+        if let Some((exclude, below)) = read {
             let (rows, next) = self
                 .store
-                .due_deliveries(app_id, now, capacity, exclude)
+                .due_deliveries(app_id, now, capacity, exclude, below)
                 .await
                 .map_err(|e| e.to_string())?;
             self.settle_due(app_id, seen, next);
-            read = Some(rows);
+            found = Some(rows);
         }
-        let rows = self.lanes().take(app_id, read, capacity);
+        let rows = self.lanes().take(app_id, found, capacity);
         metrics::gauge!("tidings_deliveries_in_flight").increment(rows.len() as f64);
         if rows.is_empty() {
             return Ok(());
@@ -445,14 +451,7 @@ impl Dispatcher {
     /// its outcome is still to be written (`settling`), the row stays excluded from
     /// fetching until then.
     fn end_attempt(&self, app_id: &str, seq: i64, settling: bool, due_at: Option<i64>) {
-        self.with_lane(app_id, |l| {
-            if l.in_flight.remove(&seq) && settling {
-                l.settling.insert(seq);
-            }
-            if let Some(t) = due_at {
-                l.due_by(t);
-            }
-        });
+        self.lanes().attempt_ended(app_id, seq, settling, due_at);
         metrics::gauge!("tidings_deliveries_in_flight").decrement(1.0);
         self.wake.notify_one();
     }
@@ -684,12 +683,7 @@ impl Dispatcher {
         if self.outcomes.send((outcome, done)).await.is_ok() {
             let _ = written.await;
         }
-        self.with_lane(app_id, |l| {
-            l.settling.remove(&seq);
-            if let Some(t) = retry_at {
-                l.due_by(t);
-            }
-        });
+        self.lanes().settled(app_id, seq, retry_at, now_ms());
         // The permit goes back before the wake-up, so the round it starts can use it.
         drop(permit);
         // A retry is due later, and a lane that was full of settling attempts has room.

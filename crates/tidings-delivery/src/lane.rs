@@ -4,10 +4,17 @@
 //!
 //! A delivery reaches a lane in one of two ways: a store read (the store is the queue),
 //! or a hand-over from the writer right after a publish committed it ([`Lanes::offer`]).
-//! A lane takes hand-overs only while it has caught up with the store (its last read
-//! came back short), so it never holds newer deliveries while older ones wait on disk;
-//! when it cannot take one (the global bound), it drops all it holds — every one of them
-//! is pending on disk — and reads the store, in order, until it has caught up again.
+//! A lane that has caught up with the store (its last read came back short) takes
+//! hand-overs as they come. A lane behind the store takes them too, and sets its *fence*
+//! at the first one: every delivery at or above the fence that was never attempted is one
+//! the lane holds (or has started), so its store reads ask only for what lies below the
+//! fence (the backlog, and retries) and take those first, in order; once a read comes
+//! back short the lane has caught up and the fence goes. A pile that outgrows one read
+//! no longer sends every new delivery through the store. Whatever could break that
+//! promise — the global bound on what lanes hold, deliveries a publish did not hand over
+//! (a wake-up), a retry of a delivery above the fence, a delivery put back untried —
+//! makes the lane *spill*: it drops all it holds (every one of them is pending on disk)
+//! and reads the store, in order, without a fence, until it takes hand-overs again.
 //!
 //! An endpoint nobody answers at (its last [`UNREACHABLE_AFTER`] attempts all failed to
 //! connect) gets a paced lane: at most [`PROBES`] attempts at a time, one round per
@@ -47,8 +54,11 @@ pub struct Lane {
     ready: VecDeque<DueDelivery>,
     queued: HashSet<i64>,
     /// The last store read came back short: the store holds nothing due for the lane
-    /// that the lane does not know of, so it may take hand-overs.
+    /// that the lane does not know of.
     caught_up: bool,
+    /// Set while behind the store: every never-attempted delivery at or above this seq
+    /// is held or under way here, so store reads skip them (see the module's docs).
+    fence: Option<i64>,
     /// Attempts in a row that found nobody at the endpoint (refused, unresolvable, no
     /// TLS handshake): past [`UNREACHABLE_AFTER`] the lane is paced.
     connect_failures: u32,
@@ -125,14 +135,32 @@ impl Lane {
         !self.ready.is_empty()
     }
 
-    /// What a store read must skip: attempts under way or settling, and hand-overs held.
+    /// What a store read must skip: attempts under way or settling, and hand-overs held
+    /// (those the fence does not already keep out).
     pub fn exclusion(&self) -> Vec<i64> {
+        let queued = self.fence.is_none().then_some(&self.queued);
         self.in_flight
             .iter()
             .chain(&self.settling)
-            .chain(&self.queued)
+            .chain(queued.into_iter().flatten())
             .copied()
             .collect()
+    }
+
+    /// Store reads ask only for deliveries below this seq (see the module's docs).
+    pub fn fence(&self) -> Option<i64> {
+        self.fence
+    }
+
+    /// Whether the lane must drop its hand-overs before reading the store at `now`: it has
+    /// store work due (a retry, a wake-up) that its fence does not account for.
+    pub fn must_spill(&self, now: i64) -> bool {
+        self.store_due(now) && self.holds() && self.fence.is_none()
+    }
+
+    /// Whether a retry of `seq` would be hidden from the lane's store reads by its fence.
+    pub fn fenced_out(&self, seq: i64) -> bool {
+        self.fence.is_some_and(|f| seq >= f)
     }
 }
 
@@ -179,6 +207,44 @@ impl Lanes {
             l.ready.clear();
             l.queued.clear();
             l.caught_up = false;
+            l.fence = None;
+        }
+    }
+
+    /// An attempt of `seq` is over and its place in the lane free. With `settling`, its
+    /// outcome is still to be written and the row stays excluded until then; without, it
+    /// was put back untried, pending on disk, and the lane spills so that no fence hides
+    /// it from the reads. `due_at`: when the lane next has store work.
+    pub fn attempt_ended(&mut self, app_id: &str, seq: i64, settling: bool, due_at: Option<i64>) {
+        if !settling {
+            self.spill(app_id);
+        }
+        if let Some(l) = self.map.get_mut(app_id) {
+            if l.in_flight.remove(&seq) && settling {
+                l.settling.insert(seq);
+            }
+            if let Some(t) = due_at {
+                l.due_by(t);
+            }
+        }
+    }
+
+    /// The outcome of `seq` is durable; with `retry_at`, the delivery is pending again
+    /// from then. A retry at or above the lane's fence would be hidden from its reads, so
+    /// the lane spills and reads the store from `now`.
+    pub fn settled(&mut self, app_id: &str, seq: i64, retry_at: Option<i64>, now: i64) {
+        let hidden = retry_at.is_some() && self.map.get(app_id).is_some_and(|l| l.fenced_out(seq));
+        if hidden {
+            self.spill(app_id);
+        }
+        if let Some(l) = self.map.get_mut(app_id) {
+            l.settling.remove(&seq);
+            if hidden {
+                l.due_by(now);
+            }
+            if let Some(t) = retry_at {
+                l.due_by(t);
+            }
         }
     }
 
@@ -188,10 +254,11 @@ impl Lanes {
         self.map.remove(app_id);
     }
 
-    /// Deliveries a publish has just committed. A lane that has caught up queues them;
-    /// otherwise they are left to the store read: the lane spills what it holds and is
-    /// due at `now`. A delivery already in flight, settling or queued (a store read took
-    /// it first) is skipped.
+    /// Deliveries a publish has just committed, in commit order. A lane queues them; one
+    /// behind the store sets its fence at the first (and is due at `now`, to read what
+    /// lies below). Past the global bound they are left to the store read: the lane
+    /// spills what it holds and is due at `now`. A delivery already in flight, settling or
+    /// queued (a store read took it first) is skipped.
     pub fn offer(&mut self, rows: Vec<DueDelivery>, now: i64) {
         for row in rows {
             let seq = row.delivery.seq;
@@ -208,7 +275,14 @@ impl Lanes {
             {
                 continue;
             }
-            if lane.caught_up && self.held < self.max_held {
+            // Commit order is seq order, so nothing lands below the fence; should it
+            // (another writer), the lane spills rather than hide it from its reads.
+            let fits = self.held < self.max_held && lane.fence.is_none_or(|f| seq >= f);
+            if fits {
+                if !lane.caught_up && lane.fence.is_none() {
+                    lane.fence = Some(seq);
+                    lane.due_by(now);
+                }
                 lane.queued.insert(seq);
                 lane.ready.push_back(row);
                 self.held += 1;
@@ -217,6 +291,7 @@ impl Lanes {
                 lane.ready.clear();
                 lane.queued.clear();
                 lane.caught_up = false;
+                lane.fence = None;
                 lane.due_by(now);
             }
         }
@@ -237,6 +312,7 @@ impl Lanes {
         };
         if read.as_ref().is_some_and(|r| r.len() < capacity) {
             l.caught_up = true;
+            l.fence = None;
         }
         let mut rows: Vec<DueDelivery> = read
             .unwrap_or_default()
@@ -319,16 +395,21 @@ mod tests {
     }
 
     #[test]
-    fn a_new_lane_reads_the_store_before_it_takes_hand_overs() {
+    fn a_new_lane_holds_hand_overs_and_first_reads_what_lies_below_them() {
         let mut lanes = Lanes::new(100);
         lanes.offer(vec![row("A1", 1), row("A1", 2)], 5);
-        assert_eq!(lanes.held(), 0);
+        assert_eq!(lanes.held(), 2);
         let l = &lanes["A1"];
+        assert_eq!(l.fence(), Some(1), "reads ask only for what lies below");
         assert_eq!(l.next_due, Some(5));
-        assert!(l.has_work(5));
-        // The store read finds both, comes back short, and the lane has caught up.
-        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 10);
-        assert_eq!(seqs(&rows), vec![1, 2]);
+        assert!(
+            l.exclusion().is_empty(),
+            "the fence keeps the held ones out"
+        );
+        // The store read finds an older one, comes back short, and the lane has caught up.
+        let rows = lanes.take("A1", Some(vec![row("A1", 0)]), 10);
+        assert_eq!(seqs(&rows), vec![0, 1, 2]);
+        assert_eq!(lanes["A1"].fence(), None);
         lanes.offer(vec![row("A1", 3)], 6);
         assert_eq!(lanes.held(), 1);
         assert_eq!(seqs(&lanes.take("A1", None, 10)), vec![3]);
@@ -336,16 +417,86 @@ mod tests {
     }
 
     #[test]
-    fn a_full_store_read_does_not_count_as_caught_up() {
+    fn a_lane_behind_the_store_keeps_its_hand_overs_and_takes_the_backlog_first() {
         let mut lanes = Lanes::new(100);
-        lanes.offer(vec![row("A1", 1)], 0);
-        lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
-        lanes.offer(vec![row("A1", 3)], 1);
-        assert_eq!(
-            lanes.held(),
-            0,
-            "more may be due on disk: the store read sends it"
+        lanes.offer(vec![row("A1", 10)], 0);
+        // A full read: more lies below the fence, and the hand-over waits behind it.
+        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
+        assert_eq!(seqs(&rows), vec![1, 2]);
+        lanes.offer(vec![row("A1", 11)], 1);
+        assert_eq!(lanes.held(), 2, "kept, not sent back to the store");
+        assert_eq!(lanes["A1"].fence(), Some(10));
+        assert!(lanes["A1"].fenced_out(10) && !lanes["A1"].fenced_out(9));
+        assert!(
+            !lanes["A1"].must_spill(1),
+            "a fenced lane reads below its fence without dropping what it holds"
         );
+        let rows = lanes.take("A1", Some(vec![row("A1", 3)]), 4);
+        assert_eq!(
+            seqs(&rows),
+            vec![3, 10, 11],
+            "the backlog, then the hand-overs"
+        );
+        assert_eq!(lanes["A1"].fence(), None, "caught up");
+    }
+
+    /// A lane behind the store, fenced at 10, holding 11, with 1, 2 and 10 under way.
+    fn fenced_with_10_under_way() -> Lanes {
+        let mut lanes = Lanes::new(100);
+        lanes.offer(vec![row("A1", 10), row("A1", 11)], 0);
+        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
+        assert_eq!(seqs(&rows), vec![1, 2], "a full read: still behind");
+        assert_eq!(seqs(&lanes.take("A1", None, 1)), vec![10]);
+        assert_eq!(lanes["A1"].fence(), Some(10));
+        // As the round that read would leave it: nothing more known to be due.
+        lanes.get_mut("A1").expect("lane").next_due = None;
+        lanes
+    }
+
+    #[test]
+    fn a_retry_above_the_fence_makes_the_lane_spill_so_its_read_finds_it() {
+        let mut lanes = fenced_with_10_under_way();
+        lanes.attempt_ended("A1", 10, true, None);
+        lanes.settled("A1", 10, Some(500), 20);
+        let l = &lanes["A1"];
+        assert_eq!(l.fence(), None, "a read below 10 would never find it");
+        assert_eq!(lanes.held(), 0);
+        assert_eq!(lanes["A1"].next_due, Some(20), "11 is read back now");
+        assert!(lanes["A1"].settling.is_empty());
+    }
+
+    #[test]
+    fn a_retry_below_the_fence_leaves_the_lane_as_it_is() {
+        let mut lanes = fenced_with_10_under_way();
+        lanes.attempt_ended("A1", 1, true, None);
+        lanes.settled("A1", 1, Some(500), 20);
+        assert_eq!(lanes["A1"].fence(), Some(10), "its read below 10 finds it");
+        assert_eq!(lanes.held(), 1);
+        assert_eq!(lanes["A1"].next_due, Some(500));
+    }
+
+    #[test]
+    fn a_delivery_put_back_untried_makes_the_lane_spill() {
+        let mut lanes = fenced_with_10_under_way();
+        lanes.attempt_ended("A1", 10, false, Some(900));
+        assert_eq!(lanes["A1"].fence(), None);
+        assert_eq!(lanes.held(), 0);
+        assert!(!lanes["A1"].in_flight.contains(&10));
+        assert!(lanes["A1"].settling.is_empty(), "nothing to write");
+        assert_eq!(lanes["A1"].next_due, Some(900));
+    }
+
+    #[test]
+    fn a_caught_up_lane_with_store_work_due_spills_before_it_reads() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.offer(vec![row("A1", 5)], 1);
+        assert_eq!(lanes["A1"].fence(), None);
+        assert!(!lanes["A1"].must_spill(1));
+        lanes.get_mut("A1").expect("lane").due_by(2);
+        assert!(lanes["A1"].must_spill(2), "a retry or a wake-up is due");
+        lanes.spill("A1");
+        assert_eq!(lanes.held(), 0);
     }
 
     #[test]
@@ -363,11 +514,14 @@ mod tests {
         let mut lanes = Lanes::new(3);
         caught_up(&mut lanes, "A1");
         lanes.offer((1..=5).map(|s| row("A1", s)).collect(), 7);
-        // 1-3 were queued, 4 did not fit: all are left to the store, and so is 5.
-        assert_eq!(lanes.held(), 0);
+        // 1-3 were queued, 4 did not fit: 1-4 are left to the store, and 5 is held
+        // with the fence at 5, so the store read below it comes first.
+        assert_eq!(lanes.held(), 1);
+        assert_eq!(lanes["A1"].fence(), Some(5));
         assert!(lanes["A1"].exclusion().is_empty());
         assert_eq!(lanes["A1"].next_due, Some(7));
-        assert!(lanes.take("A1", None, 10).is_empty());
+        let read = (1..=4).map(|s| row("A1", s)).collect();
+        assert_eq!(seqs(&lanes.take("A1", Some(read), 10)), vec![1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -120,14 +120,18 @@ pub trait Store: Send + Sync + 'static {
     /// Apps with pending deliveries and when the earliest is due (ms since the epoch).
     async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>>;
     /// Up to `limit` of an app's pending deliveries due by `now_ms`, earliest first,
-    /// skipping the `exclude`d (in flight) ones; and when the next pending one neither
-    /// excluded nor returned is due (`now_ms` when the limit was reached), in one read.
+    /// skipping the `exclude`d (in flight) ones and, with `below`, every one whose seq is
+    /// not below it (the dispatcher holds those: see its lanes' fence); and when the next
+    /// pending one neither skipped nor returned is due (`now_ms` when the limit was
+    /// reached), in one read. `below` is ignored where deliveries are claimed with leases
+    /// (nothing is handed over there).
     async fn due_deliveries(
         &self,
         app_id: &str,
         now_ms: i64,
         limit: usize,
         exclude: Vec<i64>,
+        below: Option<i64>,
     ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)>;
     /// Records attempts and their consequences (batched with other writes).
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;

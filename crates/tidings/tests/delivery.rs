@@ -650,8 +650,22 @@ async fn every_retry_is_attempted_when_many_first_attempts_fail_together() {
 /// each app exactly once, with none left pending.
 #[tokio::test]
 async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
-    let s = Server::start_with(&[("TIDINGS_DELIVERY_MAX_IN_FLIGHT_PER_APP", "4")]);
+    let s = Server::start_with(&[
+        ("TIDINGS_DELIVERY_MAX_IN_FLIGHT_PER_APP", "4"),
+        FAST_RETRIES,
+    ]);
     let fast = Receiver::start().await;
+    // Fails the first attempt of every tenth event: retries of deliveries the lane was
+    // handed, while it is behind the store.
+    let flaky = Receiver::with(Arc::new(|h: &Hit, seen| {
+        let text = h.json()["event"]["text"].as_str().unwrap_or("").to_string();
+        if seen == 0 && text.ends_with('7') {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    }))
+    .await;
     let slow = Receiver::with(Arc::new(|h: &Hit, _| {
         if h.is_verification() {
             Reply::default()
@@ -662,6 +676,7 @@ async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
     .await;
     app_in_channel(&s, "A01", Some(&fast.url)).await;
     app_in_channel(&s, "A02", Some(&slow.url)).await;
+    app_in_channel(&s, "A03", Some(&flaky.url)).await;
     const ROUNDS: usize = 6;
     const PER_BATCH: usize = 100;
     const PUBLISHERS: usize = 3;
@@ -685,27 +700,39 @@ async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
     }
     let total = ROUNDS * PER_BATCH * PUBLISHERS;
     assert_eq!(expected.len(), total);
-    for (name, r) in [("fast", &fast), ("slow", &slow)] {
-        r.wait_for(30, &format!("{total} events at the {name} app"), |h| {
-            h.iter().filter(|h| !h.is_verification()).count() >= total
+    // Every tenth event (text ending in 7) is sent twice to the flaky app: the refused
+    // first attempt and its retry.
+    let flaky_total = total + total / 10;
+    for (name, r, want) in [
+        ("fast", &fast, total),
+        ("slow", &slow, total),
+        ("flaky", &flaky, flaky_total),
+    ] {
+        r.wait_for(30, &format!("{want} requests at the {name} app"), |h| {
+            h.iter().filter(|h| !h.is_verification()).count() >= want
         })
         .await;
-        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        let mut seen = std::collections::BTreeMap::<String, (usize, bool)>::new();
         for h in r.events() {
-            let id = h.json()["event_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            *seen.entry(id).or_default() += 1;
+            let j = h.json();
+            let id = j["event_id"].as_str().unwrap_or_default().to_string();
+            let retried = j["event"]["text"].as_str().unwrap_or("").ends_with('7');
+            let e = seen.entry(id).or_default();
+            e.0 += 1;
+            e.1 = retried && name == "flaky";
         }
-        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        let extra: Vec<_> = seen
+            .iter()
+            .filter(|(_, (n, retried))| *n > 1 + usize::from(*retried))
+            .collect();
         assert!(
-            twice.is_empty(),
-            "{name}: delivered more than once: {twice:?}"
+            extra.is_empty(),
+            "{name}: delivered more than once: {extra:?}"
         );
         let got: std::collections::BTreeSet<String> = seen.into_keys().collect();
         assert_eq!(got, expected, "{name}: the events delivered");
     }
-    s.wait_none_pending("A01").await;
-    s.wait_none_pending("A02").await;
+    for app in ["A01", "A02", "A03"] {
+        s.wait_none_pending(app).await;
+    }
 }

@@ -46,18 +46,19 @@ pub fn due(
     now_ms: i64,
     limit: usize,
     exclude: &[i64],
+    below: Option<i64>,
 ) -> StoreResult<Vec<DueDelivery>> {
     let sql = format!(
         "SELECT {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E} FROM deliveries d JOIN events e ON e.id = d.event_id
          WHERE d.app_id = ?1 AND d.status = 'pending' AND d.next_attempt_at <= ?2
-           AND {}
+           AND {} AND (?5 IS NULL OR d.seq < ?5)
          ORDER BY d.next_attempt_at, d.seq LIMIT ?3",
         delivery_columns("d"),
         not_excluded(c.dialect(), 4),
     );
     c.query(
         &sql,
-        params![app, now_ms, limit as i64, exclusion_json(exclude)],
+        params![app, now_ms, limit as i64, exclusion_json(exclude), below],
         |r| {
             Ok(DueDelivery {
                 delivery: map_delivery(r)?,
@@ -121,15 +122,23 @@ pub fn claim(
 /// when its lease ends (the earliest it could be taken over). Without leases (one node)
 /// this reads the due index in order and stops at the first row not in flight, so it
 /// costs the same with a million deliveries piled up as with none.
-pub fn next_due(c: &Conn, app: &str, exclude: &[i64], leases: bool) -> StoreResult<Option<i64>> {
+pub fn next_due(
+    c: &Conn,
+    app: &str,
+    exclude: &[i64],
+    below: Option<i64>,
+    leases: bool,
+) -> StoreResult<Option<i64>> {
     if !leases {
         let sql = format!(
             "SELECT d.next_attempt_at FROM deliveries d
-             WHERE d.app_id = ?1 AND d.status = 'pending' AND {}
+             WHERE d.app_id = ?1 AND d.status = 'pending' AND {} AND (?3 IS NULL OR d.seq < ?3)
              ORDER BY d.next_attempt_at, d.seq LIMIT 1",
             not_excluded(c.dialect(), 2),
         );
-        return c.query_opt(&sql, params![app, exclusion_json(exclude)], |r| r.get(0));
+        return c.query_opt(&sql, params![app, exclusion_json(exclude), below], |r| {
+            r.get(0)
+        });
     }
     let sql = format!(
         "SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at

@@ -377,6 +377,7 @@ impl Store for SqlStore {
         now_ms: i64,
         limit: usize,
         exclude: Vec<i64>,
+        below: Option<i64>,
     ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)> {
         let app = app_id.to_owned();
         let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
@@ -387,14 +388,15 @@ impl Store for SqlStore {
                 // pool connection, committed before any is sent).
                 dispatch::claim(c, &app, now_ms, limit, &exclude, now_ms + lease_ms, &node)?
             } else {
-                dispatch::due(c, &app, now_ms, limit, &exclude)?
+                dispatch::due(c, &app, now_ms, limit, &exclude, below)?
             };
             if rows.len() == limit {
                 return Ok((rows, Some(now_ms)));
             }
             let mut taken = exclude;
             taken.extend(rows.iter().map(|r| r.delivery.seq));
-            let next = dispatch::next_due(c, &app, &taken, lease_ms > 0)?;
+            let below = below.filter(|_| lease_ms == 0);
+            let next = dispatch::next_due(c, &app, &taken, below, lease_ms > 0)?;
             Ok((rows, next))
         })
         .await
