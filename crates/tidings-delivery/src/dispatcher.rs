@@ -459,9 +459,7 @@ impl Dispatcher {
     /// Counts whether an attempt reached the app's endpoint, pacing its lane while nobody
     /// answers there (see [`crate::lane`]), and says so in the log when that changes.
     fn reached(&self, app_id: &str, connected: bool) {
-        let mut change = None;
-        self.with_lane(app_id, |l| change = l.attempted(connected));
-        match change {
+        match self.lanes().attempted(app_id, connected) {
             Some(false) => {
                 metrics::counter!("tidings_delivery_lanes_paced_total").increment(1);
                 tracing::warn!(

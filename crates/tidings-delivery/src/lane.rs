@@ -18,8 +18,8 @@
 //!
 //! An endpoint nobody answers at (its last [`UNREACHABLE_AFTER`] attempts all failed to
 //! connect) gets a paced lane: at most [`PROBES`] attempts at a time, one round per
-//! [`PACE_MS`]. The rest stay pending, in order, untouched, and the first attempt that
-//! reaches the endpoint opens the lane again. A down endpoint then costs a few hundred
+//! [`PACE_MS`]. The rest stay pending, in order, untouched (a paced lane holds no
+//! hand-overs), and the first attempt that reaches the endpoint opens the lane again. A down endpoint then costs a few hundred
 //! attempts a second however much piles up for it, instead of taking the CPU the apps
 //! that answer need.
 
@@ -248,6 +248,16 @@ impl Lanes {
         }
     }
 
+    /// An attempt ended, reaching the endpoint or not (see [`Lane::attempted`]); a lane
+    /// that becomes paced drops what it holds, leaving the global bound to the others.
+    pub fn attempted(&mut self, app_id: &str, connected: bool) -> Option<bool> {
+        let change = self.map.get_mut(app_id)?.attempted(connected);
+        if change == Some(false) {
+            self.spill(app_id);
+        }
+        change
+    }
+
     /// Forgets the app's lane.
     pub fn remove(&mut self, app_id: &str) {
         self.spill(app_id);
@@ -277,7 +287,10 @@ impl Lanes {
             }
             // Commit order is seq order, so nothing lands below the fence; should it
             // (another writer), the lane spills rather than hide it from its reads.
-            let fits = self.held < self.max_held && lane.fence.is_none_or(|f| seq >= f);
+            // A paced lane holds nothing: its pile waits on disk.
+            let fits = self.held < self.max_held
+                && !lane.unreachable()
+                && lane.fence.is_none_or(|f| seq >= f);
             if fits {
                 if !lane.caught_up && lane.fence.is_none() {
                     lane.fence = Some(seq);
@@ -591,6 +604,25 @@ mod tests {
         assert!(l.has_work(100), "and the pace is lifted at once");
         l.round_started(200);
         assert!(l.has_work(200), "an open lane is never paced");
+    }
+
+    #[test]
+    fn a_paced_lane_holds_no_hand_overs() {
+        let mut lanes = Lanes::new(100);
+        caught_up(&mut lanes, "A1");
+        lanes.offer(vec![row("A1", 1), row("A1", 2)], 1);
+        assert_eq!(lanes.held(), 2);
+        for _ in 0..UNREACHABLE_AFTER {
+            lanes.attempted("A1", false);
+        }
+        assert!(lanes["A1"].unreachable());
+        assert_eq!(lanes.held(), 0, "dropped when it became paced");
+        lanes.offer(vec![row("A1", 3)], 2);
+        assert_eq!(lanes.held(), 0, "and none taken while paced");
+        assert_eq!(lanes["A1"].fence(), None);
+        assert_eq!(lanes.attempted("A1", true), Some(true));
+        lanes.offer(vec![row("A1", 4)], 3);
+        assert_eq!(lanes.held(), 1, "taken again once it answers");
     }
 
     #[test]
