@@ -384,7 +384,7 @@ impl Dispatcher {
             self.settle_due(app_id, seen, next);
             found = Some(rows);
         }
-        let rows = self.lanes().take(app_id, found, capacity);
+        let rows = self.lanes().take(app_id, found, capacity, now_ms());
         metrics::gauge!("tidings_deliveries_in_flight").increment(rows.len() as f64);
         if rows.is_empty() {
             return Ok(());
@@ -667,9 +667,8 @@ impl Dispatcher {
         permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
     ) {
         let seq = row.delivery.seq;
-        drop(row);
-        let retry_at = match &outcome.next {
-            NextStep::Retry { at_ms, .. } => Some(*at_ms),
+        let retry = match &outcome.next {
+            NextStep::Retry { at_ms, reason } => Some((*at_ms, reason.clone())),
             _ => None,
         };
         if let Some(a) = &outcome.attempt {
@@ -681,7 +680,8 @@ impl Dispatcher {
         if self.outcomes.send((outcome, done)).await.is_ok() {
             let _ = written.await;
         }
-        self.lanes().settled(app_id, seq, retry_at, now_ms());
+        let retry = retry.as_ref().map(|(at, why)| (*at, why.as_str()));
+        self.lanes().settled(app_id, row, retry, now_ms());
         // The permit goes back before the wake-up, so the round it starts can use it.
         drop(permit);
         // A retry is due later, and a lane that was full of settling attempts has room.

@@ -16,6 +16,12 @@
 //! makes the lane *spill*: it drops all it holds (every one of them is pending on disk)
 //! and reads the store, in order, without a fence, until it takes hand-overs again.
 //!
+//! A lane also keeps the retries of the deliveries it started, once their outcome is
+//! durable ([`Lanes::settled`]), and starts each when it falls due: its reads skip them
+//! like hand-overs, so a failed attempt costs no store read. They count against the same
+//! global bound; past it, for a paced lane, and when it is due later than
+//! [`KEEP_RETRY_MS`], a retry is left to the store.
+//!
 //! An endpoint nobody answers at (its last [`UNREACHABLE_AFTER`] attempts all failed to
 //! connect) gets a paced lane: at most [`PROBES`] attempts at a time, one round per
 //! [`PACE_MS`]. The rest stay pending, in order, untouched (a paced lane holds no
@@ -23,7 +29,7 @@
 //! attempts a second however much piles up for it, instead of taking the CPU the apps
 //! that answer need.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 
 use tidings_store::DueDelivery;
@@ -35,6 +41,9 @@ pub const PROBES: usize = 4;
 /// Time between two rounds of a paced lane (ms): with [`PROBES`], at most 160 attempts a
 /// second.
 pub const PACE_MS: i64 = 25;
+/// A lane keeps a retry due within this long (ms); later ones (Slack's schedule waits a
+/// minute, then five) wait on disk rather than take the global bound from hand-overs.
+pub const KEEP_RETRY_MS: i64 = 5_000;
 
 #[derive(Default)]
 pub struct Lane {
@@ -52,6 +61,9 @@ pub struct Lane {
     /// Deliveries handed over, in commit order, not yet started; their seqs are in
     /// `queued`.
     ready: VecDeque<DueDelivery>,
+    /// Deliveries the lane started whose retry it keeps, by (when due, seq); their seqs
+    /// are in `queued` too, and they count as held.
+    retrying: BTreeMap<(i64, i64), DueDelivery>,
     queued: HashSet<i64>,
     /// The last store read came back short: the store holds nothing due for the lane
     /// that the lane does not know of.
@@ -80,7 +92,8 @@ impl Lane {
 
     /// Whether the lane has anything to start at `now` (given room for it).
     pub fn has_work(&self, now: i64) -> bool {
-        (self.store_due(now) || !self.ready.is_empty()) && self.paced_until <= now
+        (self.store_due(now) || !self.ready.is_empty() || self.retry_due(now))
+            && self.paced_until <= now
     }
 
     /// When the lane next has work: now when it holds hand-overs; for a paced lane, not
@@ -91,7 +104,20 @@ impl Lane {
         } else {
             Some(now)
         };
+        let retry = self.retrying.keys().next().map(|(at, _)| *at);
+        let t = match (t, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         t.map(|t| t.max(self.paced_until))
+    }
+
+    /// Whether a retry the lane keeps is due at `now`.
+    fn retry_due(&self, now: i64) -> bool {
+        self.retrying
+            .keys()
+            .next()
+            .is_some_and(|(at, _)| *at <= now)
     }
 
     /// Whether the endpoint's recent attempts all failed to connect.
@@ -130,19 +156,19 @@ impl Lane {
         (was != now).then_some(!now)
     }
 
-    /// Whether the lane holds hand-overs.
+    /// Whether the lane holds hand-overs or retries.
     pub fn holds(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.retrying.is_empty()
     }
 
     /// What a store read must skip: attempts under way or settling, and hand-overs held
     /// (those the fence does not already keep out).
     pub fn exclusion(&self) -> Vec<i64> {
-        let queued = self.fence.is_none().then_some(&self.queued);
+        let below = |s: &&i64| self.fence.is_none_or(|f| **s < f);
         self.in_flight
             .iter()
             .chain(&self.settling)
-            .chain(queued.into_iter().flatten())
+            .chain(self.queued.iter().filter(below))
             .copied()
             .collect()
     }
@@ -203,8 +229,9 @@ impl Lanes {
     /// store again before taking hand-overs.
     pub fn spill(&mut self, app_id: &str) {
         if let Some(l) = self.map.get_mut(app_id) {
-            self.held -= l.ready.len();
+            self.held -= l.ready.len() + l.retrying.len();
             l.ready.clear();
+            l.retrying.clear();
             l.queued.clear();
             l.caught_up = false;
             l.fence = None;
@@ -229,10 +256,33 @@ impl Lanes {
         }
     }
 
-    /// The outcome of `seq` is durable; with `retry_at`, the delivery is pending again
-    /// from then. A retry at or above the lane's fence would be hidden from its reads, so
-    /// the lane spills and reads the store from `now`.
-    pub fn settled(&mut self, app_id: &str, seq: i64, retry_at: Option<i64>, now: i64) {
+    /// The outcome of `row` is durable; with `retry`, the delivery is pending again from
+    /// then (when, and why it failed). The lane keeps the retry (it is skipped by its
+    /// store reads like a hand-over) while the global bound allows and its endpoint
+    /// answers; otherwise the retry is left to the store, and one at or above the lane's
+    /// fence, which would be hidden from its reads, makes the lane spill and read the
+    /// store from `now`.
+    pub fn settled(
+        &mut self,
+        app_id: &str,
+        mut row: DueDelivery,
+        retry: Option<(i64, &str)>,
+        now: i64,
+    ) {
+        let seq = row.delivery.seq;
+        if let (Some((at, reason)), Some(l)) = (retry, self.map.get_mut(app_id)) {
+            if self.held < self.max_held && !l.unreachable() && at - now <= KEEP_RETRY_MS {
+                l.settling.remove(&seq);
+                row.attempts += 1;
+                row.redeliver = false;
+                row.delivery.reason = Some(reason.to_string());
+                l.queued.insert(seq);
+                l.retrying.insert((at, seq), row);
+                self.held += 1;
+                return;
+            }
+        }
+        let retry_at = retry.map(|(at, _)| at);
         let hidden = retry_at.is_some() && self.map.get(app_id).is_some_and(|l| l.fenced_out(seq));
         if hidden {
             self.spill(app_id);
@@ -319,6 +369,7 @@ impl Lanes {
         app_id: &str,
         read: Option<Vec<DueDelivery>>,
         capacity: usize,
+        now: i64,
     ) -> Vec<DueDelivery> {
         let Some(l) = self.map.get_mut(app_id) else {
             return Vec::new();
@@ -334,6 +385,14 @@ impl Lanes {
                 !l.queued.contains(&r.delivery.seq) && !l.in_flight.contains(&r.delivery.seq)
             })
             .collect();
+        while rows.len() < capacity && l.retry_due(now) {
+            let Some((_, row)) = l.retrying.pop_first() else {
+                break;
+            };
+            l.queued.remove(&row.delivery.seq);
+            self.held -= 1;
+            rows.push(row);
+        }
         while rows.len() < capacity {
             let Some(row) = l.ready.pop_front() else {
                 break;
@@ -401,7 +460,7 @@ mod tests {
     /// A lane that has read the store and found it short of what it could take.
     fn caught_up(lanes: &mut Lanes, app: &str) {
         lanes.offer(vec![row(app, 0)], 0);
-        lanes.take(app, Some(vec![row(app, 0)]), 10);
+        lanes.take(app, Some(vec![row(app, 0)]), 10, 0);
         let l = lanes.get_mut(app).expect("lane");
         l.in_flight.clear();
         l.next_due = None;
@@ -420,12 +479,12 @@ mod tests {
             "the fence keeps the held ones out"
         );
         // The store read finds an older one, comes back short, and the lane has caught up.
-        let rows = lanes.take("A1", Some(vec![row("A1", 0)]), 10);
+        let rows = lanes.take("A1", Some(vec![row("A1", 0)]), 10, 0);
         assert_eq!(seqs(&rows), vec![0, 1, 2]);
         assert_eq!(lanes["A1"].fence(), None);
         lanes.offer(vec![row("A1", 3)], 6);
         assert_eq!(lanes.held(), 1);
-        assert_eq!(seqs(&lanes.take("A1", None, 10)), vec![3]);
+        assert_eq!(seqs(&lanes.take("A1", None, 10, 0)), vec![3]);
         assert_eq!(lanes.held(), 0);
     }
 
@@ -434,7 +493,7 @@ mod tests {
         let mut lanes = Lanes::new(100);
         lanes.offer(vec![row("A1", 10)], 0);
         // A full read: more lies below the fence, and the hand-over waits behind it.
-        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
+        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2, 0);
         assert_eq!(seqs(&rows), vec![1, 2]);
         lanes.offer(vec![row("A1", 11)], 1);
         assert_eq!(lanes.held(), 2, "kept, not sent back to the store");
@@ -444,7 +503,7 @@ mod tests {
             !lanes["A1"].must_spill(1),
             "a fenced lane reads below its fence without dropping what it holds"
         );
-        let rows = lanes.take("A1", Some(vec![row("A1", 3)]), 4);
+        let rows = lanes.take("A1", Some(vec![row("A1", 3)]), 4, 0);
         assert_eq!(
             seqs(&rows),
             vec![3, 10, 11],
@@ -454,12 +513,12 @@ mod tests {
     }
 
     /// A lane behind the store, fenced at 10, holding 11, with 1, 2 and 10 under way.
-    fn fenced_with_10_under_way() -> Lanes {
-        let mut lanes = Lanes::new(100);
+    fn fenced_with_10_under_way(max_held: usize) -> Lanes {
+        let mut lanes = Lanes::new(max_held);
         lanes.offer(vec![row("A1", 10), row("A1", 11)], 0);
-        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2);
+        let rows = lanes.take("A1", Some(vec![row("A1", 1), row("A1", 2)]), 2, 0);
         assert_eq!(seqs(&rows), vec![1, 2], "a full read: still behind");
-        assert_eq!(seqs(&lanes.take("A1", None, 1)), vec![10]);
+        assert_eq!(seqs(&lanes.take("A1", None, 1, 0)), vec![10]);
         assert_eq!(lanes["A1"].fence(), Some(10));
         // As the round that read would leave it: nothing more known to be due.
         lanes.get_mut("A1").expect("lane").next_due = None;
@@ -467,10 +526,53 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_above_the_fence_makes_the_lane_spill_so_its_read_finds_it() {
-        let mut lanes = fenced_with_10_under_way();
+    fn the_lane_keeps_a_retry_and_starts_it_when_due_with_its_attempt_counted() {
+        let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", 10, Some(500), 20);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error")), 20);
+        assert_eq!(lanes.held(), 2, "11 and the retry of 10");
+        let l = &lanes["A1"];
+        assert!(l.settling.is_empty());
+        assert_eq!(l.fence(), Some(10), "no spill: its reads never see 10");
+        assert_eq!(l.next_due, None, "no store read for it");
+        assert_eq!(l.next_work(20), Some(20), "11 is ready now");
+        assert_eq!(seqs(&lanes.take("A1", None, 10, 499)), vec![11]);
+        assert_eq!(lanes["A1"].next_work(499), Some(500));
+        assert!(!lanes["A1"].has_work(499));
+        let rows = lanes.take("A1", None, 10, 500);
+        assert_eq!(seqs(&rows), vec![10]);
+        assert_eq!(rows[0].attempts, 1);
+        assert_eq!(rows[0].delivery.reason.as_deref(), Some("http_error"));
+        assert_eq!(lanes.held(), 0);
+    }
+
+    #[test]
+    fn a_retry_due_much_later_is_left_to_the_store() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.attempt_ended("A1", 1, true, None);
+        let later = 20 + KEEP_RETRY_MS + 1;
+        lanes.settled("A1", row("A1", 1), Some((later, "http_error")), 20);
+        assert_eq!(lanes.held(), 1, "only 11");
+        assert_eq!(lanes["A1"].next_due, Some(later));
+    }
+
+    #[test]
+    fn a_kept_retry_below_the_fence_is_skipped_by_the_reads() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.attempt_ended("A1", 1, true, None);
+        lanes.settled("A1", row("A1", 1), Some((500, "timeout")), 20);
+        assert_eq!(lanes["A1"].fence(), Some(10));
+        let mut ex = lanes["A1"].exclusion();
+        ex.sort();
+        assert_eq!(ex, vec![1, 2, 10], "the retry and what is under way");
+    }
+
+    #[test]
+    fn past_the_bound_a_retry_above_the_fence_makes_the_lane_spill_so_its_read_finds_it() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.max_held = 1; // full: 11 is held
+        lanes.attempt_ended("A1", 10, true, None);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error")), 20);
         let l = &lanes["A1"];
         assert_eq!(l.fence(), None, "a read below 10 would never find it");
         assert_eq!(lanes.held(), 0);
@@ -479,10 +581,11 @@ mod tests {
     }
 
     #[test]
-    fn a_retry_below_the_fence_leaves_the_lane_as_it_is() {
-        let mut lanes = fenced_with_10_under_way();
+    fn past_the_bound_a_retry_below_the_fence_is_left_to_the_reads() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.max_held = 1; // full: 11 is held
         lanes.attempt_ended("A1", 1, true, None);
-        lanes.settled("A1", 1, Some(500), 20);
+        lanes.settled("A1", row("A1", 1), Some((500, "http_error")), 20);
         assert_eq!(lanes["A1"].fence(), Some(10), "its read below 10 finds it");
         assert_eq!(lanes.held(), 1);
         assert_eq!(lanes["A1"].next_due, Some(500));
@@ -490,7 +593,7 @@ mod tests {
 
     #[test]
     fn a_delivery_put_back_untried_makes_the_lane_spill() {
-        let mut lanes = fenced_with_10_under_way();
+        let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 10, false, Some(900));
         assert_eq!(lanes["A1"].fence(), None);
         assert_eq!(lanes.held(), 0);
@@ -517,8 +620,8 @@ mod tests {
         let mut lanes = Lanes::new(100);
         caught_up(&mut lanes, "A1");
         lanes.offer((1..=5).map(|s| row("A1", s)).collect(), 1);
-        assert_eq!(seqs(&lanes.take("A1", None, 2)), vec![1, 2]);
-        assert_eq!(seqs(&lanes.take("A1", None, 10)), vec![3, 4, 5]);
+        assert_eq!(seqs(&lanes.take("A1", None, 2, 0)), vec![1, 2]);
+        assert_eq!(seqs(&lanes.take("A1", None, 10, 0)), vec![3, 4, 5]);
         assert_eq!(lanes["A1"].in_flight.len(), 5);
     }
 
@@ -534,7 +637,10 @@ mod tests {
         assert!(lanes["A1"].exclusion().is_empty());
         assert_eq!(lanes["A1"].next_due, Some(7));
         let read = (1..=4).map(|s| row("A1", s)).collect();
-        assert_eq!(seqs(&lanes.take("A1", Some(read), 10)), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            seqs(&lanes.take("A1", Some(read), 10, 0)),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
@@ -544,7 +650,7 @@ mod tests {
         lanes.offer(vec![row("A1", 10), row("A1", 11)], 1);
         // A retry came due (seq 3), and the read raced the hand-over of 10.
         let read = vec![row("A1", 3), row("A1", 10)];
-        let rows = lanes.take("A1", Some(read), 10);
+        let rows = lanes.take("A1", Some(read), 10, 0);
         assert_eq!(seqs(&rows), vec![3, 10, 11]);
         assert_eq!(lanes.held(), 0);
     }
@@ -554,7 +660,7 @@ mod tests {
         let mut lanes = Lanes::new(100);
         caught_up(&mut lanes, "A1");
         lanes.get_mut("A1").expect("lane").due_by(1);
-        lanes.take("A1", Some(vec![row("A1", 20)]), 10);
+        lanes.take("A1", Some(vec![row("A1", 20)]), 10, 0);
         lanes.offer(vec![row("A1", 20)], 2);
         assert_eq!(lanes.held(), 0);
         lanes.get_mut("A1").expect("lane").in_flight.remove(&20);
