@@ -680,7 +680,6 @@ impl Dispatcher {
         if self.outcomes.send((outcome, done)).await.is_ok() {
             let _ = written.await;
         }
-        let retry = retry.as_ref().map(|(at, why)| (*at, why.as_str()));
         self.lanes().settled(app_id, row, retry, now_ms());
         // The permit goes back before the wake-up, so the round it starts can use it.
         drop(permit);

@@ -6,9 +6,9 @@
 //! or a hand-over from the writer right after a publish committed it ([`Lanes::offer`]).
 //! A lane that has caught up with the store (its last read came back short) takes
 //! hand-overs as they come. A lane behind the store takes them too, and sets its *fence*
-//! at the first one: every delivery at or above the fence that was never attempted is one
-//! the lane holds (or has started), so its store reads ask only for what lies below the
-//! fence (the backlog, and retries) and take those first, in order; once a read comes
+//! at the first one: every pending delivery at or above the fence is one the lane holds
+//! or has under way, so its store reads ask only for what lies below the fence (the
+//! backlog, and its retries) and take those first, in order; once a read comes
 //! back short the lane has caught up and the fence goes. A pile that outgrows one read
 //! no longer sends every new delivery through the store. Whatever could break that
 //! promise — the global bound on what lanes hold, deliveries a publish did not hand over
@@ -25,9 +25,9 @@
 //! An endpoint nobody answers at (its last [`UNREACHABLE_AFTER`] attempts all failed to
 //! connect) gets a paced lane: at most [`PROBES`] attempts at a time, one round per
 //! [`PACE_MS`]. The rest stay pending, in order, untouched (a paced lane holds no
-//! hand-overs), and the first attempt that reaches the endpoint opens the lane again. A down endpoint then costs a few hundred
-//! attempts a second however much piles up for it, instead of taking the CPU the apps
-//! that answer need.
+//! hand-overs), and the first attempt that reaches the endpoint opens the lane again. A
+//! down endpoint then costs a few hundred attempts a second however much piles up for
+//! it, instead of taking the CPU the apps that answer need.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
@@ -68,8 +68,8 @@ pub struct Lane {
     /// The last store read came back short: the store holds nothing due for the lane
     /// that the lane does not know of.
     caught_up: bool,
-    /// Set while behind the store: every never-attempted delivery at or above this seq
-    /// is held or under way here, so store reads skip them (see the module's docs).
+    /// Set while behind the store: every pending delivery at or above this seq is held
+    /// or under way here, so store reads skip them (see the module's docs).
     fence: Option<i64>,
     /// Attempts in a row that found nobody at the endpoint (refused, unresolvable, no
     /// TLS handshake): past [`UNREACHABLE_AFTER`] the lane is paced.
@@ -105,11 +105,11 @@ impl Lane {
             Some(now)
         };
         let retry = self.retrying.keys().next().map(|(at, _)| *at);
-        let t = match (t, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        t.map(|t| t.max(self.paced_until))
+        [t, retry]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.max(self.paced_until))
     }
 
     /// Whether a retry the lane keeps is due at `now`.
@@ -154,6 +154,18 @@ impl Lane {
         }
         let now = self.unreachable();
         (was != now).then_some(!now)
+    }
+
+    /// Drops the hand-overs and retries the lane holds (all pending on disk) and its
+    /// fence, so it reads the store in order again; returns how many it dropped.
+    fn drop_held(&mut self) -> usize {
+        let dropped = self.ready.len() + self.retrying.len();
+        self.ready.clear();
+        self.retrying.clear();
+        self.queued.clear();
+        self.caught_up = false;
+        self.fence = None;
+        dropped
     }
 
     /// Whether the lane holds hand-overs or retries.
@@ -229,12 +241,7 @@ impl Lanes {
     /// store again before taking hand-overs.
     pub fn spill(&mut self, app_id: &str) {
         if let Some(l) = self.map.get_mut(app_id) {
-            self.held -= l.ready.len() + l.retrying.len();
-            l.ready.clear();
-            l.retrying.clear();
-            l.queued.clear();
-            l.caught_up = false;
-            l.fence = None;
+            self.held -= l.drop_held();
         }
     }
 
@@ -266,36 +273,31 @@ impl Lanes {
         &mut self,
         app_id: &str,
         mut row: DueDelivery,
-        retry: Option<(i64, &str)>,
+        retry: Option<(i64, String)>,
         now: i64,
     ) {
         let seq = row.delivery.seq;
-        if let (Some((at, reason)), Some(l)) = (retry, self.map.get_mut(app_id)) {
-            if self.held < self.max_held && !l.unreachable() && at - now <= KEEP_RETRY_MS {
-                l.settling.remove(&seq);
-                row.attempts += 1;
-                row.redeliver = false;
-                row.delivery.reason = Some(reason.to_string());
-                l.queued.insert(seq);
-                l.retrying.insert((at, seq), row);
-                self.held += 1;
-                return;
-            }
+        let Some(l) = self.map.get_mut(app_id) else {
+            return;
+        };
+        l.settling.remove(&seq);
+        let Some((at, reason)) = retry else {
+            return;
+        };
+        if self.held < self.max_held && !l.unreachable() && at - now <= KEEP_RETRY_MS {
+            row.attempts += 1;
+            row.redeliver = false;
+            row.delivery.reason = Some(reason);
+            l.queued.insert(seq);
+            l.retrying.insert((at, seq), row);
+            self.held += 1;
+            return;
         }
-        let retry_at = retry.map(|(at, _)| at);
-        let hidden = retry_at.is_some() && self.map.get(app_id).is_some_and(|l| l.fenced_out(seq));
-        if hidden {
-            self.spill(app_id);
+        if l.fenced_out(seq) {
+            self.held -= l.drop_held();
+            l.due_by(now);
         }
-        if let Some(l) = self.map.get_mut(app_id) {
-            l.settling.remove(&seq);
-            if hidden {
-                l.due_by(now);
-            }
-            if let Some(t) = retry_at {
-                l.due_by(t);
-            }
-        }
+        l.due_by(at);
     }
 
     /// An attempt ended, reaching the endpoint or not (see [`Lane::attempted`]); a lane
@@ -350,11 +352,7 @@ impl Lanes {
                 lane.ready.push_back(row);
                 self.held += 1;
             } else {
-                self.held -= lane.ready.len();
-                lane.ready.clear();
-                lane.queued.clear();
-                lane.caught_up = false;
-                lane.fence = None;
+                self.held -= lane.drop_held();
                 lane.due_by(now);
             }
         }
@@ -529,7 +527,7 @@ mod tests {
     fn the_lane_keeps_a_retry_and_starts_it_when_due_with_its_attempt_counted() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error")), 20);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
         assert_eq!(lanes.held(), 2, "11 and the retry of 10");
         let l = &lanes["A1"];
         assert!(l.settling.is_empty());
@@ -547,11 +545,34 @@ mod tests {
     }
 
     #[test]
+    fn past_the_bound_a_hand_over_drops_the_kept_retries_too() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.attempt_ended("A1", 10, true, None);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        assert_eq!(lanes.held(), 2);
+        lanes.max_held = 2;
+        lanes.offer(vec![row("A1", 12)], 30);
+        assert_eq!(
+            lanes.held(),
+            0,
+            "the retry of 10 is pending on disk like 11"
+        );
+        assert!(
+            !lanes["A1"].exclusion().contains(&10),
+            "the read may find it"
+        );
+        assert!(
+            lanes.take("A1", None, 10, 500).is_empty(),
+            "only the store read may start 10 now, once"
+        );
+    }
+
+    #[test]
     fn a_retry_due_much_later_is_left_to_the_store() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 1, true, None);
         let later = 20 + KEEP_RETRY_MS + 1;
-        lanes.settled("A1", row("A1", 1), Some((later, "http_error")), 20);
+        lanes.settled("A1", row("A1", 1), Some((later, "http_error".into())), 20);
         assert_eq!(lanes.held(), 1, "only 11");
         assert_eq!(lanes["A1"].next_due, Some(later));
     }
@@ -560,7 +581,7 @@ mod tests {
     fn a_kept_retry_below_the_fence_is_skipped_by_the_reads() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 1, true, None);
-        lanes.settled("A1", row("A1", 1), Some((500, "timeout")), 20);
+        lanes.settled("A1", row("A1", 1), Some((500, "timeout".into())), 20);
         assert_eq!(lanes["A1"].fence(), Some(10));
         let mut ex = lanes["A1"].exclusion();
         ex.sort();
@@ -572,7 +593,7 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.max_held = 1; // full: 11 is held
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error")), 20);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
         let l = &lanes["A1"];
         assert_eq!(l.fence(), None, "a read below 10 would never find it");
         assert_eq!(lanes.held(), 0);
@@ -585,7 +606,7 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.max_held = 1; // full: 11 is held
         lanes.attempt_ended("A1", 1, true, None);
-        lanes.settled("A1", row("A1", 1), Some((500, "http_error")), 20);
+        lanes.settled("A1", row("A1", 1), Some((500, "http_error".into())), 20);
         assert_eq!(lanes["A1"].fence(), Some(10), "its read below 10 finds it");
         assert_eq!(lanes.held(), 1);
         assert_eq!(lanes["A1"].next_due, Some(500));

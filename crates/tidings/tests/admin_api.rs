@@ -409,14 +409,7 @@ async fn health_readiness_and_metrics_are_served_without_auth() {
         200
     );
     let _ = s.admin("GET", "/teams", None).await;
-    let text = c
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(text.contains("tidings_http_requests_total"), "{text}");
     assert!(
         text.contains("tidings_http_request_duration_seconds"),

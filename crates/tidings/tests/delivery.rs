@@ -437,18 +437,6 @@ async fn a_stalled_app_does_not_hold_up_another() {
     );
 }
 
-/// The server's Prometheus text.
-async fn metrics_text(s: &Server) -> String {
-    Server::client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn an_endpoint_that_refuses_connections_is_paced_and_gets_its_pile_once_it_answers() {
     let s = Server::start_with(&[(
@@ -467,7 +455,8 @@ async fn an_endpoint_that_refuses_connections_is_paced_and_gets_its_pile_once_it
     }
     // 10 events × (first attempt + 2 quick retries) refused: past 16 in a row.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !metrics_text(&s)
+    while !s
+        .metrics()
         .await
         .contains("tidings_delivery_lanes_paced_total 1")
     {
@@ -588,14 +577,7 @@ async fn an_app_that_keeps_failing_is_disabled_and_can_be_re_enabled() {
         (d["status"].as_str(), d["reason"].as_str()),
         (Some("dropped"), Some("app_disabled"))
     );
-    let text = Server::client()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.contains("tidings_apps_disabled_total"),
         "a metric counts it"

@@ -180,39 +180,14 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
                 )?;
                 let Some((app, attempts)) = row else { continue };
                 if let Some(a) = &o.attempt {
-                    c.execute(
-                        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            o.seq,
-                            attempts + 1,
-                            a.at,
-                            a.transport,
-                            a.status_code,
-                            a.reason,
-                            a.latency_ms,
-                            a.retry_num
-                        ],
-                    )?;
+                    insert_attempt(c, o.seq, Some(attempts + 1), a)?;
                 }
                 c.execute(UPDATE, update)?;
                 Some(app)
             }
             Dialect::Postgres => {
                 if let Some(a) = &o.attempt {
-                    c.execute(
-                        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-                         VALUES (?1, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7)",
-                        params![
-                            o.seq,
-                            a.at,
-                            a.transport,
-                            a.status_code,
-                            a.reason,
-                            a.latency_ms,
-                            a.retry_num
-                        ],
-                    )?;
+                    insert_attempt(c, o.seq, None, a)?;
                 }
                 c.query_opt(&format!("{UPDATE} RETURNING app_id"), update, |r| r.get(0))?
             }
@@ -234,6 +209,25 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
             NextStep::Retry { .. } => {}
         }
     }
+    Ok(())
+}
+
+/// Logs attempt `n` of delivery `seq`; without `n`, the one after the delivery's count.
+fn insert_attempt(c: &Conn, seq: i64, n: Option<i64>, a: &Attempt) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+         VALUES (?1, COALESCE(?2, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1)), ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            seq,
+            n,
+            a.at,
+            a.transport,
+            a.status_code,
+            a.reason,
+            a.latency_ms,
+            a.retry_num
+        ],
+    )?;
     Ok(())
 }
 

@@ -373,6 +373,18 @@ impl Server {
         r["event_id"].as_str().expect("event id").to_string()
     }
 
+    /// The server's Prometheus text from `/metrics` (no token needed).
+    pub async fn metrics(&self) -> String {
+        Self::client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits (up to 10 s) until the event's first delivery has `status`; returns it.
     pub async fn wait_status(&self, event_id: &str, status: &str) -> Value {
         let mut last = Value::Null;
