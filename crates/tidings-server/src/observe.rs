@@ -24,6 +24,11 @@ pub fn prometheus() -> PrometheusHandle {
                     10.0,
                 ])
                 .expect("static buckets are valid")
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("tidings_store_batch_jobs".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+                )
+                .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just is not global.

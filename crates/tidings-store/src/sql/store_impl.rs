@@ -236,8 +236,8 @@ impl Store for SqlStore {
         policy: &PublishPolicy,
         requests: Vec<PublishRequest>,
     ) -> StoreResult<Vec<Result<Published, PublishRefusal>>> {
-        // One writer job per event: they share a group commit, and a failure inside one
-        // rolls back only its own savepoint.
+        // One writer job per event, sent together so they share one group commit; a
+        // failure inside one rolls back only its own savepoint.
         let jobs = requests.into_iter().map(|req| {
             let idx = self.index.clone();
             let counter = self.counter.clone();
@@ -274,15 +274,9 @@ impl Store for SqlStore {
                     Err(r) => Err(crate::StoreError::Refused(r)),
                 }
             };
-            async move {
-                if lean {
-                    self.write_lean(work).await
-                } else {
-                    self.write(work).await
-                }
-            }
+            (work, lean)
         });
-        let results = futures::future::join_all(jobs).await;
+        let results = self.writer.write_all(jobs.collect()).await;
         results
             .into_iter()
             .map(|r| match r {

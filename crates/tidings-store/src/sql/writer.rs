@@ -20,13 +20,16 @@
 //! memory without bound. A connection that is lost (PostgreSQL restarting) is reopened
 //! for the next batch; while it cannot be, batches fail at once with `Unavailable`.
 
+use std::time::Instant;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Conn, Dialect};
 use super::pool::Opener;
 use crate::{StoreError, StoreResult};
 
-/// Most jobs folded into one transaction.
+/// Most jobs folded into one transaction (jobs sent together with [`Writer::write_all`]
+/// join a batch whole, so one may exceed it by their number).
 pub const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the writer before senders are made to wait.
 const QUEUE_DEPTH: usize = 4096;
@@ -39,15 +42,34 @@ trait Job: Send {
     fn fail(self: Box<Self>, err: StoreError);
     /// Whether the job needs its own savepoint (it may fail after writing).
     fn savepoint(&self) -> bool;
+    /// When the job was queued.
+    fn queued(&self) -> Instant;
 }
 
 /// Called after the commit with the commit's error, if any.
 type Finisher = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
+/// What one send puts on the queue: a job, or jobs that must share a batch (a publish
+/// call's events), each still run and answered on its own.
+enum Queued {
+    One(Box<dyn Job>),
+    Many(Vec<Box<dyn Job>>),
+}
+
+impl Queued {
+    fn append_to(self, batch: &mut Vec<Box<dyn Job>>) {
+        match self {
+            Queued::One(job) => batch.push(job),
+            Queued::Many(jobs) => batch.extend(jobs),
+        }
+    }
+}
+
 struct WriteJob<F, T> {
     work: F,
     done: oneshot::Sender<StoreResult<T>>,
     savepoint: bool,
+    queued: Instant,
 }
 
 impl<F, T> Job for WriteJob<F, T>
@@ -74,6 +96,10 @@ where
 
     fn savepoint(&self) -> bool {
         self.savepoint
+    }
+
+    fn queued(&self) -> Instant {
+        self.queued
     }
 }
 
@@ -110,14 +136,14 @@ impl Default for Hooks {
 /// dropped and the queue has drained.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Box<dyn Job>>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn` (reopened through `opener` when lost) with its
     /// [`Hooks`].
     pub fn start<O: Opener>(opener: O, conn: O::Owned, hooks: Hooks) -> std::io::Result<Writer> {
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
+        let (tx, rx) = mpsc::channel::<Queued>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("tidings-store-writer".into())
             .spawn(move || run(opener, Some(conn), rx, hooks))?;
@@ -143,6 +169,45 @@ impl Writer {
         self.queue(f, false).await
     }
 
+    /// Runs every work of `works` in the same group commit, in order, each as
+    /// [`Writer::write`] (or [`Writer::write_lean`] when its flag says lean) would: each
+    /// gets its own result, and one failing does not fail the others. One send and one
+    /// batch for all of them, so a call that writes many things (a publish call's events)
+    /// waits for one commit, not for as many batches as its writes happened to be split
+    /// over.
+    pub async fn write_all<T, F>(&self, works: Vec<(F, bool)>) -> Vec<StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        let queued = Instant::now();
+        let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(works.len());
+        let mut answers = Vec::with_capacity(works.len());
+        for (work, lean) in works {
+            let (done, done_rx) = oneshot::channel::<StoreResult<T>>();
+            jobs.push(Box::new(WriteJob {
+                work,
+                done,
+                savepoint: !lean,
+                queued,
+            }));
+            answers.push(done_rx);
+        }
+        let sent = self.tx.send(Queued::Many(jobs)).await.is_ok();
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(if sent {
+                answer
+                    .await
+                    .map_err(|_| stopped_before_commit())
+                    .and_then(|r| r)
+            } else {
+                Err(StoreError::Unavailable("the writer has stopped".into()))
+            });
+        }
+        results
+    }
+
     async fn queue<T, F>(&self, f: F, savepoint: bool) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -150,32 +215,35 @@ impl Writer {
     {
         let (done, done_rx) = oneshot::channel::<StoreResult<T>>();
         self.tx
-            .send(Box::new(WriteJob {
+            .send(Queued::One(Box::new(WriteJob {
                 work: f,
                 done,
                 savepoint,
-            }))
+                queued: Instant::now(),
+            })))
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        done_rx
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer stopped before committing".into()))?
+        done_rx.await.map_err(|_| stopped_before_commit())?
     }
+}
+
+fn stopped_before_commit() -> StoreError {
+    StoreError::Unavailable("the writer stopped before committing".into())
 }
 
 fn run<O: Opener>(
     opener: O,
     mut conn: Option<O::Owned>,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    mut rx: mpsc::Receiver<Queued>,
     hooks: Hooks,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+        first.append_to(&mut batch);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(queued) => queued.append_to(&mut batch),
                 Err(_) => break,
             }
         }
@@ -196,6 +264,12 @@ fn run<O: Opener>(
             }
         }
         let Some(owned) = conn.as_ref() else { continue };
+        let started = Instant::now();
+        if let Some(oldest) = batch.first() {
+            metrics::histogram!("tidings_store_write_wait_seconds")
+                .record(started.duration_since(oldest.queued()).as_secs_f64());
+        }
+        metrics::histogram!("tidings_store_batch_jobs").record(batch.len() as f64);
         let outcome = commit_batch(
             O::conn(owned),
             &mut batch,
@@ -203,6 +277,7 @@ fn run<O: Opener>(
             &*hooks.before_batch,
             &*hooks.before_commit,
         );
+        metrics::histogram!("tidings_store_batch_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(()) => (hooks.after_commit)(),
             Err(e) => {
@@ -404,6 +479,45 @@ mod tests {
             .await
             .unwrap();
         assert!(keys.is_empty(), "nothing half-done is committed: {keys:?}");
+    }
+
+    #[tokio::test]
+    async fn writes_sent_together_run_in_order_and_fail_one_by_one() {
+        let w = writer();
+        type Work = Box<dyn FnOnce(&Conn) -> StoreResult<u64> + Send>;
+        let insert = |k: &'static str| -> Work {
+            Box::new(move |c: &Conn| {
+                c.execute("INSERT INTO t VALUES (?1)", crate::params![k])?;
+                c.total_changes()
+                    .ok_or_else(|| StoreError::Internal("no count".into()))
+            })
+        };
+        let refuse: Work = Box::new(|c: &Conn| {
+            c.execute("INSERT INTO t VALUES ('refused')", &[])?;
+            Err(StoreError::Conflict("no".into()))
+        });
+        let results = w
+            .write_all(vec![
+                (insert("a"), true),
+                (refuse, false),
+                (insert("b"), true),
+            ])
+            .await;
+        assert!(
+            matches!(results[1], Err(StoreError::Conflict(_))),
+            "{results:?}"
+        );
+        let (a, b) = (results[0].as_ref().unwrap(), results[2].as_ref().unwrap());
+        assert!(a < b, "run in the order given");
+        let keys = w
+            .write(|c| c.query("SELECT k FROM t ORDER BY k", &[], |r| r.get::<String>(0)))
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec!["a", "b"],
+            "the refused write left nothing behind"
+        );
     }
 
     #[tokio::test]
