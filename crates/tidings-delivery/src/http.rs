@@ -20,6 +20,10 @@ pub struct SenderConfig {
     pub timeout: Duration,
     pub max_redirects: u32,
     pub allow_private_targets: bool,
+    /// Idle connections kept per host: as many as the dispatcher may have in flight, so
+    /// the connections of a busy moment are reused by the next one instead of being
+    /// closed and opened again (apps often share a host, and each has its own lane).
+    pub max_idle_per_host: usize,
 }
 
 /// The outcome of one attempt.
@@ -60,7 +64,7 @@ impl HttpSender {
             .dns_resolver(ssrf::resolver(cfg.allow_private_targets))
             .connect_timeout(cfg.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(cfg.max_idle_per_host)
             .tcp_nodelay(true)
             .no_proxy()
             .build()

@@ -62,6 +62,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
             timeout: d.timeout,
             max_redirects: d.max_redirects,
             allow_private_targets: d.allow_private_targets.unwrap_or(dev),
+            max_idle_per_host: MAX_IN_FLIGHT_TOTAL,
         },
         tidings_delivery::DispatchConfig {
             retry_schedule: d.retry_schedule.clone(),
