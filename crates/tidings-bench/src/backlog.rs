@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::receiver::{self, now_us};
-use crate::scenarios::{admin, drain, http_client, publish, publish_up_to, team, Outcome, Params};
+use crate::scenarios::{
+    admin, drain, http_client, publish, publish_up_to, team, Outcome, Pace, Params,
+};
 use crate::server::Server;
 
 const DOWN: &str = "A000000";
@@ -97,9 +99,17 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
 
     // Fill: only the down app is installed in team 0.
     let t_fill = Instant::now();
-    let filled = publish_up_to(&c, url, &[fill_place], fill_bound, None, pile_target, None)
-        .await?
-        .events;
+    let filled = publish_up_to(
+        &c,
+        url,
+        &[fill_place],
+        fill_bound,
+        Pace::BULK,
+        pile_target,
+        None,
+    )
+    .await?
+    .events;
     let fill_s = t_fill.elapsed().as_secs_f64();
     let pile = pending_at_least(&c, url, filled, Duration::from_secs(15)).await?;
 
@@ -107,7 +117,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let start_us = now_us();
-    let events = publish(&c, url, &[live_place], p.duration, Some(1000), None)
+    let events = publish(&c, url, &[live_place], p.duration, Pace::Fixed(1000), None)
         .await?
         .events;
     let publish_secs = t0.elapsed().as_secs_f64();

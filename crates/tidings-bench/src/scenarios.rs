@@ -32,7 +32,7 @@ pub struct Outcome {
     pub max_ms: f64,
     pub server_cpu_s: f64,
     pub peak_rss_mb: f64,
-    /// p99 of the publish calls' response time (a batch of 500, or 10 at a fixed pace).
+    /// p99 of the publish calls' response time (see [`Pace`] for each scenario's calls).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_p99_ms: Option<f64>,
     /// The server's resident set once its connections are open and idle (`socket` only).
@@ -77,10 +77,32 @@ pub struct Params {
 struct Shape {
     teams: usize,
     apps: usize,
-    /// Events per second, or as fast as the server takes them.
-    pace: Option<u64>,
+    pace: Pace,
     fail_first: bool,
 }
+
+/// How the publishers send.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pace {
+    /// This many events per second, in one call every 10 ms.
+    Fixed(u64),
+    /// As fast as the server takes them (closed loop with a [`Window`]): calls of
+    /// `events`, `in_flight` of them at a time.
+    Saturate { events: usize, in_flight: usize },
+}
+
+impl Pace {
+    /// Large calls for the scenarios that measure deliveries, not publish calls.
+    pub const BULK: Pace = Pace::Saturate {
+        events: 500,
+        in_flight: 2,
+    };
+}
+
+/// `tenants`' pace: 1,600 events/s, 16,000 deliveries/s (the bar is 15,000), published as
+/// a platform with many workspaces does, 16 events every 10 ms, so the publish calls'
+/// p99 is measured at the load the bar names rather than behind a saturated queue.
+const TENANTS_PACE: Pace = Pace::Fixed(1600);
 
 pub const ALL: &[&str] = &[
     "throughput",
@@ -103,31 +125,31 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         "throughput" => Shape {
             teams: 1,
             apps: 1,
-            pace: None,
+            pace: Pace::BULK,
             fail_first: false,
         },
         "latency" => Shape {
             teams: 1,
             apps: 1,
-            pace: Some(1000),
+            pace: Pace::Fixed(1000),
             fail_first: false,
         },
         "fanout" => Shape {
             teams: 1,
             apps: 100,
-            pace: None,
+            pace: Pace::BULK,
             fail_first: false,
         },
         "tenants" => Shape {
             teams: if p.quick { 100 } else { 1000 },
             apps: 10,
-            pace: None,
+            pace: TENANTS_PACE,
             fail_first: false,
         },
         "retries" => Shape {
             teams: 1,
             apps: 1,
-            pace: None,
+            pace: Pace::BULK,
             fail_first: true,
         },
         other => {
@@ -154,7 +176,7 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     let cpu0 = server.cpu_seconds();
     let t0 = Instant::now();
     let start_us = now_us();
-    let window = shape.pace.is_none().then(|| Window {
+    let window = matches!(shape.pace, Pace::Saturate { .. }).then(|| Window {
         stats: stats.clone(),
         per_event: shape.apps as u64,
         max_outstanding: MAX_OUTSTANDING,
@@ -390,110 +412,100 @@ pub(crate) async fn team(
     Ok((team, channel, user))
 }
 
-/// Publishes 1 KB message events spread over the places, for `duration`, in batches; at
-/// `pace` events per second when given. Returns how many were accepted.
+/// Publishes 1 KB message events spread over the places, for `duration`, in batches, at
+/// `pace`. Returns how many were accepted.
 pub(crate) async fn publish(
     c: &reqwest::Client,
     url: &str,
     places: &[Place],
     duration: Duration,
-    pace: Option<u64>,
+    pace: Pace,
     window: Option<Window>,
 ) -> Result<Published, String> {
     publish_up_to(c, url, places, duration, pace, u64::MAX, window).await
 }
 
 /// [`publish`], stopping early once about `max_events` have been sent (whole batches).
+///
+/// At a fixed pace the load is open: every 10 ms a call of `rate / 100` events starts
+/// whether or not the earlier ones have answered (up to [`MAX_PACED_CALLS`] in flight),
+/// so a slow call delays no later one and its time is measured in full. Saturating, each
+/// of `in_flight` publishers sends its next call when its last one answered and the
+/// [`Window`] has room.
 pub(crate) async fn publish_up_to(
     c: &reqwest::Client,
     url: &str,
     places: &[Place],
     duration: Duration,
-    pace: Option<u64>,
+    pace: Pace,
     max_events: u64,
     window: Option<Window>,
 ) -> Result<Published, String> {
-    let pad = "x".repeat(800);
-    let (batch, workers, tick) = match pace {
-        Some(rate) => (
-            ((rate / 100).max(1)) as usize,
-            1,
-            Some(Duration::from_millis(10)),
-        ),
-        None => (500, 2, None),
+    let caller = Caller {
+        c: c.clone(),
+        url: url.to_string(),
+        pad: Arc::new("x".repeat(800)),
+        places: Arc::new(places.to_vec()),
     };
-    let places = Arc::new(places.to_vec());
     let end = Instant::now() + duration;
     let claimed = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
-    for w in 0..workers {
-        let window = window.clone();
-        let (c, url, pad, places, claimed) = (
-            c.clone(),
-            url.to_string(),
-            pad.clone(),
-            places.clone(),
-            claimed.clone(),
-        );
-        set.spawn(async move {
-            let mut sent = 0u64;
-            let mut calls = Vec::new();
-            let mut n = w;
-            let mut interval = tick.map(tokio::time::interval);
+    match pace {
+        Pace::Fixed(rate) => {
+            let batch = (rate / 100).max(1) as usize;
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_PACED_CALLS));
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n = 0usize;
             while Instant::now() < end
                 && claimed.fetch_add(batch as u64, Ordering::Relaxed) < max_events
             {
-                if let Some(i) = interval.as_mut() {
-                    i.tick().await;
-                }
-                if let Some(w) = &window {
-                    // Closed loop: publish only while the deliveries not yet arrived are
-                    // within the window (bounded by the run's end).
-                    let sent = claimed.load(Ordering::Relaxed).saturating_sub(batch as u64);
-                    while sent * w.per_event
-                        > w.stats.received.load(Ordering::Relaxed) + w.max_outstanding
-                        && Instant::now() < end
-                    {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                let t = now_us();
-                // The body is written as text: building a JSON tree per event made the
-                // harness, not the server, the busier process.
-                let mut body = String::with_capacity(batch * (pad.len() + 160) + 16);
-                body.push_str("{\"events\":[");
-                for i in 0..batch {
-                    n += workers;
-                    let (team, channel, user) = &places[n % places.len()];
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    let _ = write!(
-                        body,
-                        r#"{{"team_id":"{team}","event":{{"type":"message","channel":"{channel}","user":"{user}","text":"b{t} {n}","pad":"{pad}"}}}}"#
-                    );
-                }
-                body.push_str("]}");
-                let call = Instant::now();
-                let res = c
-                    .post(format!("{url}/admin/v1/events/batch"))
-                    .bearer_auth(ADMIN)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
+                tick.tick().await;
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
                     .await
                     .map_err(|e| e.to_string())?;
-                let status = res.status();
-                let answer = res.bytes().await.map_err(|e| e.to_string())?;
-                calls.push(call.elapsed().as_micros() as u64);
-                if !status.is_success() {
-                    return Err(format!("publish: {status} {}", String::from_utf8_lossy(&answer)));
-                }
-                // Each accepted event's result carries an event_id; refusals carry an error.
-                sent += answer.windows(10).filter(|w| w == b"\"event_id\"").count() as u64;
+                let (caller, first) = (caller.clone(), n);
+                n += batch;
+                set.spawn(async move {
+                    let _slot = slot;
+                    let (sent, us) = caller.call(first, 1, batch).await?;
+                    Ok::<(u64, Vec<u64>), String>((sent, vec![us]))
+                });
             }
-            Ok::<(u64, Vec<u64>), String>((sent, calls))
-        });
+        }
+        Pace::Saturate { events, in_flight } => {
+            let (batch, workers) = (events.max(1), in_flight.max(1));
+            for w in 0..workers {
+                let (window, caller, claimed) = (window.clone(), caller.clone(), claimed.clone());
+                set.spawn(async move {
+                    let mut sent = 0u64;
+                    let mut calls = Vec::new();
+                    let mut n = w;
+                    while Instant::now() < end
+                        && claimed.fetch_add(batch as u64, Ordering::Relaxed) < max_events
+                    {
+                        if let Some(w) = &window {
+                            // Closed loop: publish only while the deliveries not yet
+                            // arrived are within the window (bounded by the run's end).
+                            let sent = claimed.load(Ordering::Relaxed).saturating_sub(batch as u64);
+                            while sent * w.per_event
+                                > w.stats.received.load(Ordering::Relaxed) + w.max_outstanding
+                                && Instant::now() < end
+                            {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                        let (accepted, us) = caller.call(n, workers, batch).await?;
+                        n += batch * workers;
+                        sent += accepted;
+                        calls.push(us);
+                    }
+                    Ok::<(u64, Vec<u64>), String>((sent, calls))
+                });
+            }
+        }
     }
     let mut total = Published {
         events: 0,
@@ -505,4 +517,64 @@ pub(crate) async fn publish_up_to(
         total.calls_us.extend(calls);
     }
     Ok(total)
+}
+
+/// Paced publish calls in flight at most; past it, the pace waits (bounded memory
+/// should the server stall).
+const MAX_PACED_CALLS: usize = 256;
+
+/// What a publish call needs: the client, the server, the padding and the places.
+#[derive(Clone)]
+struct Caller {
+    c: reqwest::Client,
+    url: String,
+    pad: Arc<String>,
+    places: Arc<Vec<Place>>,
+}
+
+impl Caller {
+    /// One call of `batch` events, numbered from `first` by `step` (each picks its place
+    /// by its number). Returns the events accepted and the call's time in µs.
+    async fn call(&self, first: usize, step: usize, batch: usize) -> Result<(u64, u64), String> {
+        let t = now_us();
+        // The body is written as text: building a JSON tree per event made the harness,
+        // not the server, the busier process.
+        let mut body = String::with_capacity(batch * (self.pad.len() + 160) + 16);
+        body.push_str("{\"events\":[");
+        for i in 0..batch {
+            let n = first + i * step;
+            let (team, channel, user) = &self.places[n % self.places.len()];
+            if i > 0 {
+                body.push(',');
+            }
+            let _ = write!(
+                body,
+                r#"{{"team_id":"{team}","event":{{"type":"message","channel":"{channel}","user":"{user}","text":"b{t} {n}","pad":"{pad}"}}}}"#,
+                pad = self.pad
+            );
+        }
+        body.push_str("]}");
+        let call = Instant::now();
+        let res = self
+            .c
+            .post(format!("{}/admin/v1/events/batch", self.url))
+            .bearer_auth(ADMIN)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status();
+        let answer = res.bytes().await.map_err(|e| e.to_string())?;
+        let us = call.elapsed().as_micros() as u64;
+        if !status.is_success() {
+            return Err(format!(
+                "publish: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        // Each accepted event's result carries an event_id; refusals carry an error.
+        let sent = answer.windows(10).filter(|w| w == b"\"event_id\"").count() as u64;
+        Ok((sent, us))
+    }
 }

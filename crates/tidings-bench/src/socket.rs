@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::receiver::{now_us, Stats};
 use crate::scenarios::{
-    admin, drain, http_client, publish, teams_with, Outcome, Params, Window, MAX_OUTSTANDING,
+    admin, drain, http_client, publish, teams_with, Outcome, Pace, Params, Window, MAX_OUTSTANDING,
 };
 use crate::server::Server;
 
@@ -324,7 +324,7 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         per_event: shape.apps_per_team as u64,
         max_outstanding: MAX_OUTSTANDING,
     };
-    let events = publish(&c, url, &places, p.duration, None, Some(window))
+    let events = publish(&c, url, &places, p.duration, Pace::BULK, Some(window))
         .await?
         .events;
     let publish_secs = t0.elapsed().as_secs_f64();
