@@ -65,19 +65,50 @@ async fn handle(State(stats): State<Arc<Stats>>, headers: HeaderMap, body: Bytes
 }
 
 /// Starts a receiver; returns its base URL (any path is accepted) and its stats.
+///
+/// It serves on a runtime of its own ([`apps_runtime`]): the receiver stands for the
+/// apps' servers, other processes in real life, and on the harness's runtime its
+/// thousands of requests a second delayed the publishers' calls, whose time is measured.
 pub async fn start() -> Result<(String, Arc<Stats>), String> {
     let stats = Arc::new(Stats::default());
     let app = axum::Router::new()
         .fallback(handle)
         .with_state(stats.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
+    let rt = apps_runtime()?;
+    let (bound, addr) = tokio::sync::oneshot::channel();
+    rt.spawn(async move {
+        let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = bound.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let _ = bound.send(listener.local_addr().map_err(|e| e.to_string()));
         let _ = axum::serve(listener, app).await;
     });
+    let addr = addr.await.map_err(|e| e.to_string())??;
     Ok((format!("http://{addr}"), stats))
+}
+
+/// The runtime the receivers serve on (started once, for the whole harness run).
+fn apps_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RT.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-apps")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the receiver's runtime: {e}"))?;
+    // Should two callers race, the loser's runtime is shut down without blocking.
+    match RT.set(rt) {
+        Ok(()) => {}
+        Err(extra) => extra.shutdown_background(),
+    }
+    RT.get()
+        .ok_or_else(|| "the receiver's runtime is gone".to_string())
 }
 
 /// An endpoint that answers the `url_verification` handshake and then goes down: after
