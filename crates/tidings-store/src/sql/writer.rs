@@ -180,6 +180,9 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
     {
+        if works.is_empty() {
+            return Vec::new();
+        }
         let queued = Instant::now();
         let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(works.len());
         let mut answers = Vec::with_capacity(works.len());
@@ -202,7 +205,7 @@ impl Writer {
                     .map_err(|_| stopped_before_commit())
                     .and_then(|r| r)
             } else {
-                Err(StoreError::Unavailable("the writer has stopped".into()))
+                Err(stopped())
             });
         }
         results
@@ -222,9 +225,13 @@ impl Writer {
                 queued: Instant::now(),
             })))
             .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+            .map_err(|_| stopped())?;
         done_rx.await.map_err(|_| stopped_before_commit())?
     }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
 }
 
 fn stopped_before_commit() -> StoreError {
