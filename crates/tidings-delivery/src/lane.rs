@@ -29,7 +29,7 @@
 //! down endpoint then costs a few hundred attempts a second however much piles up for
 //! it, instead of taking the CPU the apps that answer need.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 
 use tidings_store::DueDelivery;
@@ -64,7 +64,9 @@ pub struct Lane {
     /// Deliveries the lane started whose retry it keeps, by (when due, seq); their seqs
     /// are in `queued` too, and they count as held.
     retrying: BTreeMap<(i64, i64), DueDelivery>,
-    queued: HashSet<i64>,
+    /// Ordered, so a read behind a fence collects only the seqs below it (a lane behind
+    /// the store can hold thousands above it, and the exclusion list is built every round).
+    queued: BTreeSet<i64>,
     /// The last store read came back short: the store holds nothing due for the lane
     /// that the lane does not know of.
     caught_up: bool,
@@ -176,11 +178,14 @@ impl Lane {
     /// What a store read must skip: attempts under way or settling, and hand-overs held
     /// (those the fence does not already keep out).
     pub fn exclusion(&self) -> Vec<i64> {
-        let below = |s: &&i64| self.fence.is_none_or(|f| **s < f);
+        let held = match self.fence {
+            Some(f) => self.queued.range(..f),
+            None => self.queued.range(..),
+        };
         self.in_flight
             .iter()
             .chain(&self.settling)
-            .chain(self.queued.iter().filter(below))
+            .chain(held)
             .copied()
             .collect()
     }
