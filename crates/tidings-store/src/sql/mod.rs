@@ -26,6 +26,7 @@ mod publish;
 mod rows;
 pub mod sqlite;
 mod store_impl;
+mod wal;
 pub mod writer;
 
 use std::sync::Arc;

@@ -20,6 +20,9 @@ pub trait Opener: Send + Sync + 'static {
     fn conn(c: &Self::Owned) -> Conn<'_>;
     /// False once the connection is known to be broken.
     fn usable(c: &Self::Owned) -> bool;
+    /// Upkeep the writer runs on its connection between two batches, outside any
+    /// transaction (SQLite starts its WAL over here).
+    fn between_batches(&self, _c: &Self::Owned) {}
 }
 
 /// Read connections. A `std::sync::Mutex` because it is held only to push or pop a

@@ -6,63 +6,37 @@
 //! the trade the architecture asks for: batching, not per-event fsync.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags};
 
 use super::conn::{sqlite_error, Conn};
 use super::pool::{self, ReadPool};
-use super::{migrations, Readers, SqlStore};
+use super::{migrations, wal, Readers, SqlStore};
 use crate::{StoreError, StoreResult};
 
 /// Read connections kept open; reads beyond that wait for one.
 const READERS: usize = 4;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The writer's settings. Checkpoints are the checkpointer thread's work; the writer
-/// checkpoints itself only past 20,000 WAL pages (80 MB), which bounds the WAL should the
-/// checkpointer fall behind (a checkpoint that copied everything lets the next write
-/// start the WAL over).
+/// The writer's settings. WAL checkpoints and restarts are [`wal`]'s work, off the commit
+/// path; the writer's autocheckpoint is only a backstop.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
+    conn.busy_timeout(wal::BUSY_TIMEOUT)?;
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
-         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint=20000;",
-    )
-}
-
-/// Starts the checkpointer: a thread with its own connection that copies committed WAL
-/// frames into the database file every [`CHECKPOINT_EVERY`] (PASSIVE: it never blocks the
-/// writer or readers), so the single writer thread, the serial part of publishing, does
-/// not pay for it inside a commit. It stops once the returned handle and its clones are
-/// dropped.
-fn spawn_checkpointer(path: &Path) -> StoreResult<Arc<()>> {
-    let conn = Connection::open(path).map_err(sqlite_error)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite_error)?;
-    let alive = Arc::new(());
-    let watch = Arc::downgrade(&alive);
-    std::thread::Builder::new()
-        .name("tidings-checkpoint".into())
-        .spawn(move || {
-            while watch.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
-    Ok(alive)
+         PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000; PRAGMA wal_autocheckpoint={};",
+        wal::BACKSTOP_FRAMES
+    ))
 }
 
 /// Opens connections to one database file: read-only ones for the pool, or the writer's.
 pub struct Opener {
     path: PathBuf,
     read_only: bool,
+    /// Set by the checkpointer when the writer should start the WAL over.
+    restart: Arc<AtomicBool>,
 }
 
 impl pool::Opener for Opener {
@@ -98,6 +72,12 @@ impl pool::Opener for Opener {
     fn usable(_: &Connection) -> bool {
         true
     }
+
+    fn between_batches(&self, c: &Connection) {
+        if self.restart.swap(false, Ordering::Relaxed) {
+            wal::restart(c);
+        }
+    }
 }
 
 /// Opens (creating if needed) `tidings.db` in `data_dir` and migrates it.
@@ -106,9 +86,11 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
     })?;
     let path = data_dir.join("tidings.db");
+    let restart = Arc::new(AtomicBool::new(false));
     let writer = Opener {
         path: path.clone(),
         read_only: false,
+        restart: restart.clone(),
     };
     let conn = pool::Opener::open(&writer)?;
     migrations::sqlite::migrate(&conn)?;
@@ -116,6 +98,7 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         Opener {
             path: path.clone(),
             read_only: true,
+            restart: restart.clone(),
         },
         READERS,
     );
@@ -127,6 +110,6 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         0,
         None,
     )?;
-    store._alive = Some(spawn_checkpointer(&path)?);
+    store._alive = Some(wal::spawn_checkpointer(&path, restart)?);
     Ok(store)
 }

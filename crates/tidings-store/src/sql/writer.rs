@@ -271,6 +271,7 @@ fn run<O: Opener>(
             }
         }
         let Some(owned) = conn.as_ref() else { continue };
+        opener.between_batches(owned);
         let started = Instant::now();
         if let Some(oldest) = batch.first() {
             metrics::histogram!("tidings_store_write_wait_seconds")
