@@ -35,8 +35,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 pub struct Opener {
     path: PathBuf,
     read_only: bool,
-    /// Set by the checkpointer when the writer should start the WAL over.
-    restart: Arc<AtomicBool>,
+    /// The writer's: set by the checkpointer when the writer should start the WAL over.
+    restart: Option<Arc<AtomicBool>>,
 }
 
 impl pool::Opener for Opener {
@@ -49,8 +49,7 @@ impl pool::Opener for Opener {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(sqlite_error)?;
-            c.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(sqlite_error)?;
+            c.busy_timeout(wal::BUSY_TIMEOUT).map_err(sqlite_error)?;
             c
         } else {
             let c = Connection::open(&self.path).map_err(|e| {
@@ -74,8 +73,10 @@ impl pool::Opener for Opener {
     }
 
     fn between_batches(&self, c: &Connection) {
-        if self.restart.swap(false, Ordering::Relaxed) {
-            wal::restart(c);
+        if let Some(restart) = &self.restart {
+            if restart.swap(false, Ordering::Relaxed) {
+                wal::restart(c);
+            }
         }
     }
 }
@@ -90,7 +91,7 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
     let writer = Opener {
         path: path.clone(),
         read_only: false,
-        restart: restart.clone(),
+        restart: Some(restart.clone()),
     };
     let conn = pool::Opener::open(&writer)?;
     migrations::sqlite::migrate(&conn)?;
@@ -98,7 +99,7 @@ pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
         Opener {
             path: path.clone(),
             read_only: true,
-            restart: restart.clone(),
+            restart: None,
         },
         READERS,
     );

@@ -31,7 +31,7 @@ use crate::{StoreError, StoreResult};
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// WAL frames (4 KB pages) past which the WAL is started over (64 MB).
-pub const RESTART_AT: i64 = 16_384;
+const RESTART_AT: i64 = 16_384;
 /// The writer's autocheckpoint (inside a commit), in frames: only a backstop (256 MB).
 pub const BACKSTOP_FRAMES: i64 = 65_536;
 /// Most back-to-back passes the checkpointer makes to catch up before a restart.
