@@ -2,6 +2,10 @@
 //! lanes and Slack's retry schedule, the HTTP sender with its SSRF policy, and the health
 //! tracker that disables failing apps. (The rate limit is counted where deliveries are
 //! created, in the store's publish transaction, so it is exact.) Socket Mode joins here.
+//!
+//! The engine runs on a tokio runtime of its own, beside the one serving the HTTP API:
+//! thousands of delivery tasks then never queue ahead of a publish call's wake-up, and
+//! the operating system shares the cores between the two sets of threads.
 
 pub mod dispatcher;
 pub mod envelope;
@@ -30,6 +34,44 @@ pub struct Engine {
     pub sender: HttpSender,
     pub health: Health,
     pub hub: Arc<SocketHub>,
+    /// Where the dispatcher's tasks run; stopped when the engine is dropped.
+    _runtime: EngineRuntime,
+}
+
+/// The engine's runtime. Dropping a runtime waits for its threads, which is not allowed
+/// inside another runtime (where the engine is usually dropped), so it is shut down in
+/// the background instead: its tasks are cancelled, and every delivery they had under
+/// way is still pending on disk.
+struct EngineRuntime(Option<tokio::runtime::Runtime>);
+
+impl EngineRuntime {
+    fn new() -> Result<EngineRuntime, String> {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("tidings-deliver")
+            .enable_all()
+            .build()
+            .map(|rt| EngineRuntime(Some(rt)))
+            .map_err(|e| format!("cannot start the delivery engine's runtime: {e}"))
+    }
+
+    /// Runs `f` with the engine's runtime as the current one, so what it spawns runs there.
+    fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.0 {
+            Some(rt) => {
+                let _entered = rt.enter();
+                f()
+            }
+            None => f(),
+        }
+    }
+}
+
+impl Drop for EngineRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Engine {
@@ -42,16 +84,19 @@ impl Engine {
         health_cfg: HealthConfig,
         socket_cfg: SocketConfig,
     ) -> Result<Engine, String> {
+        let runtime = EngineRuntime::new()?;
         let sender = HttpSender::new(sender_cfg)?;
         let health = Health::new(health_cfg);
         health.refresh(&store).await;
         if store.is_shared() {
             let (health, store) = (health.clone(), store.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(HEALTH_REFRESH).await;
-                    health.refresh(&store).await;
-                }
+            runtime.enter(|| {
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(HEALTH_REFRESH).await;
+                        health.refresh(&store).await;
+                    }
+                })
             });
         }
         let hub = Arc::new(SocketHub::new(socket_cfg));
@@ -63,12 +108,13 @@ impl Engine {
             dispatch_cfg,
             health.clone(),
         );
-        dispatcher.spawn();
+        runtime.enter(|| dispatcher.spawn());
         Ok(Engine {
             dispatcher,
             sender,
             health,
             hub,
+            _runtime: runtime,
         })
     }
 }
