@@ -165,7 +165,9 @@ impl Dispatcher {
     }
 
     /// Makes every app with pending deliveries due by its earliest one (at start, after
-    /// missed signals, and periodically when nodes share the store).
+    /// missed signals, and periodically when nodes share the store). Hand-overs are
+    /// registered before the first rescan, so once it has succeeded every app with
+    /// pending deliveries has a lane or gets them handed over (the census).
     async fn rescan(&self) -> bool {
         match self.store.pending_apps().await {
             Ok(apps) => {
@@ -174,6 +176,7 @@ impl Dispatcher {
                     for (app, due) in apps {
                         lanes.entry(app).or_default().due_by(due);
                     }
+                    lanes.census_taken();
                 }
                 self.wake.notify_one();
                 true
