@@ -10,6 +10,7 @@
 //! The domain's SQL lives in one module per concern: [`directory`], [`apps`], [`publish`]
 //! (with the fan-out index in [`cache`]), [`events`], [`dispatch`], [`insights`].
 
+mod app_cache;
 mod apps;
 mod cache;
 pub mod cluster;
@@ -73,6 +74,8 @@ pub struct SqlStore {
     wakes: cluster::Wakes,
     /// Pending deliveries the batch in progress wrote, handed to the dispatcher on commit.
     handoff: handoff::Handoff,
+    /// Apps as last committed, for `get_app` (off when nodes share the database).
+    apps: app_cache::AppCache,
     /// Work signals from other nodes, taken once by the dispatcher.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
     /// Background threads (SQLite's checkpointer) run while a clone of this lives.
@@ -146,6 +149,7 @@ impl SqlStore {
         let counter = insights::Counter::default();
         let wakes = cluster::Wakes::new(lease_ms > 0);
         let handoff = handoff::Handoff::default();
+        let apps = app_cache::AppCache::new(lease_ms == 0);
         let hooks = writer::Hooks {
             before_batch: {
                 // Nodes sharing the database: another node may have changed the directory
@@ -175,17 +179,21 @@ impl SqlStore {
             },
             on_rollback: {
                 let (index, counter, wakes) = (index.clone(), counter.clone(), wakes.clone());
-                let handoff = handoff.clone();
+                let (handoff, apps) = (handoff.clone(), apps.clone());
                 Box::new(move || {
                     index.clear();
                     counter.clear();
                     wakes.clear();
                     handoff.clear();
+                    apps.rolled_back();
                 })
             },
             after_commit: {
-                let handoff = handoff.clone();
-                Box::new(move || handoff.deliver())
+                let (handoff, apps) = (handoff.clone(), apps.clone());
+                Box::new(move || {
+                    apps.committed();
+                    handoff.deliver();
+                })
             },
         };
         let writer = Writer::start(opener, first, hooks)
@@ -201,6 +209,7 @@ impl SqlStore {
             lease_ms,
             wakes,
             handoff,
+            apps,
             signals: Arc::new(std::sync::Mutex::new(signals)),
             _alive: None,
         })

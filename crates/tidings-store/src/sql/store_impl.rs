@@ -123,17 +123,26 @@ impl Store for SqlStore {
     }
 
     async fn update_app(&self, app: App) -> StoreResult<App> {
-        let idx = self.index.clone();
+        let (idx, cache) = (self.index.clone(), self.apps.clone());
         self.write_directory(move |c| {
             idx.lock().invalidate_app(&app.id);
+            cache.changed(&app.id);
             apps::update_app(c, app)
         })
         .await
     }
 
     async fn get_app(&self, id: &str) -> StoreResult<Option<App>> {
+        let generation = match self.apps.get(id) {
+            Ok(app) => return Ok(Some(app)),
+            Err(generation) => generation,
+        };
         let id = id.to_owned();
-        self.read(move |c| apps::get_app(c, &id)).await
+        let app = self.read(move |c| apps::get_app(c, &id)).await?;
+        if let Some(a) = &app {
+            self.apps.put(generation, a);
+        }
+        Ok(app)
     }
 
     async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>> {
