@@ -56,13 +56,8 @@ impl EngineRuntime {
 
     /// Runs `f` with the engine's runtime as the current one, so what it spawns runs there.
     fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
-        match &self.0 {
-            Some(rt) => {
-                let _entered = rt.enter();
-                f()
-            }
-            None => f(),
-        }
+        let _entered = self.0.as_ref().map(|rt| rt.enter());
+        f()
     }
 }
 

@@ -118,11 +118,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_cached_app_is_served_until_a_commit_changes_it() {
-        let cache = AppCache::new(true);
+    /// A cache that has read A1 (with the request URL `http://old`) from the store.
+    fn with_a1(enabled: bool) -> AppCache {
+        let cache = AppCache::new(enabled);
         let g = cache.get("A1").expect_err("empty");
         cache.put(g, &app("A1", "http://old"));
+        cache
+    }
+
+    #[test]
+    fn a_cached_app_is_served_until_a_commit_changes_it() {
+        let cache = with_a1(true);
         assert_eq!(
             cache.get("A1").ok().and_then(|a| a.request_url),
             Some("http://old".into())
@@ -152,9 +158,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_change_keeps_the_cached_row() {
-        let cache = AppCache::new(true);
-        let g = cache.get("A1").expect_err("empty");
-        cache.put(g, &app("A1", "http://old"));
+        let cache = with_a1(true);
         cache.changed("A1");
         cache.rolled_back();
         cache.committed();
@@ -163,9 +167,7 @@ mod tests {
 
     #[test]
     fn a_disabled_cache_keeps_nothing() {
-        let cache = AppCache::new(false);
-        let g = cache.get("A1").expect_err("empty");
-        cache.put(g, &app("A1", "http://old"));
+        let cache = with_a1(false);
         assert!(cache.get("A1").is_err());
     }
 }
