@@ -329,7 +329,8 @@ fn classify(e: &reqwest::Error) -> (FailureReason, String) {
         FailureReason::UnknownError
     };
     if lower.contains("ssrf") {
-        tracing::warn!(reason = %chain, "delivery target refused");
+        let reason = tidings_core::redact::text(&chain);
+        tracing::warn!(reason = %reason, "delivery target refused");
     }
     (reason, chain)
 }
