@@ -61,7 +61,10 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         tidings_delivery::SenderConfig {
             timeout: d.timeout,
             max_redirects: d.max_redirects,
-            allow_private_targets: d.allow_private_targets.unwrap_or(dev),
+            targets: tidings_delivery::ssrf::TargetPolicy {
+                allow_private: d.allow_private_targets.unwrap_or(false),
+                allow_loopback: d.allow_loopback_targets.unwrap_or(dev),
+            },
             max_idle_per_host: MAX_IN_FLIGHT_TOTAL,
         },
         tidings_delivery::DispatchConfig {

@@ -41,8 +41,8 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
     if let Some(u) = opts.database_url {
         config.server.database_url = Some(u);
     }
-    if opts.dev && config.delivery.allow_private_targets.is_none() {
-        config.delivery.allow_private_targets = Some(true);
+    if opts.dev && config.delivery.allow_loopback_targets.is_none() {
+        config.delivery.allow_loopback_targets = Some(true);
     }
     config.validate()?;
     let booted = boot::boot(config, opts.dev).await?;

@@ -49,13 +49,14 @@ impl Server {
         if !env.iter().any(|(k, _)| k == "TIDINGS_ADMIN_TOKEN") {
             env.push(("TIDINGS_ADMIN_TOKEN".into(), ADMIN.into()));
         }
-        // Receivers live on 127.0.0.1; the SSRF test turns this off explicitly.
-        if !env
-            .iter()
-            .any(|(k, _)| k == "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS")
-        {
+        // Receivers live on 127.0.0.1, which `--dev`'s setting opens; the SSRF tests set
+        // their own policy.
+        if !env.iter().any(|(k, _)| {
+            k == "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS"
+                || k == "TIDINGS_DELIVERY_ALLOW_LOOPBACK_TARGETS"
+        }) {
             env.push((
-                "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS".into(),
+                "TIDINGS_DELIVERY_ALLOW_LOOPBACK_TARGETS".into(),
                 "true".into(),
             ));
         }
