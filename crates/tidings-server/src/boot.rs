@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tidings_core::catalog::Catalog;
 use tidings_core::token::{self, TokenKind};
+use tidings_store::sql::owner_only;
 use tidings_store::{PgOptions, SqlStore, Store};
 use tokio::net::TcpListener;
 
@@ -41,6 +42,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
     let store_description = sql.description().to_string();
     let store: Arc<dyn Store> = Arc::new(sql);
     let (admin_token_hash, admin_token) = admin_token(&config, &data_dir)?;
+    // `--dev`'s tokens, from an earlier start.
+    owner_only::private_file(&data_dir.join(crate::dev::CREDENTIALS_FILE))
+        .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -159,7 +163,10 @@ fn admin_token(
     if let Some(t) = &config.server.admin_token {
         return Ok((token::hash(t), AdminTokenSource::Configured));
     }
+    // The data directory holds this secret: owner-only, like the database beside it.
+    owner_only::private_dir(data_dir).map_err(|e| e.to_string())?;
     let path = data_dir.join("admin-token");
+    owner_only::private_file(&path).map_err(|e| e.to_string())?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let t = text.trim();
@@ -205,6 +212,8 @@ pub fn write_secret_file(path: &std::path::Path, contents: &str) -> Result<(), S
     let mut f = opts
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // An existing file keeps its mode through `open`: tighten it before writing.
+    owner_only::private_file(path).map_err(|e| e.to_string())?;
     f.write_all(format!("{contents}\n").as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

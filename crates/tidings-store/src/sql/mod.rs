@@ -21,6 +21,7 @@ mod events;
 pub mod handoff;
 mod insights;
 pub mod migrations;
+pub mod owner_only;
 pub mod pool;
 pub mod postgres;
 mod publish;
