@@ -14,9 +14,17 @@ use crate::{StoreError, StoreResult};
 /// The database's companions SQLite creates beside it.
 pub const SQLITE_SUFFIXES: [&str; 3] = ["", "-wal", "-shm"];
 
-/// Creates `dir` (and its parents) if needed, then makes it 0700.
+/// Creates `dir` (and its parents) 0700 if needed; an existing one is made 0700.
 pub fn private_dir(dir: &Path) -> StoreResult<()> {
-    std::fs::create_dir_all(dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
     tighten(dir, 0o700)
 }
@@ -67,8 +75,8 @@ fn tighten(path: &Path, mode: u32) -> StoreResult<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
         tracing::warn!(
             path = %path.display(),
-            was = format!("{current:04o}"),
-            now = format!("{mode:04o}"),
+            was = %format!("{current:04o}"),
+            now = %format!("{mode:04o}"),
             "tightened permissions: it holds secrets and was readable by others"
         );
     }
