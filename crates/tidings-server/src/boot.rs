@@ -107,6 +107,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         engine,
         metrics: crate::observe::prometheus(),
     });
+    crate::revocation::watch(state.clone());
     Ok(Booted {
         listener,
         state,

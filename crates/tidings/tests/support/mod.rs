@@ -107,6 +107,16 @@ impl Server {
 
     /// Starts the binary on `dir` with exactly `env` (plus a quiet log level).
     pub fn spawn(dir: &Path, env: Vec<(String, String)>, args: &[&str]) -> Server {
+        Self::spawn_logging_to(dir, env, args, Stdio::inherit())
+    }
+
+    /// [`Server::spawn`] with the server's stderr (its log) sent to `stderr`.
+    pub fn spawn_logging_to(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        args: &[&str],
+        stderr: Stdio,
+    ) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -117,7 +127,7 @@ impl Server {
             .env_remove("TIDINGS_ADMIN_TOKEN")
             .env("TIDINGS_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in &env {
             cmd.env(k, v);
         }
