@@ -35,15 +35,20 @@ static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
 static USERINFO: LazyLock<Regex> = LazyLock::new(|| {
     re(r#"(?P<s>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:"'<>\\]*):[^\s/?#@"'<>\\]+@"#)
 });
+/// Colour codes tracing's text format puts around a field's `=` on a terminal.
+const ANSI: &str = r"(?:\x1b\[[0-9;]*m)*";
 /// `name="value"`, `name: "value"`, `"name":"value"` (Debug-quoted fields, JSON).
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r#"(?P<k>[A-Za-z0-9_.\-]+)(?P<sep>\\?"?\s*[:=]\s*\\?")(?P<v>(?:[^"\\]|\\[^"])*)(?P<end>\\?")"#,
-    )
+    re(&format!(
+        r#"(?P<pre>{ANSI})(?P<k>[A-Za-z0-9_.\-]+)(?P<sep>\\?"?{ANSI}\s*[:=]{ANSI}\s*\\?")(?P<v>(?:[^"\\]|\\[^"])*)(?P<end>\\?")"#
+    ))
 });
 /// `name=value` up to a delimiter (query strings, tracing's text fields).
-static BARE: LazyLock<Regex> =
-    LazyLock::new(|| re(r#"(?P<k>[A-Za-z0-9_.\-]+)=(?P<v>[^\s&;,"'?#=)}\]<>\\]+)"#));
+static BARE: LazyLock<Regex> = LazyLock::new(|| {
+    re(&format!(
+        r#"(?P<pre>{ANSI})(?P<k>[A-Za-z0-9_.\-]+)(?P<sep>{ANSI}={ANSI})(?P<v>[^\s&;,"'?#=)}}\]<>\\\x1b]+)"#
+    ))
+});
 static SCHEME: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(?P<s>bearer|basic)(?P<sp>\s+)[A-Za-z0-9_\-.~+/=:]{8,}"));
 static HEX32: LazyLock<Regex> = LazyLock::new(|| re(r"\b[0-9a-fA-F]{32}\b"));
@@ -98,14 +103,14 @@ pub fn text(line: &str) -> Cow<'_, str> {
     apply(&USERINFO, &|c| format!("{}:{MARK}@", &c["s"]));
     apply(&QUOTED, &|c| {
         if is_secret_name(&c["k"]) && !c["v"].is_empty() {
-            format!("{}{}{MARK}{}", &c["k"], &c["sep"], &c["end"])
+            format!("{}{}{}{MARK}{}", &c["pre"], &c["k"], &c["sep"], &c["end"])
         } else {
             c[0].to_string()
         }
     });
     apply(&BARE, &|c| {
         if is_secret_name(&c["k"]) && c["v"] != *MARK {
-            format!("{}={MARK}", &c["k"])
+            format!("{}{}{}{MARK}", &c["pre"], &c["k"], &c["sep"])
         } else {
             c[0].to_string()
         }
@@ -201,6 +206,13 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(text(raw), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn colour_codes_around_the_equals_sign_do_not_hide_a_field() {
+        let raw = "\x1b[3mtoken\x1b[0m\x1b[2m=\x1b[0mabc123 \x1b[3mapp\x1b[0m\x1b[2m=\x1b[0mA01 \x1b[3msecret\x1b[0m\x1b[2m=\x1b[0m\"q\"";
+        let want = "\x1b[3mtoken\x1b[0m\x1b[2m=\x1b[0m[redacted] \x1b[3mapp\x1b[0m\x1b[2m=\x1b[0mA01 \x1b[3msecret\x1b[0m\x1b[2m=\x1b[0m\"[redacted]\"";
+        assert_eq!(text(raw), want);
     }
 
     #[test]

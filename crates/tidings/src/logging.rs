@@ -12,8 +12,11 @@ use tracing_subscriber::fmt::MakeWriter;
 pub fn init(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TIDINGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal, not in files and log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(RedactedStderr);
     if format == "json" {
         builder.json().init();
