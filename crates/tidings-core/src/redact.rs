@@ -46,7 +46,7 @@ static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
 /// `name=value` up to a delimiter (query strings, tracing's text fields).
 static BARE: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r#"(?P<pre>{ANSI})(?P<k>[A-Za-z0-9_.\-]+)(?P<sep>{ANSI}={ANSI})(?P<v>[^\s&;,"'?#=)}}\]<>\\\x1b]+)"#
+        r#"(?P<pre>{ANSI})(?P<k>[A-Za-z0-9_.\-]+)(?P<sep>{ANSI}={ANSI})(?P<v>(?:[^\s&;,"'?#=)}}\[\]<>\\\x1b]|\[redacted\])+)"#
     ))
 });
 static SCHEME: LazyLock<Regex> =
@@ -109,7 +109,8 @@ pub fn text(line: &str) -> Cow<'_, str> {
         }
     });
     apply(&BARE, &|c| {
-        if is_secret_name(&c["k"]) && c["v"] != *MARK {
+        // A value the token rule already redacted (`xoxb-[redacted]`) keeps its prefix.
+        if is_secret_name(&c["k"]) && !c["v"].ends_with(MARK) {
             format!("{}{}{}{MARK}", &c["pre"], &c["k"], &c["sep"])
         } else {
             c[0].to_string()
@@ -164,6 +165,10 @@ mod tests {
                 "http://user@example.com/a?b=c",
             ),
             ("/link/?ticket=T1cK3t&app_id=A01", "/link/?ticket=[redacted]&app_id=A01"),
+            (
+                "/api/auth.test?token=xoxb-1-S3cret&x=[1]",
+                "/api/auth.test?token=xoxb-[redacted]&x=[1]",
+            ),
             ("http://host:8080/path", "http://host:8080/path"),
         ];
         for (raw, want) in cases {
