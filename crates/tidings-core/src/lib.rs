@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod ids;
 pub mod policy;
 pub mod publish;
+pub mod redact;
 pub mod signing;
 pub mod socket_mode;
 pub mod token;

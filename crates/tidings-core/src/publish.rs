@@ -32,9 +32,11 @@ pub fn check_event_time(
     max_age_secs: i64,
     max_skew_secs: i64,
 ) -> Result<(), TimeRefusal> {
-    if now - event_time > max_age_secs {
+    // Saturating: `event_time` is the client's, and `i64::MIN` is very old, not (after
+    // wrapping) far in the future.
+    if now.saturating_sub(event_time) > max_age_secs {
         Err(TimeRefusal::TooOld)
-    } else if event_time - now > max_skew_secs {
+    } else if event_time.saturating_sub(now) > max_skew_secs {
         Err(TimeRefusal::InFuture)
     } else {
         Ok(())
@@ -191,6 +193,20 @@ mod tests {
         assert_eq!(
             check_event_time(now + 301, now, 72 * 3600, 300),
             Err(TimeRefusal::InFuture)
+        );
+        assert_eq!(
+            check_event_time(i64::MIN, now, 72 * 3600, 300),
+            Err(TimeRefusal::TooOld),
+            "the oldest time there is, not a wrapped-around future"
+        );
+        assert_eq!(
+            check_event_time(i64::MAX, now, 72 * 3600, 300),
+            Err(TimeRefusal::InFuture)
+        );
+        assert_eq!(
+            check_event_time(-1, i64::MAX, i64::MAX, 0),
+            Ok(()),
+            "saturates instead of overflowing"
         );
     }
 

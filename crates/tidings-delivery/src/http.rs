@@ -19,7 +19,8 @@ use crate::ssrf;
 pub struct SenderConfig {
     pub timeout: Duration,
     pub max_redirects: u32,
-    pub allow_private_targets: bool,
+    /// Which special-purpose addresses Request URLs may reach (see [`ssrf`]).
+    pub targets: ssrf::TargetPolicy,
     /// Idle connections kept per host: as many as the dispatcher may have in flight, so
     /// the connections of a busy moment are reused by the next one instead of being
     /// closed and opened again (apps often share a host, and each has its own lane).
@@ -86,7 +87,7 @@ impl HttpSender {
     pub fn new(cfg: SenderConfig) -> Result<HttpSender, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(ssrf::resolver(cfg.allow_private_targets))
+            .dns_resolver(ssrf::resolver(cfg.targets))
             .connect_timeout(cfg.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(cfg.max_idle_per_host)
@@ -142,8 +143,9 @@ impl HttpSender {
         let signature = signing::sign(secret, ts, &body);
         let mut redirects = 0;
         loop {
-            if let Err(why) = ssrf::check_url(&target, self.cfg.allow_private_targets) {
-                tracing::warn!(url = %target, reason = %why, "delivery target refused");
+            if let Err(why) = ssrf::check_url(&target, self.cfg.targets) {
+                let url = tidings_core::redact::url(target.as_str());
+                tracing::warn!(url = %url, reason = %why, "delivery target refused");
                 return fail(FailureReason::ConnectionFailed, why, None);
             }
             let mut req = self
@@ -329,7 +331,8 @@ fn classify(e: &reqwest::Error) -> (FailureReason, String) {
         FailureReason::UnknownError
     };
     if lower.contains("ssrf") {
-        tracing::warn!(reason = %chain, "delivery target refused");
+        let reason = tidings_core::redact::text(&chain);
+        tracing::warn!(reason = %reason, "delivery target refused");
     }
     (reason, chain)
 }

@@ -7,13 +7,19 @@
 //! `.await`. Envelopes are spread over an app's connections round-robin; a connection that
 //! closes drops its pending acks, which the dispatcher sees at once as a failed attempt and
 //! redelivers (possibly on another connection).
+//!
+//! Every connection remembers the app-level token that opened it, so revoking the token
+//! (or turning Socket Mode off) ends exactly its connections: [`SocketHub::end_token`]
+//! takes them out of the rotation at once, fails their un-acked envelopes, and signals each
+//! connection's task through its [`Ending`] to send `disconnect` and close. Once
+//! [`Ended::settled`] returns, no envelope is written on them any more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, RwLock, RwLockReadGuard};
 
 /// Frames queued for one connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,12 +43,21 @@ pub struct SocketConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     pub app_id: String,
+    /// The app-level token `apps.connections.open` was called with: the connection lives
+    /// only as long as it is not revoked.
+    pub token_id: String,
     /// `debug_reconnects=true`: refresh after 360 s.
     pub debug_reconnects: bool,
 }
 
 struct Link {
     id: u64,
+    token_id: String,
+    /// Set to the frame to send before closing when the hub ends the connection.
+    end: watch::Sender<Option<String>>,
+    /// Held shared by the connection while it writes an envelope; taken exclusively by
+    /// [`Ended::settled`], which so waits out a write in progress.
+    fence: Arc<RwLock<()>>,
     tx: mpsc::Sender<Outbound>,
     /// Unix seconds; only for listing connections to operators.
     opened_at: i64,
@@ -79,6 +94,57 @@ pub struct Registration {
     pub outbound: mpsc::Receiver<Outbound>,
     /// Live connections for the app, this one included.
     pub num_connections: usize,
+    /// Tells the connection when the hub ends it (its token was revoked).
+    pub ending: Ending,
+}
+
+/// The connection's side of being ended by the hub.
+pub struct Ending {
+    end: watch::Receiver<Option<String>>,
+    fence: Arc<RwLock<()>>,
+}
+
+impl Ending {
+    /// Completes when the hub has ended the connection, with the frame (a `disconnect`)
+    /// to send before closing. Never completes otherwise.
+    pub async fn ended(&mut self) -> String {
+        loop {
+            if let Some(frame) = self.end.borrow_and_update().clone() {
+                return frame;
+            }
+            if self.end.changed().await.is_err() {
+                // The hub forgot the connection without ending it: wait for the peer.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Permission to write one envelope, held for the write; `None` once the connection
+    /// was ended (write no more envelopes).
+    pub async fn writing(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        let guard = self.fence.read().await;
+        self.end.borrow().is_none().then_some(guard)
+    }
+}
+
+/// Connections the hub has just ended; [`Ended::settled`] waits until they write no more.
+pub struct Ended {
+    fences: Vec<Arc<RwLock<()>>>,
+}
+
+impl Ended {
+    /// How many connections were ended.
+    pub fn count(&self) -> usize {
+        self.fences.len()
+    }
+
+    /// Waits until no ended connection is still writing an envelope (a write is bounded
+    /// by the connection's write timeout); after this, nothing more is written on them.
+    pub async fn settled(self) {
+        for fence in self.fences {
+            drop(fence.write().await);
+        }
+    }
 }
 
 /// Why an envelope could not be sent.
@@ -111,8 +177,9 @@ impl SocketHub {
         }
     }
 
-    /// A new single-use ticket for `app_id`, valid for `ticket_ttl`.
-    pub fn issue_ticket(&self, app_id: &str, debug_reconnects: bool) -> String {
+    /// A new single-use ticket for `app_id`, issued under app-level token `token_id`,
+    /// valid for `ticket_ttl`.
+    pub fn issue_ticket(&self, app_id: &str, token_id: &str, debug_reconnects: bool) -> String {
         let ticket = tidings_core::token::random_secret();
         let now = Instant::now();
         let mut t = lock(&self.tickets);
@@ -122,6 +189,7 @@ impl SocketHub {
             (
                 Ticket {
                     app_id: app_id.to_string(),
+                    token_id: token_id.to_string(),
                     debug_reconnects,
                 },
                 now,
@@ -138,8 +206,9 @@ impl SocketHub {
         (fresh && same_app).then_some(t)
     }
 
-    /// Adds a connection for the app, or `None` when it already has the most allowed.
-    pub fn register(&self, app_id: &str) -> Option<Registration> {
+    /// Adds a connection for the app opened with app-level token `token_id`, or `None`
+    /// when the app already has the most allowed.
+    pub fn register(&self, app_id: &str, token_id: &str) -> Option<Registration> {
         let mut apps = lock(&self.apps);
         let entry = apps.entry(app_id.to_string()).or_default();
         if entry.links.len() >= self.cfg.max_connections_per_app {
@@ -147,11 +216,16 @@ impl SocketHub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, outbound) = mpsc::channel(OUTBOUND_QUEUE);
+        let (end, end_rx) = watch::channel(None);
+        let fence = Arc::new(RwLock::new(()));
         let opened_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         entry.links.push(Link {
             id,
+            token_id: token_id.to_string(),
+            end,
+            fence: fence.clone(),
             tx,
             opened_at,
             going_away: false,
@@ -161,7 +235,58 @@ impl SocketHub {
             id,
             outbound,
             num_connections: entry.links.len(),
+            ending: Ending { end: end_rx, fence },
         })
+    }
+
+    /// Ends the app's connections opened with `token_id` (its token was revoked): they
+    /// leave the rotation now, their un-acked envelopes fail (and are redelivered
+    /// elsewhere or held), and each is told to send `frame` and close.
+    pub fn end_token(&self, app_id: &str, token_id: &str, frame: &str) -> Ended {
+        self.end_where(app_id, |l| l.token_id == token_id, frame)
+    }
+
+    /// `(app, token)` of every open connection, for re-checking revocations.
+    pub fn tokens_in_use(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = lock(&self.apps)
+            .iter()
+            .flat_map(|(app, e)| e.links.iter().map(|l| (app.clone(), l.token_id.clone())))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn end_where(&self, app_id: &str, which: impl Fn(&Link) -> bool, frame: &str) -> Ended {
+        let mut ended = Vec::new();
+        {
+            let mut apps = lock(&self.apps);
+            if let Some(entry) = apps.get_mut(app_id) {
+                let (gone, kept) = std::mem::take(&mut entry.links)
+                    .into_iter()
+                    .partition(which);
+                entry.links = kept;
+                ended = gone;
+                if entry.links.is_empty() {
+                    apps.remove(app_id);
+                }
+            }
+        }
+        if ended.is_empty() {
+            return Ended { fences: Vec::new() };
+        }
+        metrics::gauge!("tidings_socket_connections").decrement(ended.len() as f64);
+        let ids: Vec<u64> = ended.iter().map(|l| l.id).collect();
+        lock(&self.pending).retain(|_, p| !ids.contains(&p.conn));
+        Ended {
+            fences: ended
+                .into_iter()
+                .map(|l| {
+                    l.end.send_replace(Some(frame.to_string()));
+                    l.fence
+                })
+                .collect(),
+        }
     }
 
     /// Removes a connection; envelopes it had not acked fail now (and are redelivered).
@@ -288,101 +413,12 @@ impl SocketHub {
         lock(&self.pending).remove(envelope_id);
     }
 
-    /// Sends `frame` then a close to every connection of the app (Socket Mode turned off).
-    pub fn close_app(&self, app_id: &str, frame: String) {
-        if let Some(entry) = lock(&self.apps).get(app_id) {
-            for l in &entry.links {
-                let _ = l.tx.try_send(Outbound::Text(frame.clone()));
-                let _ = l.tx.try_send(Outbound::Close);
-            }
-        }
+    /// Ends every connection of the app with `frame` (Socket Mode turned off), as
+    /// [`SocketHub::end_token`] does.
+    pub fn close_app(&self, app_id: &str, frame: String) -> Ended {
+        self.end_where(app_id, |_| true, &frame)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hub(max: usize) -> SocketHub {
-        SocketHub::new(SocketConfig {
-            ack_timeout: Duration::from_secs(3),
-            max_connections_per_app: max,
-            ticket_ttl: Duration::from_millis(200),
-        })
-    }
-
-    #[test]
-    fn tickets_are_single_use_expire_and_belong_to_one_app() {
-        let h = hub(10);
-        let t = h.issue_ticket("A1", false);
-        assert!(h.redeem(&t, Some("A2")).is_none(), "another app's id");
-        let t = h.issue_ticket("A1", true);
-        assert!(h.redeem(&t, Some("A1")).unwrap().debug_reconnects);
-        assert!(h.redeem(&t, Some("A1")).is_none(), "used");
-        let t = h.issue_ticket("A1", false);
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(h.redeem(&t, None).is_none(), "expired");
-    }
-
-    #[tokio::test]
-    async fn envelopes_are_spread_over_connections_and_acks_complete_them() {
-        let h = hub(10);
-        let mut a = h.register("A1").unwrap();
-        let mut b = h.register("A1").unwrap();
-        assert_eq!(b.num_connections, 2);
-        let w1 = h.send("A1", "e1", "one".into()).unwrap();
-        let w2 = h.send("A1", "e2", "two".into()).unwrap();
-        assert_eq!(a.outbound.recv().await, Some(Outbound::Text("one".into())));
-        assert_eq!(b.outbound.recv().await, Some(Outbound::Text("two".into())));
-        assert!(!h.ack("A2", "e1"), "another app cannot ack");
-        assert!(h.ack("A1", "e1"));
-        assert!(w1.await.is_ok());
-        assert!(!h.ack("A1", "e1"), "twice");
-        let listed = h.list("A1");
-        assert_eq!(
-            listed
-                .iter()
-                .map(|c| (c.id, c.pending_acks))
-                .collect::<Vec<_>>(),
-            vec![(a.id, 0), (b.id, 1)],
-            "oldest first, with the envelope b has not acked"
-        );
-        assert!(listed.iter().all(|c| c.opened_at > 0));
-        h.unregister("A1", b.id);
-        assert_eq!(h.list("A1").len(), 1);
-        assert!(h.list("A2").is_empty());
-        assert!(
-            w2.await.is_err(),
-            "closing a connection fails its pending envelopes"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_connection_told_to_go_away_gets_envelopes_only_when_it_is_the_last() {
-        let h = hub(10);
-        let mut old = h.register("A1").unwrap();
-        let mut new = h.register("A1").unwrap();
-        h.going_away("A1", old.id);
-        for e in ["e1", "e2", "e3"] {
-            let _wait = h.send("A1", e, e.into()).unwrap();
-            assert_eq!(new.outbound.recv().await, Some(Outbound::Text(e.into())));
-        }
-        assert!(old.outbound.try_recv().is_err(), "nothing on the old one");
-        h.unregister("A1", new.id);
-        let _wait = h.send("A1", "e4", "e4".into()).unwrap();
-        assert_eq!(old.outbound.recv().await, Some(Outbound::Text("e4".into())));
-    }
-
-    #[test]
-    fn the_connection_limit_is_enforced_and_no_connection_is_an_error() {
-        let h = hub(1);
-        let r = h.register("A1").unwrap();
-        assert!(h.register("A1").is_none());
-        h.unregister("A1", r.id);
-        assert_eq!(h.connections("A1"), 0);
-        assert_eq!(
-            h.send("A1", "e", "x".into()).err(),
-            Some(SendError::NoConnection)
-        );
-    }
-}
+mod tests;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tidings_core::catalog::Catalog;
 use tidings_core::token::{self, TokenKind};
+use tidings_store::sql::owner_only;
 use tidings_store::{PgOptions, SqlStore, Store};
 use tokio::net::TcpListener;
 
@@ -41,6 +42,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
     let store_description = sql.description().to_string();
     let store: Arc<dyn Store> = Arc::new(sql);
     let (admin_token_hash, admin_token) = admin_token(&config, &data_dir)?;
+    // `--dev`'s tokens, from an earlier start.
+    owner_only::private_file(&data_dir.join(crate::dev::CREDENTIALS_FILE))
+        .map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(&config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -61,7 +65,10 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         tidings_delivery::SenderConfig {
             timeout: d.timeout,
             max_redirects: d.max_redirects,
-            allow_private_targets: d.allow_private_targets.unwrap_or(dev),
+            targets: tidings_delivery::ssrf::TargetPolicy {
+                allow_private: d.allow_private_targets.unwrap_or(false),
+                allow_loopback: d.allow_loopback_targets.unwrap_or(dev),
+            },
             max_idle_per_host: MAX_IN_FLIGHT_TOTAL,
         },
         tidings_delivery::DispatchConfig {
@@ -100,6 +107,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         engine,
         metrics: crate::observe::prometheus(),
     });
+    crate::revocation::watch(state.clone());
     Ok(Booted {
         listener,
         state,
@@ -156,7 +164,10 @@ fn admin_token(
     if let Some(t) = &config.server.admin_token {
         return Ok((token::hash(t), AdminTokenSource::Configured));
     }
+    // The data directory holds this secret: owner-only, like the database beside it.
+    owner_only::private_dir(data_dir).map_err(|e| e.to_string())?;
     let path = data_dir.join("admin-token");
+    owner_only::private_file(&path).map_err(|e| e.to_string())?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let t = text.trim();
@@ -202,6 +213,8 @@ pub fn write_secret_file(path: &std::path::Path, contents: &str) -> Result<(), S
     let mut f = opts
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // An existing file keeps its mode through `open`: tighten it before writing.
+    owner_only::private_file(path).map_err(|e| e.to_string())?;
     f.write_all(format!("{contents}\n").as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

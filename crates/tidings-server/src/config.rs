@@ -61,8 +61,13 @@ pub struct DeliveryConfig {
     #[serde(with = "duration_list")]
     pub retry_schedule: Vec<Duration>,
     pub max_in_flight_per_app: u32,
-    /// `None` means "decided by --dev": false normally, true under `--dev`.
+    /// Request URLs may reach every special-purpose address (private, link-local,
+    /// loopback…): the SSRF policy is off. Implies `allow_loopback_targets`.
+    /// `None` is false.
     pub allow_private_targets: Option<bool>,
+    /// Request URLs may reach loopback (127.0.0.0/8, `::1`). `None` means "decided by
+    /// --dev": false normally, true under `--dev`.
+    pub allow_loopback_targets: Option<bool>,
 }
 
 impl Default for DeliveryConfig {
@@ -77,6 +82,7 @@ impl Default for DeliveryConfig {
             ],
             max_in_flight_per_app: 64,
             allow_private_targets: None,
+            allow_loopback_targets: None,
         }
     }
 }

@@ -27,10 +27,13 @@ pub struct DevCredentials {
     pub signing_secret: String,
 }
 
+/// Where the demo workspace's credentials are kept, in the data directory.
+pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
+
 /// Seeds the demo workspace if the demo app does not exist yet; returns the credentials
 /// (fresh, or as saved by the first dev start; `None` if they were lost).
 pub async fn seed(s: &AppState) -> Result<Option<DevCredentials>, String> {
-    let file = s.config.server.data_dir.join("dev-credentials.json");
+    let file = s.config.server.data_dir.join(CREDENTIALS_FILE);
     if s.store
         .get_app(DEMO_APP)
         .await

@@ -4,6 +4,10 @@
 //! server pings to catch dead peers, and the refresh lifecycle (`warning`, then
 //! `refresh_requested`, then close). Real clients' quirks are fine here: routing is by path
 //! only (any `Host`), and no compression is negotiated.
+//!
+//! A connection lives only while the app-level token its ticket was issued under does:
+//! a revoked token's ticket is refused, and a revoke ends its open connections
+//! ([`crate::revocation`]).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tidings_core::socket_mode::{self, DisconnectReason};
-use tidings_delivery::socket::Outbound;
+use tidings_delivery::socket::{Ending, Outbound};
 
 use crate::state::AppState;
 
@@ -54,6 +58,14 @@ pub async fn link(
         )
             .into_response();
     };
+    if !crate::revocation::token_live(&s, &ticket.app_id, &ticket.token_id).await {
+        tracing::info!(app = %ticket.app_id, "socket mode connection refused: its app-level token was revoked");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "the app-level token this ticket was issued under has been revoked",
+        )
+            .into_response();
+    }
     let lifetime = if q.debug_reconnects.as_deref() == Some("true") || ticket.debug_reconnects {
         DEBUG_LIFETIME
     } else {
@@ -64,7 +76,7 @@ pub async fn link(
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| connection(s, ticket.app_id, lifetime, socket))
+        .on_upgrade(move |socket| connection(s, ticket.app_id, ticket.token_id, lifetime, socket))
 }
 
 async fn send(socket: &mut futures::stream::SplitSink<WebSocket, Message>, msg: Message) -> bool {
@@ -74,7 +86,13 @@ async fn send(socket: &mut futures::stream::SplitSink<WebSocket, Message>, msg: 
     )
 }
 
-async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: WebSocket) {
+async fn connection(
+    s: AppState,
+    app_id: String,
+    token_id: String,
+    lifetime: Duration,
+    socket: WebSocket,
+) {
     let (mut tx, mut rx) = socket.split();
     let app = match s.store.get_app(&app_id).await {
         Ok(Some(a)) => a,
@@ -89,7 +107,7 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         let _ = tx.close().await;
         return;
     }
-    let Some(mut reg) = s.engine.hub.register(&app_id) else {
+    let Some(mut reg) = s.engine.hub.register(&app_id, &token_id) else {
         tracing::info!(app = %app_id, "socket mode connection refused: too many websockets");
         let _ = send(
             &mut tx,
@@ -101,6 +119,19 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
         let _ = tx.close().await;
         return;
     };
+    // Checked again now that the hub knows the connection: a revoke that committed after
+    // the check before the upgrade ends it through the hub; one before, here.
+    if !crate::revocation::token_live(&s, &app_id, &token_id).await {
+        s.engine.hub.unregister(&app_id, reg.id);
+        tracing::info!(app = %app_id, "socket mode connection refused: its app-level token was revoked");
+        let _ = send(
+            &mut tx,
+            Message::Text(socket_mode::disconnect(DisconnectReason::LinkDisabled, HOST).into()),
+        )
+        .await;
+        let _ = tx.close().await;
+        return;
+    }
     // Nodes sharing the store: the limit and `num_connections` count every node's.
     let mut num_connections = reg.num_connections;
     let shared = s.store.is_shared();
@@ -124,7 +155,11 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
             let _ = tx.close().await;
             return;
         }
-        if let Err(e) = s.store.socket_opened(&reg.id.to_string(), &app_id).await {
+        if let Err(e) = s
+            .store
+            .socket_opened(&reg.id.to_string(), &app_id, &token_id)
+            .await
+        {
             tracing::warn!(app = %app_id, error = %e, "cannot record where a socket mode connection is open");
         }
     }
@@ -143,6 +178,7 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
             &mut tx,
             &mut rx,
             &mut reg.outbound,
+            &mut reg.ending,
         )
         .await;
     }
@@ -156,6 +192,7 @@ async fn connection(s: AppState, app_id: String, lifetime: Duration, socket: Web
     tracing::info!(app = %app_id, connection = reg.id, "socket mode connection closed");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     s: &AppState,
     app_id: &str,
@@ -164,6 +201,7 @@ async fn run(
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
     rx: &mut futures::stream::SplitStream<WebSocket>,
     outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    ending: &mut Ending,
 ) {
     let ping_every = s
         .config
@@ -184,8 +222,18 @@ async fn run(
     loop {
         let next_deadline = close_at.unwrap_or(if warned { refresh_at } else { warning_at });
         tokio::select! {
+            // First: once ended (token revoked), nothing queued is written any more.
+            biased;
+            frame = ending.ended() => {
+                let _ = send(tx, Message::Text(frame.into())).await;
+                return;
+            }
             out = outbound.recv() => match out {
                 Some(Outbound::Text(t)) => {
+                    // Held across the write: a revoke waits for it to finish.
+                    let Some(_writing) = ending.writing().await else {
+                        continue;
+                    };
                     if !send(tx, Message::Text(t.into())).await {
                         tracing::info!(app = app_id, "socket mode peer is not reading; closing");
                         return;

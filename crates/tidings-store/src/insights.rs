@@ -23,6 +23,10 @@ pub const ALL: &str = "";
 /// Most buckets one query may span (30 days of minutes fits).
 pub const MAX_BUCKETS: i64 = 50_000;
 
+/// The times a range may name, Unix seconds: 1970 to the end of year 9999. Bounds that
+/// keep every bucket computation (floor, ceil, widths) far from `i64` overflow.
+pub const TIMES: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
+
 /// The width of a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,15 +109,20 @@ pub struct InsightRange {
 }
 
 impl InsightRange {
-    /// Checks the range; the error says what is wrong with it.
+    /// Checks the range; the error names the field and says what is wrong with it.
     pub fn new(
         scope: Option<String>,
         from: i64,
         to: i64,
         granularity: Granularity,
-    ) -> Result<InsightRange, String> {
+    ) -> Result<InsightRange, (&'static str, String)> {
+        for (field, t) in [("from", from), ("to", to)] {
+            if !TIMES.contains(&t) {
+                return Err((field, out_of_range(t)));
+            }
+        }
         if from >= to {
-            return Err("from must be before to".into());
+            return Err(("from", "from must be before to".into()));
         }
         let r = InsightRange {
             scope,
@@ -123,10 +132,10 @@ impl InsightRange {
         };
         let buckets = (r.bucket_to() - r.bucket_from()) / granularity.secs();
         if buckets > MAX_BUCKETS {
-            return Err(format!(
+            return Err(("from", format!(
                 "the range spans {buckets} {}s; at most {MAX_BUCKETS} fit in one query: choose a coarser granularity",
                 granularity.as_str()
-            ));
+            )));
         }
         Ok(r)
     }
@@ -156,6 +165,15 @@ impl InsightRange {
             (days_from, days_to, hours_from, hours_to)
         }
     }
+}
+
+/// The message for a time outside [`TIMES`].
+pub fn out_of_range(t: i64) -> String {
+    format!(
+        "{t} is not a time this server handles: Unix seconds from {} to {} (year 9999)",
+        TIMES.start(),
+        TIMES.end()
+    )
 }
 
 // --- answers ---------------------------------------------------------------------------

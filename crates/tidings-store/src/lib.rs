@@ -67,6 +67,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_app_token(&self, t: NewAppToken) -> StoreResult<AppToken>;
     async fn list_app_tokens(&self, app_id: &str) -> StoreResult<Vec<AppToken>>;
+    /// Revokes an app-level token; on PostgreSQL its commit also signals every node to
+    /// close the Socket Mode connections the token opened ([`Store::take_revocations`]).
     async fn revoke_app_token(&self, app_id: &str, token_id: &str) -> StoreResult<AppToken>;
 
     /// Installs an app (or re-installs it for the same installer, replacing that
@@ -183,11 +185,33 @@ pub trait Store: Send + Sync + 'static {
     fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>>;
     /// Registers this node or renews its heartbeat.
     async fn heartbeat(&self, public_url: &str) -> StoreResult<()>;
-    /// Records a Socket Mode connection opened on this node.
-    async fn socket_opened(&self, connection_id: &str, app_id: &str) -> StoreResult<()>;
+    /// Records a Socket Mode connection opened on this node with app-level token
+    /// `app_token_id`.
+    async fn socket_opened(
+        &self,
+        connection_id: &str,
+        app_id: &str,
+        app_token_id: &str,
+    ) -> StoreResult<()>;
     async fn socket_closed(&self, connection_id: &str) -> StoreResult<()>;
     /// The app's Socket Mode connections open on other live nodes.
     async fn remote_socket_connections(&self, app_id: &str) -> StoreResult<usize>;
+    /// Connections opened with this app-level token still open on other live nodes.
+    async fn remote_token_sockets(&self, app_token_id: &str) -> StoreResult<usize>;
+
+    // --- revocation --------------------------------------------------------------------
+    /// Revocations heard from every node (PostgreSQL); `None` on SQLite, or once taken.
+    fn take_revocations(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<sql::cluster::Revocation>>;
+    /// `(app, token)` of the app-level tokens revoked at or after `since` (Unix seconds).
+    async fn revoked_app_tokens(&self, since: i64) -> StoreResult<Vec<(String, String)>>;
+
+    // --- dashboard sessions ------------------------------------------------------------
+    /// Ends a dashboard session (`id`: a hash of its cookie) until `expires_at`.
+    async fn end_session(&self, id: &str, expires_at: i64) -> StoreResult<()>;
+    /// Whether a dashboard session was ended.
+    async fn session_ended(&self, id: &str) -> StoreResult<bool>;
 
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.

@@ -4,6 +4,7 @@
 
 mod cli;
 mod listen;
+mod logging;
 mod serve;
 
 use std::process::ExitCode;

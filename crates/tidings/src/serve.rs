@@ -30,7 +30,7 @@ pub struct ServeOpts {
 }
 
 pub async fn run(opts: ServeOpts) -> Result<(), String> {
-    init_logging(&opts.log_format);
+    crate::logging::init(&opts.log_format);
     let mut config = Config::load(opts.config.as_deref(), std::env::vars())?;
     if let Some(d) = opts.data_dir {
         config.server.data_dir = d;
@@ -41,8 +41,8 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
     if let Some(u) = opts.database_url {
         config.server.database_url = Some(u);
     }
-    if opts.dev && config.delivery.allow_private_targets.is_none() {
-        config.delivery.allow_private_targets = Some(true);
+    if opts.dev && config.delivery.allow_loopback_targets.is_none() {
+        config.delivery.allow_loopback_targets = Some(true);
     }
     config.validate()?;
     let booted = boot::boot(config, opts.dev).await?;
@@ -77,19 +77,6 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn init_logging(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TIDINGS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn shutdown_signal() {

@@ -149,7 +149,10 @@ async fn a_url_that_fails_verification_is_refused_and_the_old_one_stays() {
 
 #[tokio::test]
 async fn loopback_urls_are_refused_by_the_ssrf_policy_unless_allowed() {
-    let s = Server::start_with(&[("TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS", "false")]);
+    let s = Server::start_with(&[
+        ("TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS", "false"),
+        ("TIDINGS_DELIVERY_ALLOW_LOOPBACK_TARGETS", "false"),
+    ]);
     let r = Receiver::start().await;
     let (st, p) = s
         .admin(

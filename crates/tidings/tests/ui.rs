@@ -1,6 +1,7 @@
 //! The dashboard's server side against the real binary: login with the admin token (an
 //! HttpOnly, SameSite=Strict session cookie), refused logins, redirects when logged out,
-//! CSRF on every operator API call made with the cookie, logout, the embedded assets'
+//! CSRF on every operator API call made with the cookie, logout (server-side: a replayed
+//! cookie is refused), the embedded assets'
 //! headers, and the Socket Mode connections endpoint the app page lists.
 
 mod support;
@@ -274,6 +275,55 @@ async fn actions_with_the_cookie_need_the_csrf_token() {
         c.starts_with("tidings_session=;") && c.contains("Max-Age=0"),
         "{c}"
     );
+}
+
+#[tokio::test]
+async fn a_logged_out_cookie_replayed_is_refused_on_every_node() {
+    let s = Server::start();
+    let cookie = login(&s).await;
+    let other = login(&s).await;
+    let token = csrf(&s, &cookie).await;
+    let get = reqwest::Method::GET;
+    let res = client()
+        .post(format!("{}/ui/logout", s.url))
+        .header("cookie", format!("tidings_session={cookie}"))
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    // The browser dropped the cookie; whoever kept a copy replays it.
+    let (st, _) = with_cookie(&s, &cookie, None, get.clone(), "/apps", None).await;
+    assert_eq!(st, 401, "the session ended on the server");
+    let post = reqwest::Method::POST;
+    let body = Some(json!({"id": "A0REPLAY", "name": "replay"}));
+    let (st, _) = with_cookie(&s, &cookie, Some(&token), post, "/apps", body).await;
+    assert_eq!(st, 401);
+    for page in ["/ui/", "/ui/session"] {
+        let res = client()
+            .get(format!("{}{page}", s.url))
+            .header("cookie", format!("tidings_session={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 303 | 401),
+            "{page}: {}",
+            res.status()
+        );
+    }
+    let (st, _) = with_cookie(&s, &other, None, get.clone(), "/apps", None).await;
+    assert_eq!(st, 200, "another session stays signed in");
+    if Server::on_postgres() {
+        let peer = s.peer();
+        let (st, _) = with_cookie(&peer, &cookie, None, get.clone(), "/apps", None).await;
+        assert_eq!(st, 401, "another node refuses it too");
+        let (st, _) = with_cookie(&peer, &other, None, get.clone(), "/apps", None).await;
+        assert_eq!(st, 200);
+    }
+    let s = s.restart();
+    let (st, _) = with_cookie(&s, &cookie, None, get, "/apps", None).await;
+    assert_eq!(st, 401, "and after a restart");
 }
 
 #[tokio::test]

@@ -319,5 +319,8 @@ pub async fn revoke_app_token(
 ) -> Result<Json<AppToken>, Problem> {
     app_in_path(&s, &app).await?;
     validate::path_id(IdKind::AppToken, "id", &id)?;
-    Ok(Json(s.store.revoke_app_token(&app, &id).await?))
+    let t = s.store.revoke_app_token(&app, &id).await?;
+    // Answer only once nothing the token opened is still receiving.
+    crate::revocation::app_token_revoked(&s, &app, &id).await;
+    Ok(Json(t))
 }

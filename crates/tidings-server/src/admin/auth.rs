@@ -37,7 +37,9 @@ pub async fn require_operator(
     next: Next,
 ) -> Response {
     let Some(presented) = bearer(req.headers()) else {
-        return match dashboard_session(&state, &req) {
+        // Headers and method, not the request: its body is not `Sync`.
+        let (headers, method) = (req.headers().clone(), req.method().clone());
+        return match dashboard_session(&state, &headers, &method).await {
             Ok(()) => {
                 req.extensions_mut().insert(Operator::Admin);
                 next.run(req).await
@@ -68,14 +70,17 @@ pub async fn require_operator(
 
 /// A request without a bearer token: accepted with a live dashboard session cookie, and,
 /// unless it only reads, the CSRF token bound to that cookie.
-fn dashboard_session(state: &AppState, req: &Request) -> Result<(), Problem> {
-    let headers = req.headers();
-    let Some(cookie) = session::current(state, headers) else {
+async fn dashboard_session(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    method: &Method,
+) -> Result<(), Problem> {
+    let Some(cookie) = session::current(state, headers).await else {
         return Err(Problem::unauthorized(
             "missing Authorization: Bearer <admin token>",
         ));
     };
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
+    if matches!(*method, Method::GET | Method::HEAD) {
         return Ok(());
     }
     let presented = headers

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tidings_core::ids::IdKind;
 use tidings_store::insights::{
-    latency_quantile, DeliveryCounts, EventInsights, Granularity, InsightRange, TypeInsight,
+    latency_quantile, out_of_range, DeliveryCounts, EventInsights, Granularity, InsightRange,
+    TypeInsight, TIMES,
 };
 use tidings_store::{App, PageRequest};
 
@@ -52,15 +53,21 @@ fn range(
     to: Option<i64>,
     granularity: Option<&str>,
 ) -> Result<InsightRange, Problem> {
+    // Checked before any arithmetic: both are the client's.
+    for (field, t) in [("from", from), ("to", to)] {
+        if let Some(t) = t.filter(|t| !TIMES.contains(t)) {
+            return Err(Problem::invalid_field(field, out_of_range(t)));
+        }
+    }
     let to = to.unwrap_or_else(now);
-    let from = from.unwrap_or(to - DEFAULT_RANGE_SECS);
+    let from = from.unwrap_or(to.saturating_sub(DEFAULT_RANGE_SECS).max(*TIMES.start()));
     let g = match granularity {
-        None => Granularity::auto(to - from),
+        None => Granularity::auto(to.saturating_sub(from)),
         Some(s) => Granularity::parse(s).ok_or_else(|| {
             Problem::invalid_field("granularity", "must be one of minute, hour, day")
         })?,
     };
-    InsightRange::new(scope, from, to, g).map_err(|m| Problem::invalid_field("from", m))
+    InsightRange::new(scope, from, to, g).map_err(|(field, m)| Problem::invalid_field(field, m))
 }
 
 fn range_json(r: &InsightRange) -> (i64, i64, &'static str) {

@@ -59,8 +59,20 @@ pub fn domain(value: &str) -> Result<String, Problem> {
     }
 }
 
-/// An OAuth scope list: each like `channels:history`, no duplicates.
+/// Most scopes one list may hold: Slack defines about 150 in all.
+pub const MAX_SCOPES: usize = 256;
+
+/// An OAuth scope list: each like `channels:history`, no duplicates (the first of each
+/// kept, in order), at most [`MAX_SCOPES`]. Linear: a set remembers what was seen, since
+/// the list is the client's and a body may hold tens of thousands of entries.
 pub fn scopes(field: &str, list: &[String]) -> Result<Vec<String>, Problem> {
+    if list.len() > MAX_SCOPES {
+        return Err(Problem::invalid_field(
+            field,
+            format!("at most {MAX_SCOPES} scopes, got {}", list.len()),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for s in list {
         let ok = !s.is_empty()
@@ -73,7 +85,7 @@ pub fn scopes(field: &str, list: &[String]) -> Result<Vec<String>, Problem> {
                 format!("{s:?} is not a valid scope"),
             ));
         }
-        if !out.contains(s) {
+        if seen.insert(s.as_str()) {
             out.push(s.clone());
         }
     }
@@ -123,5 +135,17 @@ mod tests {
         let v = scopes("bot_scopes", &["chat:write".into(), "chat:write".into()]).unwrap();
         assert_eq!(v, vec!["chat:write"]);
         assert!(scopes("bot_scopes", &["Chat Write".into()]).is_err());
+    }
+
+    #[test]
+    fn scope_lists_are_bounded_and_checked_in_linear_time() {
+        let many: Vec<String> = (0..60_000).map(|i| format!("s{i}:read")).collect();
+        let p = scopes("bot_scopes", &many).unwrap_err();
+        assert_eq!((p.status, p.errors[0].field.as_str()), (400, "bot_scopes"));
+        assert!(p.detail.contains("at most 256"), "{}", p.detail);
+        let most: Vec<String> = (0..MAX_SCOPES).map(|i| format!("s{i}:read")).collect();
+        assert_eq!(scopes("bot_scopes", &most).unwrap(), most);
+        let repeated = vec!["chat:write".to_string(); MAX_SCOPES];
+        assert_eq!(scopes("bot_scopes", &repeated).unwrap(), vec!["chat:write"]);
     }
 }

@@ -76,7 +76,7 @@ fn secure(s: &AppState) -> bool {
 
 /// The app's shell, or the login form for someone without a session.
 async fn index(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    match session::current(&s, &headers) {
+    match session::current(&s, &headers).await {
         Some(_) => html(StatusCode::OK, assets::INDEX_HTML.to_string()),
         None => Redirect::to("/ui/login").into_response(),
     }
@@ -84,7 +84,7 @@ async fn index(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 /// Any other page path: the app lives at `/ui/` (its pages are `#/…` routes).
 async fn other_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    match session::current(&s, &headers) {
+    match session::current(&s, &headers).await {
         Some(_) => Redirect::to("/ui/").into_response(),
         None => Redirect::to("/ui/login").into_response(),
     }
@@ -98,7 +98,7 @@ fn login_form(status: StatusCode, error: Option<&'static str>) -> Response {
 }
 
 async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if session::current(&s, &headers).is_some() {
+    if session::current(&s, &headers).await.is_some() {
         return Redirect::to("/ui/").into_response();
     }
     login_form(StatusCode::OK, None)
@@ -148,10 +148,11 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
     res
 }
 
-/// Ends the session: the cookie is cleared. With a live session, the CSRF token must come
-/// along (so another site cannot sign an operator out).
+/// Ends the session on every node (the same cookie is refused from now on) and clears
+/// the cookie. With a live session, the CSRF token must come along (so another site
+/// cannot sign an operator out).
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(cookie) = session::current(&s, &headers) {
+    if let Some(cookie) = session::current(&s, &headers).await {
         let presented = headers
             .get(session::CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -159,6 +160,9 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
         if !SessionKey::of(&s).csrf_ok(cookie, presented) {
             return Problem::forbidden("logging out needs the session's X-CSRF-Token")
                 .into_response();
+        }
+        if let Err(e) = session::end(&s, cookie).await {
+            return Problem::from(e).into_response();
         }
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -170,7 +174,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 /// The session's CSRF token, for the app to send as `X-CSRF-Token`.
 async fn session_info(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    match session::current(&s, &headers) {
+    match session::current(&s, &headers).await {
         Some(cookie) => Json(serde_json::json!({
             "csrf_token": SessionKey::of(&s).csrf(cookie),
         }))

@@ -1,10 +1,12 @@
-//! The dashboard's login session: a stateless signed cookie and the CSRF token bound to it.
+//! The dashboard's login session: a signed cookie and the CSRF token bound to it.
 //!
 //! The cookie value is `v1.<expiry>.<nonce>.<mac>`: expiry in Unix seconds, 128 random bits,
-//! and HMAC-SHA256 over the first three parts. Nothing is stored server-side, so every node
-//! sharing a database accepts every other node's cookies. The key is derived from the
-//! store's secret (`event_context_key`, shared by all nodes) *and* the admin token's hash,
-//! so rotating the admin token ends every session.
+//! and HMAC-SHA256 over the first three parts. A login stores nothing, so every node
+//! sharing a database accepts every other node's cookies. A logout ends the session for
+//! good: the hash of its cookie is recorded in the store (shared by all nodes) until the
+//! cookie would have expired, and a recorded cookie is refused. The key is derived from
+//! the store's secret (`event_context_key`, shared by all nodes) *and* the admin token's
+//! hash, so rotating the admin token ends every session.
 //!
 //! The CSRF token is HMAC(key, "csrf" + cookie value): the SPA reads it from
 //! `GET /ui/session` and sends it as `X-CSRF-Token` on every state-changing call.
@@ -69,7 +71,8 @@ impl SessionKey {
         format!("{body}.{tag}")
     }
 
-    /// Whether `value` is a cookie this key signed that has not expired at `now`.
+    /// Whether `value` is a cookie this key signed that has not expired at `now` (whether
+    /// it was logged out is the store's to say: see [`current`]).
     pub fn verify(&self, value: &str, now: i64) -> bool {
         let Some((body, tag)) = value.rsplit_once('.') else {
             return false;
@@ -114,10 +117,38 @@ pub fn cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The verified session cookie of the request, if it carries a live one.
-pub fn current<'h>(s: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
+/// The verified session cookie of the request, if it carries a live one: signed by this
+/// key, not expired, not logged out.
+pub async fn current<'h>(s: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
     let value = cookie(headers)?;
-    SessionKey::of(s).verify(value, now()).then_some(value)
+    if !SessionKey::of(s).verify(value, now()) {
+        return None;
+    }
+    match s.store.session_ended(&id(value)).await {
+        Ok(false) => Some(value),
+        Ok(true) => None,
+        Err(e) => {
+            // Fail closed: the operator signs in again with the admin token.
+            tracing::warn!(error = %e, "cannot check whether a dashboard session was ended");
+            None
+        }
+    }
+}
+
+/// Ends the session of a verified cookie value on every node, until it would expire.
+pub async fn end(s: &AppState, value: &str) -> Result<(), tidings_store::StoreError> {
+    let expiry = expiry(value).unwrap_or_else(|| now() + TTL_SECS);
+    s.store.end_session(&id(value), expiry).await
+}
+
+/// How a session is named in the store: the hash of its cookie, never the cookie itself.
+pub fn id(value: &str) -> String {
+    tidings_core::token::hash(value)
+}
+
+/// The expiry written in a cookie value.
+fn expiry(value: &str) -> Option<i64> {
+    value.split('.').nth(1)?.parse().ok()
 }
 
 pub fn now() -> i64 {
@@ -221,6 +252,15 @@ mod tests {
         assert_eq!(cookie(&h), Some("v1.2.3.4"));
         h.insert(COOKIE, "tidings_session=".parse().unwrap());
         assert_eq!(cookie(&h), None);
+    }
+
+    #[test]
+    fn a_session_is_named_by_a_hash_and_knows_its_expiry() {
+        let c = key().issue(1_000);
+        assert_eq!(expiry(&c), Some(1_000 + TTL_SECS));
+        assert_eq!(expiry("junk"), None);
+        assert_ne!(id(&c), c);
+        assert_eq!(id(&c).len(), 64);
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub async fn handle(s: &AppState, p: &Params) -> Result<Response, SlackError> {
         ));
     }
     let app_id = grant.app_id.ok_or(SlackError::new("invalid_auth"))?;
-    let ticket = s.engine.hub.issue_ticket(&app_id, false);
+    // The connection lives only as long as this token does (see crate::revocation).
+    let token_id = grant.token_id.ok_or(SlackError::new("invalid_auth"))?;
+    let ticket = s.engine.hub.issue_ticket(&app_id, &token_id, false);
     let base = s
         .public_url
         .replacen("https://", "wss://", 1)

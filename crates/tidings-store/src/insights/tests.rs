@@ -21,9 +21,27 @@ fn automatic_granularity_follows_the_range() {
 fn a_range_must_be_ordered_and_not_too_many_buckets() {
     assert!(InsightRange::new(None, 10, 10, Granularity::Minute).is_err());
     assert!(InsightRange::new(None, 0, 30 * 86_400, Granularity::Minute).is_ok());
-    let e = InsightRange::new(None, 0, 60 * 86_400, Granularity::Minute).unwrap_err();
+    let (field, e) = InsightRange::new(None, 0, 60 * 86_400, Granularity::Minute).unwrap_err();
+    assert_eq!(field, "from");
     assert!(e.contains("coarser"), "{e}");
     assert!(InsightRange::new(None, 0, 60 * 86_400, Granularity::Hour).is_ok());
+}
+
+#[test]
+fn ranges_at_the_ends_of_i64_are_refused_naming_the_field_not_overflowed() {
+    for g in Granularity::ALL {
+        let (field, e) = InsightRange::new(None, i64::MIN, 3_600, g).unwrap_err();
+        assert_eq!(field, "from", "{e}");
+        let (field, _) = InsightRange::new(None, 0, i64::MAX, g).unwrap_err();
+        assert_eq!(field, "to");
+        let (field, _) = InsightRange::new(None, -1, 60, g).unwrap_err();
+        assert_eq!(field, "from");
+        let (field, e) = InsightRange::new(None, 0, *super::TIMES.end(), g).unwrap_err();
+        assert_eq!(
+            field, "from",
+            "a valid but huge range is too many buckets: {e}"
+        );
+    }
 }
 
 #[test]

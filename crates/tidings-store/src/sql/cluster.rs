@@ -10,6 +10,10 @@
 //!   `LISTEN`s on its own connection and wakes its dispatcher for those apps.
 //! - **Directory version**: a counter bumped by every directory write, so a node drops its
 //!   fan-out cache when another node changed teams, apps, installations or members.
+//! - **Revocations**: revoking an app-level token sends `NOTIFY tidings_revoked` with
+//!   `<app> <token>` in the revoking transaction; every node closes the Socket Mode
+//!   connections that token opened. Connections are recorded with their token, so the
+//!   revoking node can wait until no live node still holds one.
 //!
 //! On SQLite (one process) the same tables hold this node alone and no signals are sent.
 
@@ -28,6 +32,8 @@ pub const NODE_TIMEOUT_SECS: i64 = 15;
 const FORGET_AFTER_SECS: i64 = 3600;
 /// The channel work signals travel on.
 pub const CHANNEL: &str = "tidings_work";
+/// The channel revocations travel on.
+pub const REVOKED_CHANNEL: &str = "tidings_revoked";
 /// NOTIFY payloads must stay under 8000 bytes.
 const PAYLOAD_MAX: usize = 7000;
 
@@ -46,19 +52,72 @@ pub fn heartbeat(c: &Conn, node: &str, public_url: &str, now: i64) -> StoreResul
     Ok(())
 }
 
-pub fn socket_opened(
-    c: &Conn,
-    node: &str,
-    connection: &str,
-    app: &str,
-    now: i64,
-) -> StoreResult<()> {
+/// Where a Socket Mode connection is open, and the app-level token that opened it.
+pub struct OpenSocket<'a> {
+    pub node: &'a str,
+    pub connection: &'a str,
+    pub app: &'a str,
+    pub app_token: &'a str,
+}
+
+pub fn socket_opened(c: &Conn, s: OpenSocket<'_>, now: i64) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO socket_connections (node_id, connection_id, app_id, opened_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO socket_connections (node_id, connection_id, app_id, opened_at, app_token_id) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (node_id, connection_id) DO NOTHING",
-        params![node, connection, app, now],
+        params![s.node, s.connection, s.app, now, s.app_token],
     )?;
     Ok(())
+}
+
+/// Connections opened with `app_token` still held by other live nodes.
+pub fn remote_token_sockets(c: &Conn, node: &str, app_token: &str, now: i64) -> StoreResult<usize> {
+    c.query_one(
+        "SELECT COUNT(*) FROM socket_connections s JOIN nodes n ON n.id = s.node_id
+         WHERE s.app_token_id = ?1 AND s.node_id <> ?2 AND n.heartbeat_at >= ?3",
+        params![app_token, node, now - NODE_TIMEOUT_SECS],
+        |r| r.get(0),
+    )
+}
+
+/// `(app, token)` of the app-level tokens revoked at or after `since` (Unix seconds).
+pub fn revoked_app_tokens(c: &Conn, since: i64) -> StoreResult<Vec<(String, String)>> {
+    c.query(
+        "SELECT app_id, id FROM app_tokens WHERE revoked_at IS NOT NULL AND revoked_at >= ?1",
+        params![since],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Tells every node (on commit) that `token` of `app` is revoked; a no-op on SQLite.
+pub fn notify_revoked(c: &Conn, app: &str, token: &str) -> StoreResult<()> {
+    if c.dialect() == Dialect::Postgres {
+        c.query_one(
+            "SELECT pg_notify('tidings_revoked', ?1)::text",
+            params![format!("{app} {token}")],
+            |_| Ok(()),
+        )?;
+    }
+    Ok(())
+}
+
+/// A revocation heard from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// This app-level token of this app was revoked.
+    AppToken { app_id: String, token_id: String },
+    /// The listening connection was (re)established: revocations may have been missed,
+    /// look them up.
+    Missed,
+}
+
+impl Revocation {
+    fn parse(payload: &str) -> Option<Revocation> {
+        let (app, token) = payload.split_once(' ')?;
+        (!app.is_empty() && !token.is_empty()).then(|| Revocation::AppToken {
+            app_id: app.to_string(),
+            token_id: token.to_string(),
+        })
+    }
 }
 
 pub fn socket_closed(c: &Conn, node: &str, connection: &str) -> StoreResult<()> {
@@ -171,9 +230,18 @@ fn payloads(apps: BTreeSet<String>) -> Vec<String> {
 /// (sent after the listening connection was lost, since signals may have been missed).
 pub type Signal = Vec<String>;
 
-/// Listens for work signals on a dedicated connection, reconnecting when it is lost, and
-/// forwards them. Runs on its own thread until the receiver is dropped.
-pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedSender<Signal>) {
+/// Where [`listen`] forwards what it hears.
+pub struct Listeners {
+    pub work: tokio::sync::mpsc::UnboundedSender<Signal>,
+    /// Nobody may be taking these (a store used without a server): sends may fail.
+    pub revocations: tokio::sync::mpsc::UnboundedSender<Revocation>,
+}
+
+/// Listens for work signals and revocations on a dedicated connection, reconnecting when
+/// it is lost, and forwards them. Runs on its own thread until the work receiver is
+/// dropped.
+pub fn listen(opener: super::postgres::Opener, to: Listeners) {
+    let tx = to.work.clone();
     let spawned = std::thread::Builder::new()
         .name("tidings-pg-listen".into())
         .spawn(move || {
@@ -184,15 +252,17 @@ pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedS
                 }
                 match opener.client() {
                     Ok(mut client) => {
-                        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+                        let listen = format!("LISTEN {CHANNEL}; LISTEN {REVOKED_CHANNEL}");
+                        if let Err(e) = client.batch_execute(&listen) {
                             tracing::warn!(error = %e, "cannot LISTEN for work signals");
                         } else {
                             backoff = Duration::from_millis(200);
                             // Anything may have been missed while not listening.
+                            let _ = to.revocations.send(Revocation::Missed);
                             if tx.send(Vec::new()).is_err() {
                                 return;
                             }
-                            if !forward(&mut client, &tx) {
+                            if !forward(&mut client, &to) {
                                 return;
                             }
                             tracing::warn!("work signal connection lost; reconnecting");
@@ -212,14 +282,20 @@ pub fn listen(opener: super::postgres::Opener, tx: tokio::sync::mpsc::UnboundedS
 }
 
 /// Forwards notifications until the connection fails (true) or nobody listens (false).
-fn forward(client: &mut postgres::Client, tx: &tokio::sync::mpsc::UnboundedSender<Signal>) -> bool {
+fn forward(client: &mut postgres::Client, to: &Listeners) -> bool {
     use postgres::fallible_iterator::FallibleIterator;
+    let tx = &to.work;
     loop {
         {
             let mut notes = client.notifications();
             let mut iter = notes.timeout_iter(Duration::from_secs(1));
             loop {
                 match iter.next() {
+                    Ok(Some(n)) if n.channel() == REVOKED_CHANNEL => {
+                        if let Some(r) = Revocation::parse(n.payload()) {
+                            let _ = to.revocations.send(r);
+                        }
+                    }
                     Ok(Some(n)) => {
                         let apps: Vec<String> = n
                             .payload()
@@ -248,6 +324,20 @@ fn forward(client: &mut postgres::Client, tx: &tokio::sync::mpsc::UnboundedSende
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocation_payloads_name_an_app_and_a_token() {
+        assert_eq!(
+            Revocation::parse("A01 At02"),
+            Some(Revocation::AppToken {
+                app_id: "A01".into(),
+                token_id: "At02".into()
+            })
+        );
+        for bad in ["", "A01", "A01 ", " At02"] {
+            assert_eq!(Revocation::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn payloads_stay_under_the_notify_limit() {

@@ -21,10 +21,12 @@ mod events;
 pub mod handoff;
 mod insights;
 pub mod migrations;
+pub mod owner_only;
 pub mod pool;
 pub mod postgres;
 mod publish;
 mod rows;
+mod sessions;
 pub mod sqlite;
 mod store_impl;
 mod wal;
@@ -78,6 +80,9 @@ pub struct SqlStore {
     apps: app_cache::AppCache,
     /// Work signals from other nodes, taken once by the dispatcher.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
+    /// Revocations from every node (PostgreSQL), taken once by the server.
+    revocations:
+        Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Revocation>>>>,
     /// Background threads (SQLite's checkpointer) run while a clone of this lives.
     _alive: Option<Arc<()>>,
 }
@@ -211,6 +216,7 @@ impl SqlStore {
             handoff,
             apps,
             signals: Arc::new(std::sync::Mutex::new(signals)),
+            revocations: Arc::default(),
             _alive: None,
         })
     }

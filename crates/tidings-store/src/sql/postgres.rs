@@ -77,15 +77,24 @@ pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
     migrations::postgres::migrate(&first)?;
     let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(2));
     let (tx, signals) = tokio::sync::mpsc::unbounded_channel();
-    super::cluster::listen(opener.clone(), tx);
-    SqlStore::assemble(
+    let (revoked_tx, revocations) = tokio::sync::mpsc::unbounded_channel();
+    super::cluster::listen(
+        opener.clone(),
+        super::cluster::Listeners {
+            work: tx,
+            revocations: revoked_tx,
+        },
+    );
+    let store = SqlStore::assemble(
         opener,
         first,
         Readers::Postgres(readers),
         format!("PostgreSQL {}", redact(&options.url)),
         options.lease.as_millis() as i64,
         Some(signals),
-    )
+    )?;
+    *store.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Some(revocations);
+    Ok(store)
 }
 
 /// The URL without its password, for messages.

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::conn::{sqlite_error, Conn};
 use super::pool::{self, ReadPool};
-use super::{migrations, wal, Readers, SqlStore};
+use super::{migrations, owner_only, wal, Readers, SqlStore};
 use crate::{StoreError, StoreResult};
 
 /// Read connections kept open; reads beyond that wait for one.
@@ -81,12 +81,17 @@ impl pool::Opener for Opener {
     }
 }
 
-/// Opens (creating if needed) `tidings.db` in `data_dir` and migrates it.
+/// Opens (creating if needed) `tidings.db` in `data_dir` and migrates it. The directory
+/// and the database files are kept owner-only (they hold every app's signing secret).
 pub fn open(data_dir: &Path) -> StoreResult<SqlStore> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
-    })?;
+    owner_only::private_dir(data_dir)?;
     let path = data_dir.join("tidings.db");
+    owner_only::create_private_file(&path)?;
+    for suffix in &owner_only::SQLITE_SUFFIXES[1..] {
+        let mut companion = path.clone().into_os_string();
+        companion.push(suffix);
+        owner_only::private_file(Path::new(&companion))?;
+    }
     let restart = Arc::new(AtomicBool::new(false));
     let writer = Opener {
         path: path.clone(),

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use super::{apps, cluster, directory as dir, dispatch, events, insights, publish, rows, SqlStore};
+use super::{
+    apps, cluster, directory as dir, dispatch, events, insights, publish, rows, sessions, SqlStore,
+};
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
 
@@ -165,7 +167,12 @@ impl Store for SqlStore {
 
     async fn revoke_app_token(&self, app_id: &str, token_id: &str) -> StoreResult<AppToken> {
         let (a, t) = (app_id.to_owned(), token_id.to_owned());
-        self.write(move |c| apps::revoke_app_token(c, &a, &t)).await
+        self.write(move |c| {
+            let token = apps::revoke_app_token(c, &a, &t)?;
+            cluster::notify_revoked(c, &a, &t)?;
+            Ok(token)
+        })
+        .await
     }
 
     async fn install(&self, i: NewInstallation) -> StoreResult<Installation> {
@@ -503,14 +510,28 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn socket_opened(&self, connection_id: &str, app_id: &str) -> StoreResult<()> {
-        let (node, conn, app) = (
+    async fn socket_opened(
+        &self,
+        connection_id: &str,
+        app_id: &str,
+        app_token_id: &str,
+    ) -> StoreResult<()> {
+        let (node, conn, app, token) = (
             self.node_id.clone(),
             connection_id.to_owned(),
             app_id.to_owned(),
+            app_token_id.to_owned(),
         );
-        self.write(move |c| cluster::socket_opened(c, &node, &conn, &app, super::now()))
-            .await
+        self.write(move |c| {
+            let s = cluster::OpenSocket {
+                node: &node,
+                connection: &conn,
+                app: &app,
+                app_token: &token,
+            };
+            cluster::socket_opened(c, s, super::now())
+        })
+        .await
     }
 
     async fn socket_closed(&self, connection_id: &str) -> StoreResult<()> {
@@ -523,5 +544,33 @@ impl Store for SqlStore {
         let (node, app) = (self.node_id.clone(), app_id.to_owned());
         self.read(move |c| cluster::remote_sockets(c, &node, &app, super::now()))
             .await
+    }
+
+    async fn remote_token_sockets(&self, app_token_id: &str) -> StoreResult<usize> {
+        let (node, token) = (self.node_id.clone(), app_token_id.to_owned());
+        self.read(move |c| cluster::remote_token_sockets(c, &node, &token, super::now()))
+            .await
+    }
+
+    fn take_revocations(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Revocation>> {
+        self.revocations.lock().ok().and_then(|mut r| r.take())
+    }
+
+    async fn revoked_app_tokens(&self, since: i64) -> StoreResult<Vec<(String, String)>> {
+        self.read(move |c| cluster::revoked_app_tokens(c, since))
+            .await
+    }
+
+    async fn end_session(&self, id: &str, expires_at: i64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |c| sessions::end(c, &id, expires_at, super::now()))
+            .await
+    }
+
+    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.read(move |c| sessions::ended(c, &id)).await
     }
 }

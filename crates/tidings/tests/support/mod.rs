@@ -49,13 +49,14 @@ impl Server {
         if !env.iter().any(|(k, _)| k == "TIDINGS_ADMIN_TOKEN") {
             env.push(("TIDINGS_ADMIN_TOKEN".into(), ADMIN.into()));
         }
-        // Receivers live on 127.0.0.1; the SSRF test turns this off explicitly.
-        if !env
-            .iter()
-            .any(|(k, _)| k == "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS")
-        {
+        // Receivers live on 127.0.0.1, which `--dev`'s setting opens; the SSRF tests set
+        // their own policy.
+        if !env.iter().any(|(k, _)| {
+            k == "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS"
+                || k == "TIDINGS_DELIVERY_ALLOW_LOOPBACK_TARGETS"
+        }) {
             env.push((
-                "TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS".into(),
+                "TIDINGS_DELIVERY_ALLOW_LOOPBACK_TARGETS".into(),
                 "true".into(),
             ));
         }
@@ -106,6 +107,16 @@ impl Server {
 
     /// Starts the binary on `dir` with exactly `env` (plus a quiet log level).
     pub fn spawn(dir: &Path, env: Vec<(String, String)>, args: &[&str]) -> Server {
+        Self::spawn_logging_to(dir, env, args, Stdio::inherit())
+    }
+
+    /// [`Server::spawn`] with the server's stderr (its log) sent to `stderr`.
+    pub fn spawn_logging_to(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        args: &[&str],
+        stderr: Stdio,
+    ) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -116,7 +127,7 @@ impl Server {
             .env_remove("TIDINGS_ADMIN_TOKEN")
             .env("TIDINGS_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in &env {
             cmd.env(k, v);
         }

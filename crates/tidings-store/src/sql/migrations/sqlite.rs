@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (2, "insights", V2),
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
+    (5, "revocation", V5),
 ];
 
 const V1: &str = r#"
@@ -295,6 +296,18 @@ INSERT INTO settings (key, value) VALUES ('directory_version', '0') ON CONFLICT 
 const V4: &str = r#"
 CREATE INDEX installations_team ON installations(team_id) WHERE revoked_at IS NULL;
 CREATE INDEX installations_enterprise ON installations(enterprise_id) WHERE team_id IS NULL AND revoked_at IS NULL;
+"#;
+
+/// Revocation that takes effect everywhere: Socket Mode connections remember the
+/// app-level token that opened them (so a revoke can close them on every node), and
+/// dashboard sessions ended by logout are listed until they would have expired.
+const V5: &str = r#"
+ALTER TABLE socket_connections ADD COLUMN app_token_id TEXT;
+CREATE INDEX socket_connections_token ON socket_connections(app_token_id);
+CREATE TABLE ended_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
 "#;
 
 /// Applies every migration newer than the database's version.
