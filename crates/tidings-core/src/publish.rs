@@ -32,9 +32,11 @@ pub fn check_event_time(
     max_age_secs: i64,
     max_skew_secs: i64,
 ) -> Result<(), TimeRefusal> {
-    if now - event_time > max_age_secs {
+    // Saturating: any i64 is a well-formed event_time, and one near i64::MIN or MAX must be
+    // refused, not overflow (which panicked the store's writer in debug builds).
+    if now.saturating_sub(event_time) > max_age_secs {
         Err(TimeRefusal::TooOld)
-    } else if event_time - now > max_skew_secs {
+    } else if event_time.saturating_sub(now) > max_skew_secs {
         Err(TimeRefusal::InFuture)
     } else {
         Ok(())
@@ -190,6 +192,19 @@ mod tests {
         );
         assert_eq!(
             check_event_time(now + 301, now, 72 * 3600, 300),
+            Err(TimeRefusal::InFuture)
+        );
+    }
+
+    #[test]
+    fn event_times_at_the_ends_of_i64_are_refused_not_overflowed() {
+        let now = 1_700_000_000;
+        assert_eq!(
+            check_event_time(i64::MIN, now, 72 * 3600, 300),
+            Err(TimeRefusal::TooOld)
+        );
+        assert_eq!(
+            check_event_time(i64::MAX, now, 72 * 3600, 300),
             Err(TimeRefusal::InFuture)
         );
     }
