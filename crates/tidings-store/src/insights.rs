@@ -26,6 +26,7 @@ pub const MAX_BUCKETS: i64 = 50_000;
 /// The width of a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Granularity {
     Minute,
     Hour,
@@ -162,6 +163,7 @@ impl InsightRange {
 
 /// One bucket of an event series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPoint {
     /// Bucket start, Unix seconds.
     pub t: i64,
@@ -234,6 +236,7 @@ pub fn latency_quantile(hist: &[u64; LATENCY_BINS], p: f64) -> Option<f64> {
 
 /// Delivery counters for one app (or all) in one bucket or over a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryCounts {
     /// Attempts made (HTTP requests sent, Socket Mode envelopes written).
     pub attempts: u64,
@@ -266,6 +269,7 @@ impl DeliveryCounts {
 
 /// One bucket of a delivery series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryPoint {
     pub t: i64,
     #[serde(flatten)]
@@ -297,6 +301,7 @@ pub struct DeliveryInsights {
 
 /// An event type marked as a key event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyEvent {
     pub event_type: String,
     pub created_at: i64,
