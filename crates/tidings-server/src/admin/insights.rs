@@ -21,6 +21,21 @@ use crate::state::AppState;
 /// The default range: the last day.
 const DEFAULT_RANGE_SECS: i64 = 86_400;
 
+/// The latest time a range may name, Unix seconds: the end of the year 9999. Times outside
+/// `0..=MAX_TIME` count nothing, and at i64's ends the bucket arithmetic would overflow.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// A `from`/`to` parameter within `0..=MAX_TIME`, or a 400 naming it.
+fn time(field: &str, t: Option<i64>) -> Result<Option<i64>, Problem> {
+    match t {
+        Some(t) if !(0..=MAX_TIME).contains(&t) => Err(Problem::invalid_field(
+            field,
+            format!("must be between 0 and {MAX_TIME} (Unix seconds)"),
+        )),
+        _ => Ok(t),
+    }
+}
+
 /// The range and scope of an events query.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -30,8 +45,10 @@ pub struct EventsQuery {
     #[param(pattern = "^T[A-Z0-9]{2,30}$")]
     team_id: Option<String>,
     /// Start, Unix seconds (default: a day before `to`).
+    #[param(minimum = 0, maximum = 253402300799.0)]
     from: Option<i64>,
     /// End, Unix seconds (default: now).
+    #[param(minimum = 0, maximum = 253402300799.0)]
     to: Option<i64>,
     /// Bucket width (default: minute up to 6 h, hour up to 7 days, else day).
     #[param(value_type = Option<Granularity>)]
@@ -47,8 +64,10 @@ pub struct DeliveriesQuery {
     #[param(pattern = "^A[A-Z0-9]{2,30}$")]
     app_id: Option<String>,
     /// Start, Unix seconds (default: a day before `to`).
+    #[param(minimum = 0, maximum = 253402300799.0)]
     from: Option<i64>,
     /// End, Unix seconds (default: now).
+    #[param(minimum = 0, maximum = 253402300799.0)]
     to: Option<i64>,
     /// Bucket width (default: minute up to 6 h, hour up to 7 days, else day).
     #[param(value_type = Option<Granularity>)]
@@ -63,14 +82,17 @@ fn now() -> i64 {
 }
 
 /// The range asked for: `to` defaults to now, `from` to a day before `to`, the
-/// granularity to what suits the range's length.
+/// granularity to what suits the range's length. Each parameter is checked on its own
+/// (400); a range whose ends are each fine but that is refused as a whole (`from` not before
+/// `to`, more buckets than one query spans) is a 422 `invalid_range`.
 fn range(
     scope: Option<String>,
     from: Option<i64>,
     to: Option<i64>,
     granularity: Option<&str>,
 ) -> Result<InsightRange, Problem> {
-    let to = to.unwrap_or_else(now);
+    let from = time("from", from)?;
+    let to = time("to", to)?.unwrap_or_else(now);
     let from = from.unwrap_or(to - DEFAULT_RANGE_SECS);
     let g = match granularity {
         None => Granularity::auto(to - from),
@@ -78,7 +100,9 @@ fn range(
             Problem::invalid_field("granularity", "must be one of minute, hour, day")
         })?,
     };
-    InsightRange::new(scope, from, to, g).map_err(|m| Problem::invalid_field("from", m))
+    InsightRange::new(scope, from, to, g).map_err(|m| {
+        Problem::unprocessable("invalid_range", format!("from: {m}")).with_field("from", m)
+    })
 }
 
 /// What every insights answer starts with: the scope, and the range widened to whole
@@ -171,6 +195,9 @@ pub struct EventsAnswer {
         (status = 200, description = "Counts per event type over the range", body = EventsAnswer),
         (status = 404, description = "The team does not exist", body = Problem,
          content_type = super::openapi::PROBLEM_JSON),
+        (status = 422, description = "`invalid_range`: `from` is not before `to`, or the range \
+         spans more than 50,000 buckets", body = Problem,
+         content_type = super::openapi::PROBLEM_JSON),
     ),
 )]
 pub async fn events(
@@ -245,6 +272,9 @@ pub struct KeyEventsAnswer {
     responses(
         (status = 200, description = "Counts per key event over the range", body = KeyEventsAnswer),
         (status = 404, description = "The team does not exist", body = Problem,
+         content_type = super::openapi::PROBLEM_JSON),
+        (status = 422, description = "`invalid_range`: `from` is not before `to`, or the range \
+         spans more than 50,000 buckets", body = Problem,
          content_type = super::openapi::PROBLEM_JSON),
     ),
 )]
@@ -387,6 +417,9 @@ pub struct DeliveriesAnswer {
     responses(
         (status = 200, description = "Delivery counts per app over the range", body = DeliveriesAnswer),
         (status = 404, description = "The app does not exist", body = Problem,
+         content_type = super::openapi::PROBLEM_JSON),
+        (status = 422, description = "`invalid_range`: `from` is not before `to`, or the range \
+         spans more than 50,000 buckets", body = Problem,
          content_type = super::openapi::PROBLEM_JSON),
     ),
 )]
