@@ -287,7 +287,20 @@ async fn conversations_are_created_replaced_and_their_members_changed() {
             Some(json!({"name": "dm", "kind": "public"})),
         )
         .await;
-    assert_eq!(st, 400, "a D id cannot be public: {p}");
+    // Each field is well-formed, the combination is refused: 422 (the OpenAPI document
+    // says what is malformed, and it cannot say this).
+    assert_eq!(st, 422, "a D id cannot be public: {p}");
+    assert_eq!(p["type"], "urn:tidings:problem:kind_mismatch");
+    assert_eq!(p["errors"][0]["field"], "kind");
+    let (st, p) = s
+        .admin(
+            "PUT",
+            &format!("/teams/{t}/conversations/D0DM"),
+            Some(json!({"name": "dm", "kind": "im", "members": ["U01", "U02", "U03"]})),
+        )
+        .await;
+    assert_eq!(st, 422, "an im has at most two members: {p}");
+    assert_eq!(p["type"], "urn:tidings:problem:too_many_members");
     let (st, _) = s
         .admin("PUT", &path, Some(json!({"name": "x", "kind": "open"})))
         .await;

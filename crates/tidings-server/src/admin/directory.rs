@@ -290,7 +290,9 @@ pub struct PutConversation {
     members: Vec<String>,
 }
 
-/// The conversation kind, checked against the id's prefix (C public, G private or mpim, D im).
+/// The conversation kind, checked against the id's prefix (C public, G private or mpim, D im):
+/// a kind that is not one of the four is malformed (400); one that does not fit the id is a
+/// well-formed request refused (422 `kind_mismatch`), as no schema of the body alone can say.
 fn conversation_kind(id: &str, kind: &str) -> Result<ConversationKind, Problem> {
     let k = ConversationKind::parse(kind).ok_or_else(|| {
         Problem::invalid_field("kind", "must be one of public, private, im, mpim")
@@ -302,10 +304,10 @@ fn conversation_kind(id: &str, kind: &str) -> Result<ConversationKind, Problem> 
         ConversationKind::Im => id.starts_with('D'),
     };
     if !prefix_ok {
-        return Err(Problem::invalid_field(
-            "kind",
-            format!("a {kind} conversation cannot have the id {id}"),
-        ));
+        let m = format!("a {kind} conversation cannot have the id {id}");
+        return Err(
+            Problem::unprocessable("kind_mismatch", format!("kind: {m}")).with_field("kind", m),
+        );
     }
     Ok(k)
 }
@@ -336,10 +338,11 @@ pub async fn put_conversation(
         validate::field_id(IdKind::User, &format!("members[{i}]"), m)?;
     }
     if kind == ConversationKind::Im && b.members.len() > 2 {
-        return Err(Problem::invalid_field(
-            "members",
-            "an im has at most two members",
-        ));
+        let m = "an im has at most two members";
+        return Err(
+            Problem::unprocessable("too_many_members", format!("members: {m}"))
+                .with_field("members", m),
+        );
     }
     let c = Conversation {
         id: channel,
