@@ -128,8 +128,10 @@ pub struct RedeliverMany {
     #[schema(value_type = Option<RedeliverStatus>)]
     status: Option<String>,
     /// Created at or after (Unix seconds).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     since: Option<i64>,
     /// Created before (Unix seconds).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     until: Option<i64>,
     #[schema(pattern = "^T[A-Z0-9]{2,30}$")]
     team_id: Option<String>,

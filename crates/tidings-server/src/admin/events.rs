@@ -28,6 +28,7 @@ pub struct PublishBody {
     event: Value,
     /// When it happened (Unix seconds; default now). Older than `events.max_event_age` is
     /// 422 `event_too_old`, further ahead than `events.max_future_skew` 422 `event_in_future`.
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     event_time: Option<i64>,
     /// The same key for the same team returns the first `event_id` with `duplicate: true`.
     #[schema(min_length = 1, max_length = 255)]
