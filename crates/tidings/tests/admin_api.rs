@@ -193,6 +193,26 @@ async fn malformed_bodies_name_what_is_wrong() {
     );
     let (st, _) = raw("").await;
     assert_eq!(st, 400);
+    // A team id in a bulk redelivery's filter is checked like any other (it was ignored
+    // when malformed, and matched nothing).
+    s.admin(
+        "POST",
+        "/apps",
+        Some(serde_json::json!({"id": "A0RED", "name": "r"})),
+    )
+    .await;
+    let (st, p) = s
+        .admin(
+            "POST",
+            "/apps/A0RED/redeliver",
+            Some(serde_json::json!({"team_id": "", "since": 0.0})),
+        )
+        .await;
+    assert_eq!(
+        (st, p["errors"][0]["field"].as_str()),
+        (400, Some("team_id")),
+        "{p}"
+    );
     let (_, list) = s.admin("GET", "/teams", None).await;
     assert_eq!(
         list["items"].as_array().unwrap().len(),

@@ -178,6 +178,9 @@ pub async fn redeliver_many(
             ))
         }
     };
+    if let Some(t) = &b.team_id {
+        validate::field_id(IdKind::Team, "team_id", t)?;
+    }
     let filter = DeliveryFilter {
         status: Some(status),
         team_id: b.team_id,
