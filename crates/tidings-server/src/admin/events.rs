@@ -57,7 +57,7 @@ fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Pro
         }
     }
     if let Some(k) = &b.idempotency_key {
-        if k.is_empty() || k.len() > 255 {
+        if k.is_empty() || k.chars().count() > 255 {
             return Err(Problem::invalid_field(
                 "idempotency_key",
                 "must be 1 to 255 characters",
