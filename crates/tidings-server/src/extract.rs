@@ -111,10 +111,11 @@ pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::E
     if let Some(i) = n.as_i64() {
         return Ok(Some(i));
     }
-    // 2^63: the first f64 beyond i64 (i64::MIN, -2^63, is exact).
-    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    // A number that is not an i64 (serde_json holds it as an f64) is taken only where f64 is
+    // exact, up to 2^53: beyond it, -9223372036854775809 would round to i64::MIN.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
     match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(Some(f as i64)),
+        Some(f) if f.fract() == 0.0 && (-EXACT..=EXACT).contains(&f) => Ok(Some(f as i64)),
         _ => Err(D::Error::custom(format!(
             "{n} is not a whole number within a 64-bit integer"
         ))),
@@ -228,12 +229,15 @@ mod tests {
         assert_eq!(at(r#"{"at": null}"#).unwrap(), None);
         assert_eq!(at("{}").unwrap(), None);
         assert_eq!(
-            at(r#"{"at": -9223372036854775808.0}"#).unwrap(),
+            at(r#"{"at": -9223372036854775808}"#).unwrap(),
             Some(i64::MIN)
         );
+        assert_eq!(at(r#"{"at": 9007199254740992.0}"#).unwrap(), Some(1 << 53));
         for bad in [
             r#"{"at": 1.5}"#,
             r#"{"at": 9223372036854775808}"#,
+            // Beyond i64: as an f64 it would round to i64::MIN.
+            r#"{"at": -9223372036854775809}"#,
             r#"{"at": 1e300}"#,
             r#"{"at": "5"}"#,
         ] {
