@@ -142,7 +142,8 @@ async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
     post, path = "/apps", operation_id = "create_app", tag = "apps",
     request_body = NewApp,
     responses(
-        (status = 201, description = "The app, with its `signing_secret` and `verification_token`", body = App),
+        (status = 201, description = "The app, with its `signing_secret` and `verification_token`", body = App,
+         links(("GetApp" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))), ("UpdateApp" = (operation_id = "update_app", parameters(("app" = "$response.body#/id")))), ("InstallApp" = (operation_id = "install_app", parameters(("app" = "$response.body#/id")))), ("CreateAppToken" = (operation_id = "create_app_token", parameters(("app" = "$response.body#/id")))), ("ListDeliveries" = (operation_id = "list_deliveries", parameters(("app" = "$response.body#/id")))), ("VerifyRequestUrl" = (operation_id = "verify_request_url", parameters(("app" = "$response.body#/id")))))),
         (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "The Request URL failed verification", body = Problem, content_type = PROBLEM_JSON),
     ),
@@ -378,7 +379,8 @@ pub struct AppTokenPath {
     post, path = "/apps/{app}/tokens", operation_id = "create_app_token", tag = "apps",
     params(AppPath),
     request_body = NewToken,
-    responses((status = 201, description = "The token, shown once", body = CreatedAppToken)),
+    responses((status = 201, description = "The token, shown once", body = CreatedAppToken,
+               links(("RevokeAppToken" = (operation_id = "revoke_app_token", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id"))))))),
 )]
 pub async fn create_app_token(
     State(s): State<AppState>,

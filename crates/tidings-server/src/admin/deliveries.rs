@@ -39,7 +39,8 @@ pub struct Filter {
 #[utoipa::path(
     get, path = "/apps/{app}/deliveries", operation_id = "list_deliveries", tag = "deliveries",
     params(AppPath, Filter, PageParams),
-    responses((status = 200, description = "One page of deliveries with their attempts", body = Page<Delivery>)),
+    responses((status = 200, description = "One page of deliveries with their attempts", body = Page<Delivery>,
+               links(("GetDelivery" = (operation_id = "get_delivery", parameters(("id" = "$response.body#/items/0/id"))))))),
 )]
 pub async fn list(
     State(s): State<AppState>,

@@ -43,7 +43,8 @@ pub struct EnterprisePath {
     post, path = "/enterprises", operation_id = "create_enterprise", tag = "directory",
     request_body = NewEnterprise,
     responses(
-        (status = 201, description = "The enterprise", body = Enterprise),
+        (status = 201, description = "The enterprise", body = Enterprise,
+         links(("GetEnterprise" = (operation_id = "get_enterprise", parameters(("id" = "$response.body#/id")))))),
         (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -116,7 +117,8 @@ pub struct NewTeam {
     post, path = "/teams", operation_id = "create_team", tag = "directory",
     request_body = NewTeam,
     responses(
-        (status = 201, description = "The team", body = Team),
+        (status = 201, description = "The team", body = Team,
+         links(("GetTeam" = (operation_id = "get_team", parameters(("team" = "$response.body#/id")))), ("CreateUser" = (operation_id = "create_user", parameters(("team" = "$response.body#/id")))))),
         (status = 404, description = "The enterprise does not exist", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
     ),
@@ -210,7 +212,8 @@ pub struct UserPath {
     params(TeamPath),
     request_body = NewUser,
     responses(
-        (status = 201, description = "The user", body = User),
+        (status = 201, description = "The user", body = User,
+         links(("GetUser" = (operation_id = "get_user", parameters(("team" = "$response.body#/team_id"), ("user" = "$response.body#/id")))))),
         (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -319,7 +322,8 @@ fn conversation_kind(id: &str, kind: &str) -> Result<ConversationKind, Problem> 
     request_body = PutConversation,
     responses(
         (status = 200, description = "The conversation, replaced", body = Conversation),
-        (status = 201, description = "The conversation, created", body = Conversation),
+        (status = 201, description = "The conversation, created", body = Conversation,
+         links(("GetConversation" = (operation_id = "get_conversation", parameters(("team" = "$response.body#/team_id"), ("channel" = "$response.body#/id")))))),
         (status = 404, description = "The team does not exist, or a member is not in it",
          body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "`kind_mismatch`: the kind does not fit the id; \

@@ -113,7 +113,8 @@ fn serialized_len(v: &serde_json::Map<String, Value>) -> usize {
     request_body = PublishBody,
     security(("admin_token" = []), ("publisher_token" = [])),
     responses(
-        (status = 202, description = "Stored with its deliveries", body = Published),
+        (status = 202, description = "Stored with its deliveries", body = Published,
+         links(("GetEvent" = (operation_id = "get_event", parameters(("event_id" = "$response.body#/event_id")))))),
         (status = 413, description = "The body, or the inner event, is larger than \
          `server.max_body_bytes`", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "Refused: `unknown_team`, `unknown_event_type`, \
@@ -270,7 +271,8 @@ pub struct EventPath {
     get, path = "/events/{event_id}", operation_id = "get_event", tag = "events",
     params(EventPath),
     responses((status = 200, description = "The event, its deliveries and the envelope each \
-               sends", body = EventDetail)),
+               sends", body = EventDetail,
+               links(("GetDelivery" = (operation_id = "get_delivery", parameters(("id" = "$response.body#/deliveries/0/id")))), ("Redeliver" = (operation_id = "redeliver", parameters(("id" = "$response.body#/deliveries/0/id"))))))),
 )]
 pub async fn get_event(
     State(s): State<AppState>,

@@ -68,7 +68,8 @@ pub struct InstallationPath {
     params(AppPath),
     request_body = Install,
     responses(
-        (status = 201, description = "The installation with its tokens", body = CreatedInstallation),
+        (status = 201, description = "The installation with its tokens", body = CreatedInstallation,
+         links(("GetInstallation" = (operation_id = "get_installation", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id")))), ("UninstallApp" = (operation_id = "uninstall_app", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id")))))),
         (status = 422, description = "The installer, team or enterprise cannot take this \
          installation", body = Problem, content_type = PROBLEM_JSON),
     ),

@@ -92,7 +92,8 @@ fn known(s: &AppState, event_type: &str) -> Result<(), Problem> {
     params(EventTypePath),
     responses(
         (status = 200, description = "It was marked already", body = KeyEvent),
-        (status = 201, description = "Newly marked", body = KeyEvent),
+        (status = 201, description = "Newly marked", body = KeyEvent,
+         links(("UnmarkKeyEvent" = (operation_id = "unmark_key_event", parameters(("event_type" = "$response.body#/event_type")))))),
         (status = 404, description = "Not an event type of the catalog", body = Problem,
          content_type = super::openapi::PROBLEM_JSON),
     ),

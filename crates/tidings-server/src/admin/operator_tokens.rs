@@ -46,7 +46,8 @@ pub struct TokenPath {
 #[utoipa::path(
     post, path = "/publisher_tokens", operation_id = "create_publisher_token", tag = "operator",
     request_body = NewPublisher,
-    responses((status = 201, description = "The token, shown once", body = CreatedOperatorToken)),
+    responses((status = 201, description = "The token, shown once", body = CreatedOperatorToken,
+               links(("RevokePublisherToken" = (operation_id = "revoke_publisher_token", parameters(("id" = "$response.body#/id"))))))),
 )]
 pub async fn create(
     State(s): State<AppState>,
