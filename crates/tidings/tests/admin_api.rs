@@ -205,7 +205,7 @@ async fn malformed_bodies_name_what_is_wrong() {
         .admin(
             "POST",
             "/apps/A0RED/redeliver",
-            Some(serde_json::json!({"team_id": "", "since": 0.0})),
+            Some(serde_json::json!({"team_id": "", "since": 0})),
         )
         .await;
     assert_eq!(
