@@ -88,9 +88,13 @@ fn refine(doc: &mut serde_json::Value, catalog: &Catalog) {
     };
     schemas["BotEventType"]["enum"] = json!(names(true));
     schemas["UserEventType"]["enum"] = json!(names(false));
-    // team_id or enterprise_id (alone: an org-wide install); a bot or a user scope.
+    // team_id or enterprise_id (alone: an org-wide install), not null (null is absent to
+    // the server); a bot or a user scope.
     schemas["Install"]["allOf"] = json!([
-        {"anyOf": [{"required": ["team_id"]}, {"required": ["enterprise_id"]}]},
+        {"anyOf": [
+            {"required": ["team_id"], "properties": {"team_id": {"type": "string"}}},
+            {"required": ["enterprise_id"], "properties": {"enterprise_id": {"type": "string"}}},
+        ]},
         {"anyOf": [
             {"required": ["bot_scopes"], "properties": {"bot_scopes": {"minItems": 1}}},
             {"required": ["user_scopes"], "properties": {"user_scopes": {"minItems": 1}}},
@@ -551,6 +555,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_installation_body_names_a_team_or_an_enterprise_and_a_scope() {
+        // What the server refuses with 400 the document must call invalid (schemathesis
+        // found {"enterprise_id": null} passing the schema and refused).
+        let (s, _dir) = state().await;
+        let doc = document(&s.catalog);
+        let v = jsonschema::validator_for(&doc["components"]["schemas"]["Install"])
+            .expect("the Install schema compiles");
+        let base =
+            serde_json::json!({"installer_user_id": "U0ALICE", "bot_scopes": ["chat:write"]});
+        let with = |k: &str, val: serde_json::Value| {
+            let mut b = base.clone();
+            b[k] = val;
+            b
+        };
+        assert!(v.is_valid(&with("team_id", "T0ACME".into())));
+        assert!(v.is_valid(&with("enterprise_id", "E0ACME".into())));
+        assert!(!v.is_valid(&base), "neither team nor enterprise");
+        assert!(!v.is_valid(&with("enterprise_id", serde_json::Value::Null)));
+        assert!(!v.is_valid(&with("team_id", serde_json::Value::Null)));
+        let mut no_scope = with("team_id", "T0ACME".into());
+        no_scope["bot_scopes"] = serde_json::json!([]);
+        assert!(!v.is_valid(&no_scope), "no scope at all");
+        no_scope["user_scopes"] = serde_json::json!(["reactions:read"]);
+        assert!(v.is_valid(&no_scope));
     }
 
     fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
