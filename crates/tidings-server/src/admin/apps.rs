@@ -143,7 +143,13 @@ async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
     request_body = NewApp,
     responses(
         (status = 201, description = "The app, with its `signing_secret` and `verification_token`", body = App,
-         links(("GetApp" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))), ("UpdateApp" = (operation_id = "update_app", parameters(("app" = "$response.body#/id")))), ("InstallApp" = (operation_id = "install_app", parameters(("app" = "$response.body#/id")))), ("CreateAppToken" = (operation_id = "create_app_token", parameters(("app" = "$response.body#/id")))), ("ListDeliveries" = (operation_id = "list_deliveries", parameters(("app" = "$response.body#/id")))), ("VerifyRequestUrl" = (operation_id = "verify_request_url", parameters(("app" = "$response.body#/id")))))),
+         links(
+             ("GetApp" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))),
+             ("UpdateApp" = (operation_id = "update_app", parameters(("app" = "$response.body#/id")))),
+             ("CreateAppToken" = (operation_id = "create_app_token", parameters(("app" = "$response.body#/id")))),
+             ("ListDeliveries" = (operation_id = "list_deliveries", parameters(("app" = "$response.body#/id")))),
+             ("VerifyRequestUrl" = (operation_id = "verify_request_url", parameters(("app" = "$response.body#/id")))),
+         )),
         (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "The Request URL failed verification", body = Problem, content_type = PROBLEM_JSON),
     ),
