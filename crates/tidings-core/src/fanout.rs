@@ -46,6 +46,7 @@ pub struct Grant {
 
 /// An `authorizations[]` entry (SLACK-WIRE.md §1.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Authorization {
     pub enterprise_id: Option<String>,
     pub team_id: Option<String>,

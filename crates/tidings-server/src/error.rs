@@ -8,16 +8,22 @@ use serde::Serialize;
 use tidings_store::StoreError;
 
 /// One field-level complaint inside a problem.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field at fault: a body path (`members[2]`, `event.type`) or a parameter name.
     pub field: String,
     pub message: String,
 }
 
 /// An operator API error: `{"type","title","status","detail","errors"}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(
+    description = "An RFC 9457 problem (`application/problem+json`); `type` is \
+                   `urn:tidings:problem:<code>`, so scripts can match on the code."
+)]
 pub struct Problem {
     #[serde(rename = "type")]
+    #[schema(example = "urn:tidings:problem:not_found")]
     pub kind: String,
     pub title: String,
     pub status: u16,

@@ -5,8 +5,8 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use tidings_store::PageRequest;
 
 use crate::error::Problem;
@@ -101,6 +101,27 @@ fn check_depth(bytes: &[u8]) -> Result<(), Problem> {
     Ok(())
 }
 
+/// An optional integer field that JSON may write as `5` or `5.0`: JSON Schema, and so the
+/// OpenAPI document, counts a number with a zero fraction as an integer. Use with
+/// `#[serde(default, deserialize_with = "whole_number")]` on an `Option<i64>`.
+pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    // A number that is not an i64 (serde_json holds it as an f64) is taken only where f64 is
+    // exact, up to 2^53: beyond it, -9223372036854775809 would round to i64::MIN.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (-EXACT..=EXACT).contains(&f) => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!(
+            "{n} is not a whole number within a 64-bit integer"
+        ))),
+    }
+}
+
 /// The configured body limit, put in request extensions so extractors can report it.
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -192,6 +213,37 @@ mod tests {
         assert!(p.detail.contains("not valid JSON"), "{}", p.detail);
         let p = parse_json::<Body>(b"").unwrap_err();
         assert!(p.detail.contains("empty"));
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Times {
+        #[serde(default, deserialize_with = "whole_number")]
+        at: Option<i64>,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let at = |body: &str| parse_json::<Times>(body.as_bytes()).map(|t| t.at);
+        assert_eq!(at(r#"{"at": 5}"#).unwrap(), Some(5));
+        assert_eq!(at(r#"{"at": -591.0}"#).unwrap(), Some(-591));
+        assert_eq!(at(r#"{"at": null}"#).unwrap(), None);
+        assert_eq!(at("{}").unwrap(), None);
+        assert_eq!(
+            at(r#"{"at": -9223372036854775808}"#).unwrap(),
+            Some(i64::MIN)
+        );
+        assert_eq!(at(r#"{"at": 9007199254740992.0}"#).unwrap(), Some(1 << 53));
+        for bad in [
+            r#"{"at": 1.5}"#,
+            r#"{"at": 9223372036854775808}"#,
+            // Beyond i64: as an f64 it would round to i64::MIN.
+            r#"{"at": -9223372036854775809}"#,
+            r#"{"at": 1e300}"#,
+            r#"{"at": "5"}"#,
+        ] {
+            let p = at(bad).unwrap_err();
+            assert_eq!((p.status, p.errors[0].field.as_str()), (400, "at"), "{bad}");
+        }
     }
 
     #[test]

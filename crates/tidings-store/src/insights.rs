@@ -30,6 +30,7 @@ pub const TIMES: std::ops::RangeInclusive<i64> = 0..=253_402_300_799;
 /// The width of a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Granularity {
     Minute,
     Hour,
@@ -180,6 +181,7 @@ pub fn out_of_range(t: i64) -> String {
 
 /// One bucket of an event series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPoint {
     /// Bucket start, Unix seconds.
     pub t: i64,
@@ -252,6 +254,7 @@ pub fn latency_quantile(hist: &[u64; LATENCY_BINS], p: f64) -> Option<f64> {
 
 /// Delivery counters for one app (or all) in one bucket or over a range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryCounts {
     /// Attempts made (HTTP requests sent, Socket Mode envelopes written).
     pub attempts: u64,
@@ -284,6 +287,7 @@ impl DeliveryCounts {
 
 /// One bucket of a delivery series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryPoint {
     pub t: i64,
     #[serde(flatten)]
@@ -315,6 +319,7 @@ pub struct DeliveryInsights {
 
 /// An event type marked as a key event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyEvent {
     pub event_type: String,
     pub created_at: i64,

@@ -7,22 +7,27 @@ use serde::{Deserialize, Serialize};
 pub type Timestamp = i64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enterprise {
     pub id: String,
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Team {
     pub id: String,
     pub name: String,
     pub domain: String,
     pub enterprise_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: String,
     /// The user's team; `None` only for the bot user of an org-wide installation.
@@ -35,11 +40,13 @@ pub struct User {
     pub is_bot: bool,
     /// For bot users: the app they belong to.
     pub app_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConversationKind {
     Public,
     Private,
@@ -79,6 +86,7 @@ impl ConversationKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     pub id: String,
     pub team_id: String,
@@ -86,11 +94,13 @@ pub struct Conversation {
     pub kind: ConversationKind,
     /// Member user ids, sorted.
     pub members: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventShape {
     /// `authorizations` + `event_context` (every app created after 2021-02-24 at Slack).
     #[default]
@@ -117,6 +127,7 @@ impl EventShape {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub id: String,
     pub name: String,
@@ -130,17 +141,22 @@ pub struct App {
     pub verification_token: String,
     pub events_enabled: bool,
     pub disabled_reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub disabled_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 /// An app-level (`xapp-`) token as listed; the secret itself is never stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppToken {
     pub id: String,
     pub app_id: String,
     pub scopes: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -153,6 +169,7 @@ pub struct NewAppToken {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Installation {
     pub id: String,
     pub app_id: String,
@@ -166,7 +183,9 @@ pub struct Installation {
     pub bot_id: Option<String>,
     pub bot_scopes: Vec<String>,
     pub user_scopes: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -186,12 +205,15 @@ pub struct NewInstallation {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OperatorToken {
     pub id: String,
     /// `admin` or `publisher`.
     pub kind: String,
     pub label: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub revoked_at: Option<Timestamp>,
 }
 
@@ -247,6 +269,7 @@ pub struct PublishPolicy {
 
 /// A stored event and what it led to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Published {
     pub event_id: String,
     pub deliveries: usize,
@@ -290,6 +313,7 @@ impl PublishRefusal {
 
 /// A published event as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
     pub id: String,
     pub team_id: String,
@@ -298,16 +322,19 @@ pub struct StoredEvent {
     pub app_id: Option<String>,
     pub channel_id: Option<String>,
     pub actor_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub event_time: Timestamp,
     /// The inner event as sent (JSON object text).
     #[serde(skip)]
     pub payload: String,
     pub idempotency_key: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum DeliveryStatus {
     Pending,
     Delivered,
@@ -337,6 +364,7 @@ impl DeliveryStatus {
 
 /// One attempt of a delivery.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     /// Milliseconds since the epoch.
     pub at: i64,
@@ -350,6 +378,7 @@ pub struct Attempt {
 
 /// One event for one app in one team.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delivery {
     pub id: String,
     #[serde(skip)]
@@ -361,6 +390,7 @@ pub struct Delivery {
     pub status: DeliveryStatus,
     pub reason: Option<String>,
     pub authorization: tidings_core::fanout::Authorization,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
     pub attempts: Vec<Attempt>,
 }

@@ -65,8 +65,10 @@ impl PageRequest {
 
 /// One page of a list.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -374,13 +374,23 @@ async fn deliveries_dropped_for_a_disabled_app_are_counted_by_reason() {
 async fn insight_queries_refuse_bad_ranges_and_unknown_scopes() {
     let s = Server::start();
     let cases = [
-        ("/insights/events?from=100&to=100", 400, "from"),
+        // A range refused as a whole (each end is fine): 422 invalid_range.
+        ("/insights/events?from=100&to=100", 422, "invalid_range"),
         ("/insights/events?granularity=week", 400, "granularity"),
         (
             "/insights/events?from=0&to=5184000&granularity=minute",
+            422,
+            "invalid_range",
+        ),
+        // Times outside 0..=9999-12-31 are malformed (they used to overflow the bucket
+        // arithmetic and drop the connection).
+        (
+            "/insights/events?from=-9223372036854775808&granularity=minute",
             400,
             "from",
         ),
+        ("/insights/key_events?to=9223372036854775807", 400, "\"to\""),
+        ("/insights/deliveries?from=-1&to=100", 400, "from"),
         ("/insights/events?from=yesterday", 400, "from"),
         ("/insights/events?team=T01", 400, "team"),
         ("/insights/events?team_id=nope", 400, "team_id"),

@@ -292,6 +292,49 @@ async fn the_time_rules_follow_configuration() {
 }
 
 #[tokio::test]
+async fn event_times_at_the_ends_of_i64_are_refused_and_the_store_keeps_writing() {
+    // i64::MIN used to overflow the age check and panic the store's writer: every later
+    // write answered 503 until a restart.
+    let s = Server::start();
+    setup(&s, &["message.channels"], &["channels:history"]).await;
+    let ev = |t: Value| json!({"team_id": "T01", "event_time": t, "event": {"type": "message", "channel": "C01", "user": "U01", "text": "t"}});
+    let (st, p) = publish(&s, ev(json!(i64::MIN))).await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (422, Some("urn:tidings:problem:event_too_old")),
+        "{p}"
+    );
+    let (st, p) = publish(&s, ev(json!(i64::MAX))).await;
+    assert_eq!(
+        (st, p["type"].as_str()),
+        (422, Some("urn:tidings:problem:event_in_future")),
+        "{p}"
+    );
+    let (st, p) = publish(&s, ev(Value::Null)).await;
+    assert_eq!(st, 202, "the writer still commits: {p}");
+}
+
+#[tokio::test]
+async fn an_event_time_written_with_a_zero_fraction_is_a_whole_number() {
+    // JSON Schema, and so the OpenAPI document, calls 1700000000.0 an integer.
+    let s = Server::start();
+    setup(&s, &["message.channels"], &["channels:history"]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    let ev = |t: f64| json!({"team_id": "T01", "event_time": t, "event": {"type": "message", "channel": "C01", "user": "U01", "text": "t"}});
+    let (st, p) = publish(&s, ev(now - 60.0)).await;
+    assert_eq!(st, 202, "{p}");
+    let (st, p) = publish(&s, ev(now - 60.5)).await;
+    assert_eq!(
+        (st, p["errors"][0]["field"].as_str()),
+        (400, Some("event_time")),
+        "{p}"
+    );
+}
+
+#[tokio::test]
 async fn refusals_name_the_field_and_write_nothing() {
     let s = Server::start();
     setup(

@@ -3,11 +3,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use tidings_core::ids::IdKind;
 use tidings_core::token::{self, TokenKind};
 use tidings_store::{App, AppToken, EventShape, NewAppToken, Page};
 
+use super::openapi::{AppPath, BotEventType, PageParams, UserEventType, PROBLEM_JSON};
 use super::validate;
 use crate::error::Problem;
 use crate::extract::{ApiJson, Paging};
@@ -16,18 +17,37 @@ use crate::state::AppState;
 /// App-level token scopes Tidings knows.
 pub const APP_TOKEN_SCOPES: &[&str] = &["connections:write", "authorizations:read"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApp {
+    /// Your own id for it; generated when absent.
+    #[schema(pattern = "^A[A-Z0-9]{2,30}$", example = "A0HELLO")]
     id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "Hello"
+    )]
     name: String,
+    /// Verified with a signed `url_verification` before it is saved (422 when it fails).
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://[^/?#\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     request_url: Option<String>,
     #[serde(default)]
     socket_mode: bool,
+    /// Event types from the catalog that bots may receive.
     #[serde(default)]
+    #[schema(value_type = Vec<BotEventType>)]
     bot_events: Vec<String>,
+    /// Event types from the catalog that installing users may receive.
     #[serde(default)]
+    #[schema(value_type = Vec<UserEventType>)]
     user_events: Vec<String>,
+    /// `authorizations` (default) or `legacy`.
+    #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
 }
 
@@ -38,15 +58,27 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// Any field of [`NewApp`] but `id`; absent fields stay as they are.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     name: Option<String>,
+    /// A new URL is verified first (422 when it fails, and the old one stays); `null`
+    /// removes it.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2048, pattern = "^https?://[^/?#\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
     request_url: Option<Option<String>>,
     socket_mode: Option<bool>,
+    #[schema(value_type = Option<Vec<BotEventType>>)]
     bot_events: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<UserEventType>>)]
     user_events: Option<Vec<String>>,
+    #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
 }
 
@@ -106,6 +138,22 @@ async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
         })
 }
 
+#[utoipa::path(
+    post, path = "/apps", operation_id = "create_app", tag = "apps",
+    request_body = NewApp,
+    responses(
+        (status = 201, description = "The app, with its `signing_secret` and `verification_token`", body = App,
+         links(
+             ("GetApp" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))),
+             ("UpdateApp" = (operation_id = "update_app", parameters(("app" = "$response.body#/id")))),
+             ("CreateAppToken" = (operation_id = "create_app_token", parameters(("app" = "$response.body#/id")))),
+             ("ListDeliveries" = (operation_id = "list_deliveries", parameters(("app" = "$response.body#/id")))),
+             ("VerifyRequestUrl" = (operation_id = "verify_request_url", parameters(("app" = "$response.body#/id")))),
+         )),
+        (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "The Request URL failed verification", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn create_app(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewApp>,
@@ -142,6 +190,11 @@ pub async fn create_app(
     Ok((StatusCode::CREATED, Json(s.store.create_app(app).await?)))
 }
 
+#[utoipa::path(
+    get, path = "/apps", operation_id = "list_apps", tag = "apps",
+    params(PageParams),
+    responses((status = 200, description = "One page of apps", body = Page<App>)),
+)]
 pub async fn list_apps(
     State(s): State<AppState>,
     Paging(p): Paging,
@@ -158,6 +211,11 @@ pub async fn app_in_path(s: &AppState, app: &str) -> Result<App, Problem> {
         .ok_or_else(|| Problem::not_found(format!("app {app} does not exist")))
 }
 
+#[utoipa::path(
+    get, path = "/apps/{app}", operation_id = "get_app", tag = "apps",
+    params(AppPath),
+    responses((status = 200, description = "The app", body = App)),
+)]
 pub async fn get_app(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -165,6 +223,15 @@ pub async fn get_app(
     Ok(Json(app_in_path(&s, &app).await?))
 }
 
+#[utoipa::path(
+    patch, path = "/apps/{app}", operation_id = "update_app", tag = "apps",
+    params(AppPath),
+    request_body = AppPatch,
+    responses(
+        (status = 200, description = "The app", body = App),
+        (status = 422, description = "The new Request URL failed verification", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn update_app(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -216,6 +283,12 @@ pub async fn update_app(
     Ok(Json(a))
 }
 
+#[utoipa::path(
+    post, path = "/apps/{app}/signing_secret/rotate", operation_id = "rotate_signing_secret",
+    tag = "apps",
+    params(AppPath),
+    responses((status = 200, description = "The app with its new `signing_secret`", body = App)),
+)]
 pub async fn rotate_signing_secret(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -225,6 +298,12 @@ pub async fn rotate_signing_secret(
     Ok(Json(s.store.update_app(a).await?))
 }
 
+/// Re-enables event subscriptions after an automatic disable.
+#[utoipa::path(
+    post, path = "/apps/{app}/events/enable", operation_id = "enable_events", tag = "apps",
+    params(AppPath),
+    responses((status = 200, description = "The app", body = App)),
+)]
 pub async fn enable_events(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -240,6 +319,15 @@ pub async fn enable_events(
 }
 
 /// Verifies the current Request URL again (the "Retry" button).
+#[utoipa::path(
+    post, path = "/apps/{app}/request_url/verify", operation_id = "verify_request_url",
+    tag = "apps",
+    params(AppPath),
+    responses(
+        (status = 200, description = "The app, its Request URL verified", body = App),
+        (status = 422, description = "No Request URL, or it failed verification", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn verify_request_url(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -256,17 +344,55 @@ pub async fn verify_request_url(
     Ok(Json(a))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(value_type = Vec<AppTokenScope>, min_items = 1)]
     scopes: Vec<String>,
 }
 
+/// An app-level token scope ([`APP_TOKEN_SCOPES`]).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum AppTokenScope {
+    #[serde(rename = "connections:write")]
+    ConnectionsWrite,
+    #[serde(rename = "authorizations:read")]
+    AuthorizationsRead,
+}
+
+/// A new app-level token: the record, and the token itself, shown only here.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedAppToken {
+    #[serde(flatten)]
+    record: AppToken,
+    /// `xapp-…`
+    token: String,
+}
+
+/// `{app}` and the token's `{id}` in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AppTokenPath {
+    #[param(pattern = "^A[A-Z0-9]{2,30}$", example = "A0HELLO")]
+    app: String,
+    #[param(pattern = "^XT[A-Z0-9]{2,30}$")]
+    id: String,
+}
+
+#[utoipa::path(
+    post, path = "/apps/{app}/tokens", operation_id = "create_app_token", tag = "apps",
+    params(AppPath),
+    request_body = NewToken,
+    responses((status = 201, description = "The token, shown once", body = CreatedAppToken,
+               links(("RevokeAppToken" = (operation_id = "revoke_app_token", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id"))))))),
+)]
 pub async fn create_app_token(
     State(s): State<AppState>,
     Path(app): Path<String>,
     ApiJson(b): ApiJson<NewToken>,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+) -> Result<(StatusCode, Json<CreatedAppToken>), Problem> {
     let a = app_in_path(&s, &app).await?;
     let scopes = validate::scopes("scopes", &b.scopes)?;
     if scopes.is_empty() {
@@ -297,22 +423,38 @@ pub async fn create_app_token(
             token_hash: token::hash(&text),
         })
         .await?;
-    let mut v = serde_json::to_value(&t).map_err(|e| Problem::bad_request(e.to_string()))?;
-    v["token"] = text.into();
-    Ok((StatusCode::CREATED, Json(v)))
-}
-
-pub async fn list_app_tokens(
-    State(s): State<AppState>,
-    Path(app): Path<String>,
-) -> Result<Json<serde_json::Value>, Problem> {
-    app_in_path(&s, &app).await?;
-    let items = s.store.list_app_tokens(&app).await?;
-    Ok(Json(
-        serde_json::json!({"items": items, "next_cursor": null}),
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAppToken {
+            record: t,
+            token: text,
+        }),
     ))
 }
 
+/// Not paginated (an app has few tokens): `next_cursor` is always `null`.
+#[utoipa::path(
+    get, path = "/apps/{app}/tokens", operation_id = "list_app_tokens", tag = "apps",
+    params(AppPath),
+    responses((status = 200, description = "The app's tokens, revoked ones included", body = Page<AppToken>)),
+)]
+pub async fn list_app_tokens(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Page<AppToken>>, Problem> {
+    app_in_path(&s, &app).await?;
+    let items = s.store.list_app_tokens(&app).await?;
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+#[utoipa::path(
+    delete, path = "/apps/{app}/tokens/{id}", operation_id = "revoke_app_token", tag = "apps",
+    params(AppTokenPath),
+    responses((status = 200, description = "The token, revoked", body = AppToken)),
+)]
 pub async fn revoke_app_token(
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,

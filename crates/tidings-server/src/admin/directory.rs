@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tidings_core::ids::IdKind;
 use tidings_store::{Conversation, ConversationKind, Enterprise, Page, Team, User};
 
+use super::openapi::{ConversationPath, PageParams, TeamPath, PROBLEM_JSON};
 use super::validate;
 use crate::error::Problem;
 use crate::extract::{ApiJson, Paging};
@@ -14,13 +15,39 @@ use crate::state::AppState;
 
 type Created<T> = (StatusCode, Json<T>);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEnterprise {
+    /// Your own id for it; generated when absent.
+    #[schema(pattern = "^E[A-Z0-9]{2,30}$")]
     id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "Acme Holdings"
+    )]
     name: String,
 }
 
+/// `GET /enterprises/{id}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct EnterprisePath {
+    #[param(pattern = "^E[A-Z0-9]{2,30}$")]
+    id: String,
+}
+
+#[utoipa::path(
+    post, path = "/enterprises", operation_id = "create_enterprise", tag = "directory",
+    request_body = NewEnterprise,
+    responses(
+        (status = 201, description = "The enterprise", body = Enterprise,
+         links(("GetEnterprise" = (operation_id = "get_enterprise", parameters(("id" = "$response.body#/id")))))),
+        (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn create_enterprise(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewEnterprise>,
@@ -36,6 +63,11 @@ pub async fn create_enterprise(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/enterprises", operation_id = "list_enterprises", tag = "directory",
+    params(PageParams),
+    responses((status = 200, description = "One page of enterprises", body = Page<Enterprise>)),
+)]
 pub async fn list_enterprises(
     State(s): State<AppState>,
     Paging(p): Paging,
@@ -43,6 +75,11 @@ pub async fn list_enterprises(
     Ok(Json(s.store.list_enterprises(&p).await?))
 }
 
+#[utoipa::path(
+    get, path = "/enterprises/{id}", operation_id = "get_enterprise", tag = "directory",
+    params(EnterprisePath),
+    responses((status = 200, description = "The enterprise", body = Enterprise)),
+)]
 pub async fn get_enterprise(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -55,15 +92,37 @@ pub async fn get_enterprise(
         .ok_or_else(|| Problem::not_found(format!("enterprise {id} does not exist")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTeam {
+    /// Your own id for it; generated when absent.
+    #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "Acme"
+    )]
     name: String,
+    /// 1 to 21 lower-case letters, digits or dashes, not starting or ending with a dash.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,19}[a-z0-9])?$", example = "acme")]
     domain: String,
+    /// The enterprise the team belongs to (it must exist).
+    #[schema(pattern = "^E[A-Z0-9]{2,30}$")]
     enterprise_id: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/teams", operation_id = "create_team", tag = "directory",
+    request_body = NewTeam,
+    responses(
+        (status = 201, description = "The team", body = Team,
+         links(("GetTeam" = (operation_id = "get_team", parameters(("team" = "$response.body#/id")))), ("CreateUser" = (operation_id = "create_user", parameters(("team" = "$response.body#/id")))))),
+        (status = 404, description = "The enterprise does not exist", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn create_team(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewTeam>,
@@ -81,6 +140,11 @@ pub async fn create_team(
     Ok((StatusCode::CREATED, Json(s.store.create_team(t).await?)))
 }
 
+#[utoipa::path(
+    get, path = "/teams", operation_id = "list_teams", tag = "directory",
+    params(PageParams),
+    responses((status = 200, description = "One page of teams", body = Page<Team>)),
+)]
 pub async fn list_teams(
     State(s): State<AppState>,
     Paging(p): Paging,
@@ -97,6 +161,11 @@ pub async fn team_in_path(s: &AppState, team: &str) -> Result<Team, Problem> {
         .ok_or_else(|| Problem::not_found(format!("team {team} does not exist")))
 }
 
+#[utoipa::path(
+    get, path = "/teams/{team}", operation_id = "get_team", tag = "directory",
+    params(TeamPath),
+    responses((status = 200, description = "The team", body = Team)),
+)]
 pub async fn get_team(
     State(s): State<AppState>,
     Path(team): Path<String>,
@@ -104,16 +173,50 @@ pub async fn get_team(
     Ok(Json(team_in_path(&s, &team).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Your own id for it (`U…` or `W…`); generated when absent.
+    #[schema(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
     id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "alice"
+    )]
     name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     real_name: Option<String>,
     #[serde(default)]
     is_admin: bool,
 }
 
+/// `{team}` and `{user}` in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct UserPath {
+    #[param(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
+    team: String,
+    #[param(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
+    user: String,
+}
+
+#[utoipa::path(
+    post, path = "/teams/{team}/users", operation_id = "create_user", tag = "directory",
+    params(TeamPath),
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user", body = User,
+         links(("GetUser" = (operation_id = "get_user", parameters(("team" = "$response.body#/team_id"), ("user" = "$response.body#/id")))))),
+        (status = 409, description = "The id exists", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn create_user(
     State(s): State<AppState>,
     Path(team): Path<String>,
@@ -137,6 +240,11 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(s.store.create_user(u).await?)))
 }
 
+#[utoipa::path(
+    get, path = "/teams/{team}/users", operation_id = "list_users", tag = "directory",
+    params(TeamPath, PageParams),
+    responses((status = 200, description = "One page of the team's users, bot users included", body = Page<User>)),
+)]
 pub async fn list_users(
     State(s): State<AppState>,
     Path(team): Path<String>,
@@ -146,6 +254,11 @@ pub async fn list_users(
     Ok(Json(s.store.list_users(&team, &p).await?))
 }
 
+#[utoipa::path(
+    get, path = "/teams/{team}/users/{user}", operation_id = "get_user", tag = "directory",
+    params(UserPath),
+    responses((status = 200, description = "The user", body = User)),
+)]
 pub async fn get_user(
     State(s): State<AppState>,
     Path((team, user)): Path<(String, String)>,
@@ -160,16 +273,29 @@ pub async fn get_user(
         .ok_or_else(|| Problem::not_found(format!("user {user} does not exist in team {team}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutConversation {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+        example = "general"
+    )]
     name: String,
+    /// `public` needs a `C` id, `private` and `mpim` a `C` or `G` id, `im` a `D` id (422
+    /// otherwise).
+    #[schema(value_type = ConversationKind)]
     kind: String,
+    /// Member user ids (they must exist in the team); an `im` has at most two.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = "^[UW][A-Z0-9]{2,30}$")]
     members: Vec<String>,
 }
 
-/// The conversation kind, checked against the id's prefix (C public, G private or mpim, D im).
+/// The conversation kind, checked against the id's prefix (C public, G private or mpim, D im):
+/// a kind that is not one of the four is malformed (400); one that does not fit the id is a
+/// well-formed request refused (422 `kind_mismatch`), as no schema of the body alone can say.
 fn conversation_kind(id: &str, kind: &str) -> Result<ConversationKind, Problem> {
     let k = ConversationKind::parse(kind).ok_or_else(|| {
         Problem::invalid_field("kind", "must be one of public, private, im, mpim")
@@ -181,14 +307,29 @@ fn conversation_kind(id: &str, kind: &str) -> Result<ConversationKind, Problem> 
         ConversationKind::Im => id.starts_with('D'),
     };
     if !prefix_ok {
-        return Err(Problem::invalid_field(
-            "kind",
-            format!("a {kind} conversation cannot have the id {id}"),
-        ));
+        let m = format!("a {kind} conversation cannot have the id {id}");
+        return Err(
+            Problem::unprocessable("kind_mismatch", format!("kind: {m}")).with_field("kind", m),
+        );
     }
     Ok(k)
 }
 
+#[utoipa::path(
+    put, path = "/teams/{team}/conversations/{channel}", operation_id = "put_conversation",
+    tag = "directory",
+    params(ConversationPath),
+    request_body = PutConversation,
+    responses(
+        (status = 200, description = "The conversation, replaced", body = Conversation),
+        (status = 201, description = "The conversation, created", body = Conversation,
+         links(("GetConversation" = (operation_id = "get_conversation", parameters(("team" = "$response.body#/team_id"), ("channel" = "$response.body#/id")))))),
+        (status = 404, description = "The team does not exist, or a member is not in it",
+         body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`kind_mismatch`: the kind does not fit the id; \
+         `too_many_members`: an im with more than two", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn put_conversation(
     State(s): State<AppState>,
     Path((team, channel)): Path<(String, String)>,
@@ -201,10 +342,11 @@ pub async fn put_conversation(
         validate::field_id(IdKind::User, &format!("members[{i}]"), m)?;
     }
     if kind == ConversationKind::Im && b.members.len() > 2 {
-        return Err(Problem::invalid_field(
-            "members",
-            "an im has at most two members",
-        ));
+        let m = "an im has at most two members";
+        return Err(
+            Problem::unprocessable("too_many_members", format!("members: {m}"))
+                .with_field("members", m),
+        );
     }
     let c = Conversation {
         id: channel,
@@ -223,6 +365,12 @@ pub async fn put_conversation(
     Ok((status, Json(conv)))
 }
 
+#[utoipa::path(
+    get, path = "/teams/{team}/conversations/{channel}", operation_id = "get_conversation",
+    tag = "directory",
+    params(ConversationPath),
+    responses((status = 200, description = "The conversation with its members", body = Conversation)),
+)]
 pub async fn get_conversation(
     State(s): State<AppState>,
     Path((team, channel)): Path<(String, String)>,
@@ -240,12 +388,37 @@ pub async fn get_conversation(
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
+    #[schema(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
     user: String,
 }
 
+/// `{team}`, `{channel}` and `{user}` in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct MemberPath {
+    #[param(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
+    team: String,
+    #[param(pattern = "^[CGD][A-Z0-9]{2,30}$", example = "C0GENERAL")]
+    channel: String,
+    #[param(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
+    user: String,
+}
+
+#[utoipa::path(
+    post, path = "/teams/{team}/conversations/{channel}/members", operation_id = "add_member",
+    tag = "directory",
+    params(ConversationPath),
+    request_body = AddMember,
+    responses(
+        (status = 200, description = "The conversation with its members", body = Conversation),
+        (status = 404, description = "The team, the conversation or the user does not exist",
+         body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn add_member(
     State(s): State<AppState>,
     Path((team, channel)): Path<(String, String)>,
@@ -257,6 +430,12 @@ pub async fn add_member(
     Ok(Json(s.store.add_member(&team, &channel, &b.user).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/teams/{team}/conversations/{channel}/members/{user}",
+    operation_id = "remove_member", tag = "directory",
+    params(MemberPath),
+    responses((status = 200, description = "The conversation with its members", body = Conversation)),
+)]
 pub async fn remove_member(
     State(s): State<AppState>,
     Path((team, channel, user)): Path<(String, String, String)>,

@@ -5,11 +5,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tidings_core::ids::{self, IdKind};
-use tidings_store::{PublishRefusal, PublishRequest};
+use tidings_store::{Delivery, PublishRefusal, PublishRequest, Published, StoredEvent};
 
+use super::openapi::{InnerEvent, PROBLEM_JSON};
 use crate::error::Problem;
 use crate::extract::{parse_json, ApiJson};
 use crate::state::AppState;
@@ -17,13 +18,23 @@ use crate::state::AppState;
 /// Most events in one batch call.
 pub const MAX_BATCH: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishBody {
+    /// The team the event happened in (422 `unknown_team` when it does not exist).
+    #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     team_id: String,
+    #[schema(value_type = InnerEvent)]
     event: Value,
+    /// When it happened (Unix seconds; default now). Older than `events.max_event_age` is
+    /// 422 `event_too_old`, further ahead than `events.max_future_skew` 422 `event_in_future`.
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     event_time: Option<i64>,
+    /// The same key for the same team returns the first `event_id` with `duplicate: true`.
+    #[schema(min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
+    /// The app an app-level event (`app_uninstalled`, `tokens_revoked`, …) is about.
+    #[schema(pattern = "^A[A-Z0-9]{2,30}$")]
     app_id: Option<String>,
 }
 
@@ -46,7 +57,7 @@ fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Pro
         }
     }
     if let Some(k) = &b.idempotency_key {
-        if k.is_empty() || k.len() > 255 {
+        if k.is_empty() || k.chars().count() > 255 {
             return Err(Problem::invalid_field(
                 "idempotency_key",
                 "must be 1 to 255 characters",
@@ -95,6 +106,21 @@ fn serialized_len(v: &serde_json::Map<String, Value>) -> usize {
     }
 }
 
+/// Publishes one event; the answer comes once the event and every delivery it implies are
+/// on disk.
+#[utoipa::path(
+    post, path = "/events", operation_id = "publish_event", tag = "events",
+    request_body = PublishBody,
+    security(("admin_token" = []), ("publisher_token" = [])),
+    responses(
+        (status = 202, description = "Stored with its deliveries", body = Published,
+         links(("GetEvent" = (operation_id = "get_event", parameters(("event_id" = "$response.body#/event_id")))))),
+        (status = 413, description = "The body, or the inner event, is larger than \
+         `server.max_body_bytes`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Refused: `unknown_team`, `unknown_event_type`, \
+         `event_too_old`, `event_in_future`, …", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn publish(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<PublishBody>,
@@ -113,18 +139,46 @@ pub async fn publish(
 
 /// Each event is kept as its raw text and parsed once, on its own, so one bad event gets
 /// its own error (naming its field) without failing the batch.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
+    /// 1 to 1000 events, each as the body of `POST /admin/v1/events` (`PublishBody`). Each
+    /// is checked on its own: one that does not fit gets its own `error` in `results`, and
+    /// the others are published, so the items are any JSON values here.
+    #[schema(value_type = Vec<Value>, min_items = 1, max_items = 1000)]
     events: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// The outcome of each event of a batch, in the order of the events.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchResults {
+    results: Vec<BatchResult>,
+}
+
+/// One event's outcome: published, or refused with the problem a single publish answers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Published(Published),
+    Refused { error: Problem },
 }
 
 /// Publishes up to [`MAX_BATCH`] events; each result is in the same position as its event,
 /// and one bad event does not fail the others.
+#[utoipa::path(
+    post, path = "/events/batch", operation_id = "publish_events", tag = "events",
+    request_body = BatchBody,
+    security(("admin_token" = []), ("publisher_token" = [])),
+    responses(
+        (status = 200, description = "One result per event, in order", body = BatchResults),
+        (status = 413, description = "The body is larger than 16 × `server.max_body_bytes`",
+         body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn publish_batch(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<BatchBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<BatchResults>, Problem> {
     if b.events.is_empty() || b.events.len() > MAX_BATCH {
         return Err(Problem::invalid_field(
             "events",
@@ -158,24 +212,72 @@ pub async fn publish_batch(
     woken.sort();
     woken.dedup();
     s.engine.dispatcher.wake(woken);
-    let results: Vec<Value> = slots
+    let results: Vec<BatchResult> = slots
         .into_iter()
         .map(|slot| match slot {
             Ok(i) => match published.get_mut(i).and_then(Option::take) {
-                Some(Ok(p)) => json!(p),
-                Some(Err(r)) => json!({"error": Problem::from(r)}),
-                None => json!({"error": Problem::bad_request("lost result")}),
+                Some(Ok(p)) => BatchResult::Published(p),
+                Some(Err(r)) => BatchResult::Refused {
+                    error: Problem::from(r),
+                },
+                None => BatchResult::Refused {
+                    error: Problem::bad_request("lost result"),
+                },
             },
-            Err(p) => json!({"error": p}),
+            Err(error) => BatchResult::Refused { error },
         })
         .collect();
-    Ok(Json(json!({"results": results})))
+    Ok(Json(BatchResults { results }))
 }
 
+/// A stored event with the inner event as published.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    #[serde(flatten)]
+    record: StoredEvent,
+    /// The inner event as published (with `event_ts` filled in).
+    #[schema(value_type = Object)]
+    event: Value,
+}
+
+/// A delivery and the exact envelope it sends.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    #[serde(flatten)]
+    record: Delivery,
+    /// The `event_callback` envelope (absent when the app no longer exists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    envelope: Option<Value>,
+}
+
+/// `GET /events/{event_id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    event: EventView,
+    deliveries: Vec<DeliveryView>,
+}
+
+/// `{event_id}` in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct EventPath {
+    #[param(pattern = "^Ev[A-Z0-9]{2,30}$")]
+    event_id: String,
+}
+
+#[utoipa::path(
+    get, path = "/events/{event_id}", operation_id = "get_event", tag = "events",
+    params(EventPath),
+    responses((status = 200, description = "The event, its deliveries and the envelope each \
+               sends", body = EventDetail,
+               links(("GetDelivery" = (operation_id = "get_delivery", parameters(("id" = "$response.body#/deliveries/0/id")))), ("Redeliver" = (operation_id = "redeliver", parameters(("id" = "$response.body#/deliveries/0/id"))))))),
+)]
 pub async fn get_event(
     State(s): State<AppState>,
     Path(event_id): Path<String>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<EventDetail>, Problem> {
     if !ids::is_valid(IdKind::Event, &event_id) {
         return Err(Problem::invalid_field(
             "event_id",
@@ -191,15 +293,20 @@ pub async fn get_event(
     let key = s.store.event_context_key();
     let mut out = Vec::with_capacity(deliveries.len());
     for d in deliveries {
-        let mut v = json!(d);
+        let mut envelope = None;
         if let Some(app) = s.store.get_app(&d.app_id).await? {
             let body = tidings_delivery::envelope::for_delivery(&s.catalog, &key, &ev, &d, &app)
                 .map_err(Problem::bad_request)?;
-            v["envelope"] = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            envelope = Some(serde_json::from_slice(&body).unwrap_or(Value::Null));
         }
-        out.push(v);
+        out.push(DeliveryView {
+            record: d,
+            envelope,
+        });
     }
-    let mut event = json!(ev);
-    event["event"] = serde_json::from_str(&ev.payload).unwrap_or(Value::Null);
-    Ok(Json(json!({"event": event, "deliveries": out})))
+    let event = serde_json::from_str(&ev.payload).unwrap_or(Value::Null);
+    Ok(Json(EventDetail {
+        event: EventView { record: ev, event },
+        deliveries: out,
+    }))
 }

@@ -3,36 +3,82 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidings_core::ids::{self, IdKind};
 use tidings_core::token::{self, TokenKind};
 use tidings_store::{Installation, NewInstallation, Page, PublishRequest};
 
 use super::apps::app_in_path;
+use super::openapi::{AppPath, PageParams, PROBLEM_JSON};
 use super::validate;
 use crate::error::Problem;
 use crate::extract::{ApiJson, Paging};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// At least one of `team_id` and `enterprise_id` (alone: an org-wide install), and at
+/// least one bot or user scope (the document says both with `anyOf`, see `openapi.rs`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
+    #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     team_id: Option<String>,
+    #[schema(pattern = "^E[A-Z0-9]{2,30}$")]
     enterprise_id: Option<String>,
+    /// The installing user (in the team, or in the enterprise for org-wide installs).
+    #[schema(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
     installer_user_id: String,
+    /// OAuth scopes of the bot (`channels:history`); a bot user is created when any.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = "^[a-z0-9:._-]{1,64}$")]
     bot_scopes: Vec<String>,
+    /// OAuth scopes of the installing user.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<String>, pattern = "^[a-z0-9:._-]{1,64}$")]
     user_scopes: Vec<String>,
+}
+
+/// An installation and its tokens, shown only here: the store keeps their hashes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedInstallation {
+    #[serde(flatten)]
+    record: Installation,
+    /// `xoxb-…`, when bot scopes were granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bot_token: Option<String>,
+    /// `xoxp-…`, when user scopes were granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_token: Option<String>,
+}
+
+/// `{app}` and the installation's `{id}` in the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct InstallationPath {
+    #[param(pattern = "^A[A-Z0-9]{2,30}$", example = "A0HELLO")]
+    app: String,
+    #[param(pattern = "^I[A-Z0-9]{2,30}$")]
+    id: String,
 }
 
 /// Installs the app. Answers the installation with `bot_token` / `user_token`, shown only
 /// here: the store keeps their hashes.
+#[utoipa::path(
+    post, path = "/apps/{app}/installations", operation_id = "install_app", tag = "installations",
+    params(AppPath),
+    request_body = Install,
+    responses(
+        (status = 201, description = "The installation with its tokens", body = CreatedInstallation,
+         links(("GetInstallation" = (operation_id = "get_installation", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id")))), ("UninstallApp" = (operation_id = "uninstall_app", parameters(("app" = "$response.body#/app_id"), ("id" = "$response.body#/id")))))),
+        (status = 422, description = "The installer, team or enterprise cannot take this \
+         installation", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn install(
     State(s): State<AppState>,
     Path(app): Path<String>,
     ApiJson(b): ApiJson<Install>,
-) -> Result<(StatusCode, Json<serde_json::Value>), Problem> {
+) -> Result<(StatusCode, Json<CreatedInstallation>), Problem> {
     let app = app_in_path(&s, &app).await?;
     if let Some(t) = &b.team_id {
         validate::field_id(IdKind::Team, "team_id", t)?;
@@ -71,16 +117,23 @@ pub async fn install(
             user_token_hash: user_token.as_deref().map(token::hash),
         })
         .await?;
-    let mut v = serde_json::to_value(&inst).map_err(|e| Problem::bad_request(e.to_string()))?;
-    if let Some(t) = bot_token {
-        v["bot_token"] = t.into();
-    }
-    if let Some(t) = user_token {
-        v["user_token"] = t.into();
-    }
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedInstallation {
+            record: inst,
+            bot_token,
+            user_token,
+        }),
+    ))
 }
 
+#[utoipa::path(
+    get, path = "/apps/{app}/installations", operation_id = "list_installations",
+    tag = "installations",
+    params(AppPath, PageParams),
+    responses((status = 200, description = "One page of the app's installations, uninstalled \
+               ones included", body = Page<Installation>)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     Path(app): Path<String>,
@@ -102,6 +155,12 @@ async fn installation_in_path(s: &AppState, app: &str, id: &str) -> Result<Insta
         })
 }
 
+#[utoipa::path(
+    get, path = "/apps/{app}/installations/{id}", operation_id = "get_installation",
+    tag = "installations",
+    params(InstallationPath),
+    responses((status = 200, description = "The installation", body = Installation)),
+)]
 pub async fn get(
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,
@@ -109,6 +168,17 @@ pub async fn get(
     Ok(Json(installation_in_path(&s, &app, &id).await?))
 }
 
+/// Uninstalls: its tokens stop working; the app receives `tokens_revoked`, and
+/// `app_uninstalled` when nothing of it is left in the team.
+#[utoipa::path(
+    delete, path = "/apps/{app}/installations/{id}", operation_id = "uninstall_app",
+    tag = "installations",
+    params(InstallationPath),
+    responses(
+        (status = 200, description = "The installation, revoked (`revoked_at` set)", body = Installation),
+        (status = 409, description = "It is uninstalled already", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn uninstall(
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,

@@ -92,11 +92,12 @@ pub fn scopes(field: &str, list: &[String]) -> Result<Vec<String>, Problem> {
     Ok(out)
 }
 
-/// A Request URL: absolute http(s), at most 2048 bytes.
+/// A Request URL: absolute http(s), at most 2048 characters (as the OpenAPI document's
+/// `maxLength` counts them).
 pub fn request_url(value: &str) -> Result<String, Problem> {
     let bad = |m: &str| Problem::invalid_field("request_url", m);
-    if value.len() > 2048 {
-        return Err(bad("must be at most 2048 bytes"));
+    if value.chars().count() > 2048 {
+        return Err(bad("must be at most 2048 characters"));
     }
     let rest = value
         .strip_prefix("https://")
@@ -128,6 +129,11 @@ mod tests {
         for bad in ["ftp://x", "example.com", "http://", "https:///path"] {
             assert!(request_url(bad).is_err(), "{bad}");
         }
+        // 2048 characters, as JSON Schema's maxLength counts them, whatever their bytes.
+        let long = format!("https://example.com/{}", "é".repeat(2048 - 20));
+        assert_eq!(long.chars().count(), 2048);
+        assert!(request_url(&long).is_ok());
+        assert!(request_url(&format!("{long}é")).is_err());
     }
 
     #[test]
