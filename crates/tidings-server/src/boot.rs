@@ -127,6 +127,7 @@ async fn open_store(config: &Config) -> Result<SqlStore, String> {
                 url: url.clone(),
                 max_connections: config.database.max_connections as usize,
                 lease: config.database.lease,
+                ca_file: config.database.ca_file.clone(),
             };
             // The PostgreSQL driver blocks (it runs its own small runtime).
             tokio::task::spawn_blocking(move || tidings_store::sql::postgres::open(&options))

@@ -184,6 +184,10 @@ pub struct DatabaseConfig {
     /// this and another node sends them. Longer than `delivery.timeout`.
     #[serde(with = "duration")]
     pub lease: Duration,
+    /// CA certificates (PEM) trusted for PostgreSQL's certificate under
+    /// `sslmode=verify-ca|verify-full`, when `database_url` names no `sslrootcert`;
+    /// the system's roots when neither is set.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for DatabaseConfig {
@@ -191,6 +195,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             max_connections: 10,
             lease: Duration::from_secs(30),
+            ca_file: None,
         }
     }
 }

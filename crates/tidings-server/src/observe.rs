@@ -33,6 +33,21 @@ pub fn prometheus() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just is not global.
             let _ = metrics::set_global_recorder(recorder);
+            // Counters of rare events exist from the start, at 0: Prometheus's increase()
+            // cannot see a series' first sample, so an alert on the first app disabled
+            // would never fire if the series appeared only then (deploy/prometheus).
+            for name in [
+                "tidings_apps_disabled_total",
+                "tidings_delivery_lanes_paced_total",
+                "tidings_rate_limited_minutes_total",
+            ] {
+                metrics::counter!(name).increment(0);
+            }
+            // Gauges the dashboard shows, there before the first Socket Mode connection
+            // or delivery moves them.
+            for name in ["tidings_socket_connections", "tidings_deliveries_in_flight"] {
+                metrics::gauge!(name).increment(0.0);
+            }
             handle
         })
         .clone()
@@ -53,7 +68,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The Prometheus text. Each scrape first asks the store whether it answers
+/// (`tidings_store_up`, 1 or 0), so "the store is away" is a metric an alert can watch
+/// without anything probing `/readyz`.
 pub async fn metrics_text(State(state): State<AppState>) -> Response {
+    let up = state.store.ping().await.is_ok();
+    metrics::gauge!("tidings_store_up").set(if up { 1.0 } else { 0.0 });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

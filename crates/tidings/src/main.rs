@@ -2,6 +2,7 @@
 //! (`tidings apps|teams|users|conversations|install …`). The client holds no server logic:
 //! it sends requests and prints answers.
 
+mod backup;
 mod cli;
 mod listen;
 mod logging;
@@ -16,6 +17,13 @@ use clap::Parser;
 /// `malloc`/`free`/`malloc_consolidate` in the throughput benchmark.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs file and database work off the async threads.
+async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("the command stopped: {e}"))?
+}
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -33,6 +41,8 @@ fn main() -> ExitCode {
         match args.command {
             cli::Command::Serve(opts) => serve::run(opts).await,
             cli::Command::Listen(opts) => listen::run(args.global, opts).await,
+            cli::Command::Backup(opts) => blocking(move || backup::run_backup(opts)).await,
+            cli::Command::Restore(opts) => blocking(move || backup::run_restore(opts)).await,
             other => cli::run(args.global, other).await,
         }
     });

@@ -150,3 +150,31 @@ fn serve_with_a_bad_config_exits_with_one_clear_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
 }
+
+#[test]
+fn version_names_the_version_and_the_commit() {
+    let out = Command::new(bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rest = line
+        .strip_prefix(concat!("tidings ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `tidings VERSION (COMMIT DATE)`: {line}"));
+    // Built from a git checkout (as tests are), the stamp is the short commit and its date.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(h) if h.status.success() && std::env::var_os("TIDINGS_BUILD_COMMIT").is_none() => {
+            let (commit, date) = rest.split_once(' ').unwrap_or((rest, ""));
+            assert_eq!(commit, String::from_utf8_lossy(&h.stdout).trim(), "{line}");
+            let d: Vec<&str> = date.split('-').collect();
+            assert!(
+                d.len() == 3 && d.iter().all(|p| p.chars().all(|c| c.is_ascii_digit())),
+                "a YYYY-MM-DD date: {line}"
+            );
+        }
+        _ => assert!(!rest.is_empty(), "{line}"),
+    }
+}

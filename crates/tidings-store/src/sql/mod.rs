@@ -12,6 +12,7 @@
 
 mod app_cache;
 mod apps;
+pub mod backup;
 mod cache;
 pub mod cluster;
 pub mod conn;
@@ -22,6 +23,7 @@ pub mod handoff;
 mod insights;
 pub mod migrations;
 pub mod owner_only;
+pub mod pg_tls;
 pub mod pool;
 pub mod postgres;
 mod publish;

@@ -4,9 +4,11 @@
 //! connections, both sized by `database.max_connections`. Connections time out fast when
 //! the server cannot be reached, so a publish fails with 503 rather than hanging, and are
 //! reopened when PostgreSQL comes back. Migrations run under an advisory lock, so nodes
-//! starting together apply each migration once.
+//! starting together apply each migration once. TLS follows the URL's `sslmode` (see
+//! [`super::pg_tls`]).
 
 use super::conn::{Conn, PgConn};
+use super::pg_tls;
 use super::pool::{self, ReadPool};
 use super::{migrations, Readers, SqlStore};
 use crate::{StoreError, StoreResult};
@@ -21,19 +23,32 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// How long claimed deliveries stay this node's.
     pub lease: std::time::Duration,
+    /// CA certificates (PEM) that sign PostgreSQL's certificate, when the URL's
+    /// `sslrootcert` names none (`[database] ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Opens connections from a parsed configuration.
 #[derive(Clone)]
 pub struct Opener {
     config: postgres::Config,
+    /// `None`: plain text (`sslmode=disable`).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    ssl_mode: pg_tls::SslMode,
 }
 
 impl Opener {
     pub fn new(url: &str) -> StoreResult<Opener> {
+        Opener::with_ca_file(url, None)
+    }
+
+    /// As [`Opener::new`], with `ca_file` trusted when the URL names no `sslrootcert`.
+    pub fn with_ca_file(url: &str, ca_file: Option<&std::path::Path>) -> StoreResult<Opener> {
+        let (url, tls) = pg_tls::split_url(url, ca_file)?;
         let mut config: postgres::Config = url.parse().map_err(|e| {
             StoreError::Invalid(format!("database_url is not a PostgreSQL URL: {e}"))
         })?;
+        config.ssl_mode(tls.mode.driver_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(3));
         }
@@ -42,14 +57,25 @@ impl Opener {
         if config.get_application_name().is_none() {
             config.application_name("tidings");
         }
-        Ok(Opener { config })
+        Ok(Opener {
+            config,
+            tls: pg_tls::connector(&tls)?,
+            ssl_mode: tls.mode,
+        })
     }
 
-    /// A plain client (for LISTEN, and for tests that set up schemas).
+    /// A client of its own (for LISTEN, and for tests that set up schemas).
     pub fn client(&self) -> StoreResult<postgres::Client> {
-        self.config
-            .connect(postgres::NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))
+        let connected = match &self.tls {
+            None => self.config.connect(postgres::NoTls),
+            Some(tls) => self.config.connect(tls.clone()),
+        };
+        connected.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL: {}",
+                pg_tls::describe(&e, self.ssl_mode)
+            ))
+        })
     }
 }
 
@@ -72,9 +98,10 @@ impl pool::Opener for Opener {
 /// Connects, migrates (under an advisory lock) and starts the writer. Blocking: call it
 /// from a blocking context (the `postgres` driver runs its own small runtime).
 pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
-    let opener = Opener::new(&options.url)?;
+    let opener = Opener::with_ca_file(&options.url, options.ca_file.as_deref())?;
     let first = PgConn::new(opener.client()?);
     migrations::postgres::migrate(&first)?;
+    let tls = tls_in_use(&first, opener.ssl_mode)?;
     let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(2));
     let (tx, signals) = tokio::sync::mpsc::unbounded_channel();
     let (revoked_tx, revocations) = tokio::sync::mpsc::unbounded_channel();
@@ -89,12 +116,24 @@ pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
         opener,
         first,
         Readers::Postgres(readers),
-        format!("PostgreSQL {}", redact(&options.url)),
+        format!("PostgreSQL {} ({tls})", redact(&options.url)),
         options.lease.as_millis() as i64,
         Some(signals),
     )?;
     *store.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Some(revocations);
     Ok(store)
+}
+
+/// Whether the connection is encrypted, as the server sees it, for the startup message
+/// ("TLS, sslmode=verify-full"); `prefer` is encrypted only when the server offers TLS.
+fn tls_in_use(c: &PgConn, mode: pg_tls::SslMode) -> StoreResult<String> {
+    let ssl: String = Conn::Postgres(c).query_one(
+        "SELECT COALESCE((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)::text",
+        crate::params![],
+        |r| r.get(0),
+    )?;
+    let what = if ssl == "true" { "TLS" } else { "no TLS" };
+    Ok(format!("{what}, sslmode={}", mode.as_str()))
 }
 
 /// The URL without its password, for messages.

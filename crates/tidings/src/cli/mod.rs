@@ -14,10 +14,14 @@ use serde_json::{json, Value};
 use crate::serve::ServeOpts;
 use output::{print_item, print_list};
 
+/// `tidings --version`: the crate's version and the commit it was built from (see
+/// `build.rs`), e.g. "0.1.0 (abc1234 2026-12-06)".
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("TIDINGS_BUILD"), ")");
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tidings",
-    version,
+    version = VERSION,
     about = "A self-hosted, Slack-compatible Events API server"
 )]
 pub struct Cli {
@@ -81,6 +85,10 @@ pub enum Command {
     /// Deliveries (one event for one app in one team).
     #[command(subcommand)]
     Deliveries(DeliveryCmd),
+    /// Copy the SQLite store to a file, consistent while the server runs.
+    Backup(crate::backup::BackupOpts),
+    /// Put a backup in place as a data directory's database (the server stopped).
+    Restore(crate::backup::RestoreOpts),
 }
 
 #[derive(Subcommand, Debug)]
@@ -293,7 +301,9 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
     let c = Client::new(&g)?;
     let json_out = g.json;
     match cmd {
-        Command::Serve(_) | Command::Listen(_) => unreachable!("handled by main"),
+        Command::Serve(_) | Command::Listen(_) | Command::Backup(_) | Command::Restore(_) => {
+            unreachable!("handled by main")
+        }
         Command::Enterprises(EnterpriseCmd::Create { name, id }) => {
             let v = c
                 .post("/enterprises", &with_id(json!({"name": name}), id))

@@ -40,6 +40,16 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::start_in(env, pg::url())
+    }
+
+    /// A fresh server on SQLite even in a PostgreSQL run (what only SQLite has: its data
+    /// directory's database, backups of it).
+    pub fn start_sqlite_with(env: &[(&str, &str)]) -> Server {
+        Self::start_in(env, None)
+    }
+
+    fn start_in(env: &[(&str, &str)], pg_url: Option<String>) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         let mut env: Vec<(String, String)> = env
@@ -60,7 +70,7 @@ impl Server {
                 "true".into(),
             ));
         }
-        let schema = match pg::url() {
+        let schema = match pg_url {
             Some(base) if !env.iter().any(|(k, _)| k == "TIDINGS_SERVER_DATABASE_URL") => {
                 let schema = std::sync::Arc::new(pg::Schema::create(&base));
                 env.push(("TIDINGS_SERVER_DATABASE_URL".into(), schema.url()));
@@ -164,6 +174,11 @@ impl Server {
             env,
             stdout_lines: lines,
         }
+    }
+
+    /// Keeps `tmp` (the data directory's parent) until the server is dropped.
+    pub fn hold_tempdir(&mut self, tmp: tempfile::TempDir) {
+        self._tmp = Some(tmp);
     }
 
     /// SIGKILL: no shutdown code runs.
