@@ -166,8 +166,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 
     async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Problem> {
         let ApiQuery(q) = ApiQuery::<PagingQuery>::from_request_parts(parts, s).await?;
+        // An empty `cursor=` is the first page (as an empty `next_cursor` ends a listing);
+        // an empty `limit=` is not a number.
         let limit = match q.limit.as_deref() {
-            None | Some("") => None,
+            None => None,
             Some(l) => Some(
                 l.parse::<i64>()
                     .map_err(|_| Problem::invalid_field("limit", "must be a whole number"))?,
@@ -196,6 +198,26 @@ mod tests {
     struct Body {
         name: String,
         n: Option<u32>,
+    }
+
+    async fn paging(query: &str) -> Result<PageRequest, Problem> {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri(format!("/admin/v1/teams?{query}"))
+            .body(())
+            .expect("a valid request")
+            .into_parts();
+        Paging::from_request_parts(&mut parts, &())
+            .await
+            .map(|p| p.0)
+    }
+
+    #[tokio::test]
+    async fn an_empty_limit_is_refused_and_an_empty_cursor_is_the_first_page() {
+        let p = paging("limit=").await.unwrap_err();
+        assert_eq!(p.status, 400);
+        assert_eq!(p.errors[0].field, "limit");
+        assert!(paging("cursor=").await.is_ok());
+        assert!(paging("limit=5&cursor=").await.is_ok());
     }
 
     #[test]
