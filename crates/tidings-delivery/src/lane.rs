@@ -221,6 +221,10 @@ pub struct Lanes {
     /// the store: at start-up with 10,000 apps, that read was 10,000 store queries in
     /// the first second, and the publish calls waited behind them.
     census: bool,
+    /// Whether lanes keep the retries of the deliveries they started (see
+    /// [`Lanes::settled`]). Off when nodes share the store: a retry must be claimed again
+    /// (its lease ended with the outcome), or another node could send it at the same time.
+    pub keep_retries: bool,
 }
 
 impl Deref for Lanes {
@@ -240,6 +244,7 @@ impl Lanes {
     pub fn new(max_held: usize) -> Lanes {
         Lanes {
             max_held,
+            keep_retries: true,
             ..Lanes::default()
         }
     }
@@ -302,7 +307,11 @@ impl Lanes {
         let Some((at, reason)) = retry else {
             return;
         };
-        if self.held < self.max_held && !l.unreachable() && at - now <= KEEP_RETRY_MS {
+        if self.keep_retries
+            && self.held < self.max_held
+            && !l.unreachable()
+            && at - now <= KEEP_RETRY_MS
+        {
             row.attempts += 1;
             row.redeliver = false;
             row.delivery.reason = Some(reason);
@@ -470,6 +479,7 @@ mod tests {
             }),
             attempts: 0,
             redeliver: false,
+            lease: None,
         }
     }
 

@@ -414,6 +414,34 @@ impl Store for SqlStore {
 
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
         let counter = self.counter.clone();
+        if self.lease_ms > 0 {
+            let mut outcomes = outcomes;
+            // Rows locked in seq order by every node: two batches never wait on each other
+            // in a cycle. (Stable: outcomes of one delivery keep their order.)
+            outcomes.sort_by_key(|o| o.seq);
+            // Nodes sharing the database: outcomes go in a transaction of their own on a
+            // pool connection, not behind the publish batches in the writer's queue, so
+            // an outcome is saved within a round trip of its attempt, well inside the
+            // lease. Their insight counts ride the writer's next commit.
+            let tally = self
+                .read(move |c| {
+                    c.batch("BEGIN")?;
+                    let mut tally = crate::insights::Tally::default();
+                    match dispatch::record(c, &outcomes, &mut tally) {
+                        Ok(_) => {
+                            c.batch("COMMIT")?;
+                            Ok(tally)
+                        }
+                        Err(e) => {
+                            let _ = c.batch("ROLLBACK");
+                            Err(e)
+                        }
+                    }
+                })
+                .await?;
+            counter.add(tally);
+            return Ok(());
+        }
         // Fails only before writing, or on the disk itself (see `dispatch::record`).
         self.write_lean(move |c| {
             let mut tally = crate::insights::Tally::default();
@@ -422,6 +450,19 @@ impl Store for SqlStore {
             Ok(())
         })
         .await
+    }
+
+    async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize> {
+        if self.lease_ms == 0 || seqs.is_empty() {
+            return Ok(0);
+        }
+        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
+        self.read(move |c| dispatch::renew(c, &seqs, &node, dispatch::now_ms() + lease_ms))
+            .await
+    }
+
+    fn lease(&self) -> Option<std::time::Duration> {
+        (self.lease_ms > 0).then(|| std::time::Duration::from_millis(self.lease_ms as u64))
     }
 
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {
