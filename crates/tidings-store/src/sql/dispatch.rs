@@ -137,14 +137,18 @@ pub fn claim(
 
 /// Extends this node's leases on `seqs` (deliveries it claimed and has not concluded) to
 /// `lease_until_ms`. Fenced like outcomes: a row another node has taken over since (its
-/// `leased_by` changed) is left alone. Returns how many leases were extended.
+/// `leased_by` changed) is left alone, and so is a row locked by a transaction concluding
+/// it (skipped, not waited for). Returns how many leases were extended.
 pub fn renew(c: &Conn, seqs: &[i64], node: &str, lease_until_ms: i64) -> StoreResult<usize> {
     if seqs.is_empty() {
         return Ok(0);
     }
     let sql = format!(
-        "UPDATE deliveries SET lease_until = ?3
-         WHERE seq IN (SELECT value{} FROM {}) AND leased_by = ?2 AND status = 'pending'",
+        "WITH held AS (
+           SELECT seq FROM deliveries
+           WHERE seq IN (SELECT value{} FROM {}) AND leased_by = ?2 AND status = 'pending'
+           ORDER BY seq FOR UPDATE SKIP LOCKED)
+         UPDATE deliveries SET lease_until = ?3 FROM held WHERE deliveries.seq = held.seq",
         match c.dialect() {
             Dialect::Sqlite => "",
             Dialect::Postgres => "::int8",
@@ -191,7 +195,7 @@ pub fn next_due(
 
 /// Records attempts and where each delivery goes next, counting both into `tally`;
 /// returns how many outcomes were not written. An outcome for a delivery that is not
-/// there, or (nodes sharing the database) whose lease token is no longer the one it was
+/// there or no longer pending (so a delivery is counted as ended once), or (nodes sharing the database) whose lease token is no longer the one it was
 /// claimed with — another node took it over — is skipped: it changes nothing, so one such
 /// row never fails the others. An attempt row whose number is already logged is skipped
 /// too (`ON CONFLICT DO NOTHING`). On SQLite the row is read first, so nothing here fails
@@ -203,7 +207,7 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
     const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
                 lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1 AND (?7 IS NULL OR lease_token = ?7)";
+             WHERE seq = ?1 AND status = 'pending' AND (?7 IS NULL OR lease_token = ?7)";
     let t = now();
     let mut skipped = 0;
     for o in outcomes {
@@ -218,7 +222,8 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
         let app: Option<String> = match c.dialect() {
             Dialect::Sqlite => {
                 let row: Option<(String, i64)> = c.query_opt(
-                    "SELECT app_id, attempts FROM deliveries WHERE seq = ?1 AND (?2 IS NULL OR lease_token = ?2)",
+                    "SELECT app_id, attempts FROM deliveries
+                     WHERE seq = ?1 AND status = 'pending' AND (?2 IS NULL OR lease_token = ?2)",
                     params![o.seq, o.lease],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
@@ -536,6 +541,35 @@ mod tests {
             })
             .unwrap();
         assert_eq!(status, "delivered");
+    }
+
+    #[test]
+    fn a_delivery_ends_once_in_the_counts() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        let delivered = || AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease: None,
+        };
+        let mut tally = Tally::default();
+        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 0);
+        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 1);
+        let sum = |f: fn(&crate::insights::DeliveryCounts) -> u64| -> u64 {
+            tally.deliveries.values().map(f).sum()
+        };
+        // Each count is kept under every granularity and scope: compare with one outcome's.
+        let mut one = Tally::default();
+        record(&Conn::Sqlite(&one_delivery()), &[delivered()], &mut one).unwrap();
+        let once: u64 = one.deliveries.values().map(|c| c.delivered).sum();
+        assert!(once > 0);
+        assert_eq!(
+            sum(|c| c.delivered),
+            once,
+            "the second outcome adds nothing"
+        );
+        assert_eq!(sum(|c| c.attempts), once);
     }
 
     #[test]

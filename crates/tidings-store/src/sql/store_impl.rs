@@ -12,8 +12,17 @@ use crate::{params, Page, PageRequest, Store, StoreResult};
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| c.query_one("SELECT 1", params![], |_| Ok(())))
-            .await
+        let ping = self.read(|c| c.query_one("SELECT 1", params![], |_| Ok(())));
+        match self.limit {
+            None => ping.await,
+            // Bounded as a whole: waiting for a connection and the answer.
+            Some(limit) => tokio::time::timeout(limit, ping).await.map_err(|_| {
+                crate::StoreError::Unavailable(format!(
+                    "the database did not answer within {} ms",
+                    limit.as_millis()
+                ))
+            })?,
+        }
     }
 
     async fn create_enterprise(&self, e: Enterprise) -> StoreResult<Enterprise> {
@@ -422,25 +431,25 @@ impl Store for SqlStore {
             // Nodes sharing the database: outcomes go in a transaction of their own on a
             // pool connection, not behind the publish batches in the writer's queue, so
             // an outcome is saved within a round trip of its attempt, well inside the
-            // lease. Their insight counts ride the writer's next commit.
-            let tally = self
+            // lease. Their insight counts are written in the same transaction.
+            return self
                 .read(move |c| {
                     c.batch("BEGIN")?;
                     let mut tally = crate::insights::Tally::default();
-                    match dispatch::record(c, &outcomes, &mut tally) {
-                        Ok(_) => {
-                            c.batch("COMMIT")?;
-                            Ok(tally)
-                        }
+                    let counts = super::insights::Counter::default();
+                    let written = dispatch::record(c, &outcomes, &mut tally).and_then(|_| {
+                        counts.add(tally);
+                        counts.flush(c)
+                    });
+                    match written {
+                        Ok(()) => c.batch("COMMIT"),
                         Err(e) => {
                             let _ = c.batch("ROLLBACK");
                             Err(e)
                         }
                     }
                 })
-                .await?;
-            counter.add(tally);
-            return Ok(());
+                .await;
         }
         // Fails only before writing, or on the disk itself (see `dispatch::record`).
         self.write_lean(move |c| {
