@@ -406,7 +406,9 @@ async fn hung_database(base: &str) {
     let target = host_port(base);
     let relay = Relay::start(target.clone()).await;
     let via_relay = schema.url().replacen(&target, &relay.addr.to_string(), 1);
-    let ce = env(Some(&via_relay));
+    let mut ce = env(Some(&via_relay));
+    // The default: what an operator gets.
+    ce.push(("TIDINGS_DATABASE_STATEMENT_TIMEOUT".into(), "1s".into()));
     let mut c = Server::start_with(&env_refs(&ce));
     c.schema = Some(schema);
     let r = receiver().await;

@@ -494,6 +494,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_stops_waiting_when_the_batch_in_progress_stalls() {
+        let w = writer().with_stall_limit(Duration::from_millis(100));
+        // The database "hangs" for 1.5 s inside a batch.
+        let hung = w.write(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        });
+        let queued = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let started = Instant::now();
+            let r = w.write(|c| c.execute("INSERT INTO t VALUES ('x')", &[])).await;
+            (r, started.elapsed())
+        };
+        let (first, (second, waited)) = tokio::join!(hung, queued);
+        assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+        assert!(matches!(second, Err(StoreError::Unavailable(_))), "{second:?}");
+        assert!(waited < Duration::from_millis(1000), "gave up after {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_keeps_committing_is_waited_for() {
+        let w = writer().with_stall_limit(Duration::from_millis(100));
+        // Twenty batches of 20 ms each: longer than the limit in all, none stalled.
+        let mut last = Ok(0);
+        for i in 0..20 {
+            last = w
+                .write(move |c| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    c.execute("INSERT INTO t VALUES (?1)", crate::params![format!("k{i}")])
+                })
+                .await;
+            assert!(last.is_ok(), "{last:?}");
+        }
+        assert_eq!(last.unwrap(), 1);
+    }
+
+    #[tokio::test]
     async fn a_failing_job_rolls_back_only_itself() {
         let w = writer();
         let ok = w.write(|c| c.execute("INSERT INTO t VALUES ('a')", &[]));
