@@ -640,6 +640,30 @@ mod tests {
     }
 
     #[test]
+    fn when_nodes_share_the_store_a_retry_is_claimed_again_not_kept() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.keep_retries = false;
+        lanes.attempt_ended("A1", 10, true, None);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        assert!(
+            lanes["A1"].retrying.is_empty(),
+            "the retry of 10 waits on disk"
+        );
+        assert!(
+            !lanes["A1"].exclusion().contains(&10),
+            "the claim may find it"
+        );
+        assert!(
+            lanes["A1"].next_due.is_some_and(|t| t <= 500),
+            "read by then"
+        );
+        assert!(
+            !seqs(&lanes.take("A1", None, 10, 500)).contains(&10),
+            "only a claim starts 10 again"
+        );
+    }
+
+    #[test]
     fn a_retry_due_much_later_is_left_to_the_store() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 1, true, None);

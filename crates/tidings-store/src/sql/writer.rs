@@ -504,13 +504,24 @@ mod tests {
         let queued = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let started = Instant::now();
-            let r = w.write(|c| c.execute("INSERT INTO t VALUES ('x')", &[])).await;
+            let r = w
+                .write(|c| c.execute("INSERT INTO t VALUES ('x')", &[]))
+                .await;
             (r, started.elapsed())
         };
         let (first, (second, waited)) = tokio::join!(hung, queued);
-        assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
-        assert!(matches!(second, Err(StoreError::Unavailable(_))), "{second:?}");
-        assert!(waited < Duration::from_millis(1000), "gave up after {waited:?}");
+        assert!(
+            matches!(first, Err(StoreError::Unavailable(_))),
+            "{first:?}"
+        );
+        assert!(
+            matches!(second, Err(StoreError::Unavailable(_))),
+            "{second:?}"
+        );
+        assert!(
+            waited < Duration::from_millis(1000),
+            "gave up after {waited:?}"
+        );
     }
 
     #[tokio::test]
