@@ -21,9 +21,10 @@
 //! for the next batch; while it cannot be, batches fail at once with `Unavailable`.
 //!
 //! With a stall limit ([`Writer::with_stall_limit`], PostgreSQL's `statement_timeout`), a
-//! caller stops waiting with `Unavailable` once the batch in progress has run longer than
-//! the limit (the database is not answering: a hung connection, a cut network), however
-//! long the queue ahead of it was; a writer that keeps committing is waited for. The work
+//! caller stops waiting with `Unavailable` once the batch in progress has gone longer than
+//! the limit without finishing a job (the database is not answering: a hung connection, a
+//! cut network), however long the queue ahead of it was; a writer that keeps making
+//! progress, even through a long batch, is waited for. The work
 //! may still commit later, when the database answers again.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -145,7 +146,8 @@ impl Default for Hooks {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
-    /// When the batch in progress started (ms since the epoch); 0 while idle.
+    /// When the batch in progress started or last finished a job (ms since the epoch);
+    /// 0 while idle.
     busy_since: Arc<AtomicI64>,
     /// Past this, a batch in progress counts as stalled (see the module's docs).
     stall_after: Option<Duration>,
@@ -174,7 +176,7 @@ impl Writer {
         self
     }
 
-    /// Whether the batch in progress has run past the stall limit.
+    /// Whether the batch in progress has gone past the stall limit without progress.
     fn stalled(&self, limit: Duration) -> bool {
         let since = self.busy_since.load(Ordering::Relaxed);
         since != 0 && now_ms() - since > limit.as_millis() as i64
@@ -358,6 +360,7 @@ fn run<O: Opener>(
             &mut finishers,
             &*hooks.before_batch,
             &*hooks.before_commit,
+            &busy_since,
         );
         metrics::histogram!("tidings_store_batch_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
@@ -393,7 +396,9 @@ fn commit_batch(
     finishers: &mut Vec<Finisher>,
     before_batch: &dyn Fn(&Conn) -> StoreResult<()>,
     before_commit: &dyn Fn(&Conn) -> StoreResult<()>,
+    progress: &AtomicI64,
 ) -> StoreResult<()> {
+    let progressed = || progress.store(now_ms(), Ordering::Relaxed);
     let refuse_rest = |batch: &mut Vec<Box<dyn Job>>, err: &StoreError| {
         for job in batch.drain(..) {
             job.fail(err.clone());
@@ -419,6 +424,7 @@ fn commit_batch(
         let lean_from = (!job.savepoint()).then(|| conn.total_changes()).flatten();
         if let Some(before) = lean_from {
             let (ok, finish) = job.run(conn);
+            progressed();
             finishers.push(finish);
             if !ok && conn.total_changes() != Some(before) {
                 let err = StoreError::Internal(
@@ -440,6 +446,7 @@ fn commit_batch(
             return Err(err);
         }
         let (ok, finish) = job.run(conn);
+        progressed();
         finishers.push(finish);
         let end = if ok {
             control(conn, "RELEASE job")
@@ -455,10 +462,12 @@ fn commit_batch(
     }
     drop(iter);
     *batch = jobs;
+    progressed();
     if let Err(e) = before_commit(&conn) {
         let _ = conn.batch("ROLLBACK");
         return Err(e);
     }
+    progressed();
     if let Err(e) = conn.batch("COMMIT") {
         let _ = conn.batch("ROLLBACK");
         return Err(e);
