@@ -16,9 +16,15 @@
 //!   sends it again with its attempt count intact.
 //!
 //! - **Several nodes** (PostgreSQL): reading due rows claims them with a lease, so each
-//!   delivery is attempted by one node; work signals from other nodes' commits wake the
-//!   lanes they concern, and a periodic rescan finds work whose signal was missed (a
-//!   dead node's expired leases, retries it had scheduled).
+//!   delivery is attempted by one node per retry step: the node renews the leases of
+//!   everything it holds (in flight or settling) every quarter lease, its outcome writes
+//!   are fenced by the claim's lease token (a node that lost a lease changes nothing),
+//!   and a lane counts settling attempts against `max_in_flight_per_app`, so a node
+//!   that dies leaves at most that many sent-but-unsaved deliveries per app for others
+//!   to send again (as retries). Lanes keep no retries there: each is claimed again.
+//!   Work signals from other nodes' commits wake the lanes they concern, and a periodic
+//!   rescan finds work whose signal was missed (a dead node's expired leases, retries it
+//!   had scheduled).
 //!
 //! `lanes` is a `std::sync::Mutex`: held only for map updates, never across an `.await`.
 
@@ -64,6 +70,8 @@ pub struct Dispatcher {
     /// Outcomes waiting to be written, folded into one store call per batch.
     outcomes: tokio::sync::mpsc::Sender<QueuedOutcome>,
     outcome_queue: Mutex<Option<tokio::sync::mpsc::Receiver<QueuedOutcome>>>,
+    /// Nodes share the store: deliveries are leased (see the module's docs).
+    shared: bool,
 }
 
 /// An outcome on its way to the store, and who waits for it to be written.
@@ -108,7 +116,11 @@ impl Dispatcher {
     ) -> Arc<Dispatcher> {
         let key = store.event_context_key();
         let (outcomes, queue) = tokio::sync::mpsc::channel(cfg.max_in_flight_total.max(1));
+        let shared = store.is_shared();
+        let mut lanes = Lanes::new(READY_TOTAL);
+        lanes.keep_retries = !shared;
         Arc::new(Dispatcher {
+            shared,
             outcomes,
             outcome_queue: Mutex::new(Some(queue)),
             permits: Arc::new(Semaphore::new(cfg.max_in_flight_total)),
@@ -117,18 +129,23 @@ impl Dispatcher {
             key,
             sender,
             cfg,
-            lanes: Mutex::new(Lanes::new(READY_TOTAL)),
+            lanes: Mutex::new(lanes),
             wake: Notify::new(),
             health,
             hub,
         })
     }
 
-    /// How many more attempts the lane may start now.
+    /// How many more attempts the lane may start now. When nodes share the store, an
+    /// attempt whose outcome is not yet saved still counts: that bounds what a node that
+    /// dies leaves for others to send again.
     fn room(&self, l: &Lane) -> usize {
-        let attempts = l
-            .width(self.cfg.max_in_flight_per_app)
-            .saturating_sub(l.in_flight.len());
+        let busy = if self.shared {
+            l.in_flight.len() + l.settling.len()
+        } else {
+            l.in_flight.len()
+        };
+        let attempts = l.width(self.cfg.max_in_flight_per_app).saturating_sub(busy);
         attempts.min(SETTLING_PER_LANE.saturating_sub(l.settling.len()))
     }
 
@@ -225,6 +242,10 @@ impl Dispatcher {
             let store = self.store.clone();
             tokio::spawn(write_outcomes(store, queue));
         }
+        if let Some(lease) = self.store.lease() {
+            let me = self.clone();
+            tokio::spawn(async move { me.renew_leases(lease).await });
+        }
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -234,6 +255,37 @@ impl Dispatcher {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
+    }
+
+    /// Keeps this node's leases on what it holds (in flight or settling) from running out
+    /// while it still works on them: every quarter lease, one fenced update for all.
+    async fn renew_leases(self: Arc<Self>, lease: Duration) {
+        let every = (lease / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<i64> = self
+                .lanes()
+                .values()
+                .flat_map(|l| l.in_flight.iter().chain(&l.settling).copied())
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let asked = held.len();
+            match self.store.renew_leases(held).await {
+                Ok(n) => {
+                    metrics::counter!("tidings_delivery_leases_renewed_total").increment(n as u64);
+                    if n < asked {
+                        tracing::debug!(
+                            asked,
+                            renewed = n,
+                            "some leases were concluded or taken over before renewal"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew delivery leases"),
+            }
+        }
     }
 
     async fn run(self: Arc<Self>) {
@@ -396,8 +448,10 @@ impl Dispatcher {
             let seqs: Vec<i64> = rows.iter().map(|r| r.delivery.seq).collect();
             let outcomes = seqs
                 .iter()
-                .map(|&seq| AttemptOutcome {
+                .zip(&rows)
+                .map(|(&seq, row)| AttemptOutcome {
                     seq,
+                    lease: row.lease,
                     attempt: None,
                     next: NextStep::Dropped {
                         reason: "app_disabled".into(),
@@ -499,11 +553,17 @@ impl Dispatcher {
     /// untouched, and look again at the next recheck.
     fn recheck_later(&self, app_id: &str, now: i64, rows: &[DueDelivery]) {
         let seqs: Vec<i64> = rows.iter().map(|r| r.delivery.seq).collect();
-        self.release(
-            app_id,
-            &seqs,
-            Some(now + self.cfg.hold_recheck.as_millis() as i64),
-        );
+        let at = now + self.cfg.hold_recheck.as_millis() as i64;
+        if self.shared {
+            // Claimed but not sent: give the leases back, so no node counts a take-over.
+            let (store, seqs) = (self.store.clone(), seqs.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.postpone(seqs, at).await {
+                    tracing::warn!(error = %e, "cannot release unsent deliveries' leases");
+                }
+            });
+        }
+        self.release(app_id, &seqs, Some(at));
     }
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
@@ -613,6 +673,7 @@ impl Dispatcher {
         tracing::error!(delivery = %row.delivery.id, error = %e, "cannot build the envelope");
         AttemptOutcome {
             seq: row.delivery.seq,
+            lease: row.lease,
             attempt: None,
             next: NextStep::Failed {
                 reason: FailureReason::UnknownError.as_str().into(),
@@ -653,6 +714,7 @@ impl Dispatcher {
         };
         AttemptOutcome {
             seq: row.delivery.seq,
+            lease: row.lease,
             attempt: Some(attempt),
             next,
         }

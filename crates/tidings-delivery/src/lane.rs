@@ -221,6 +221,10 @@ pub struct Lanes {
     /// the store: at start-up with 10,000 apps, that read was 10,000 store queries in
     /// the first second, and the publish calls waited behind them.
     census: bool,
+    /// Whether lanes keep the retries of the deliveries they started (see
+    /// [`Lanes::settled`]). Off when nodes share the store: a retry must be claimed again
+    /// (its lease ended with the outcome), or another node could send it at the same time.
+    pub keep_retries: bool,
 }
 
 impl Deref for Lanes {
@@ -240,6 +244,7 @@ impl Lanes {
     pub fn new(max_held: usize) -> Lanes {
         Lanes {
             max_held,
+            keep_retries: true,
             ..Lanes::default()
         }
     }
@@ -302,7 +307,11 @@ impl Lanes {
         let Some((at, reason)) = retry else {
             return;
         };
-        if self.held < self.max_held && !l.unreachable() && at - now <= KEEP_RETRY_MS {
+        if self.keep_retries
+            && self.held < self.max_held
+            && !l.unreachable()
+            && at - now <= KEEP_RETRY_MS
+        {
             row.attempts += 1;
             row.redeliver = false;
             row.delivery.reason = Some(reason);
@@ -470,6 +479,7 @@ mod tests {
             }),
             attempts: 0,
             redeliver: false,
+            lease: None,
         }
     }
 
@@ -626,6 +636,30 @@ mod tests {
         assert!(
             lanes.take("A1", None, 10, 500).is_empty(),
             "only the store read may start 10 now, once"
+        );
+    }
+
+    #[test]
+    fn when_nodes_share_the_store_a_retry_is_claimed_again_not_kept() {
+        let mut lanes = fenced_with_10_under_way(100);
+        lanes.keep_retries = false;
+        lanes.attempt_ended("A1", 10, true, None);
+        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        assert!(
+            lanes["A1"].retrying.is_empty(),
+            "the retry of 10 waits on disk"
+        );
+        assert!(
+            !lanes["A1"].exclusion().contains(&10),
+            "the claim may find it"
+        );
+        assert!(
+            lanes["A1"].next_due.is_some_and(|t| t <= 500),
+            "read by then"
+        );
+        assert!(
+            !seqs(&lanes.take("A1", None, 10, 500)).contains(&10),
+            "only a claim starts 10 again"
         );
     }
 

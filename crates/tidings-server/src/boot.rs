@@ -127,6 +127,8 @@ async fn open_store(config: &Config) -> Result<SqlStore, String> {
                 url: url.clone(),
                 max_connections: config.database.max_connections as usize,
                 lease: config.database.lease,
+                connect_timeout: config.database.connect_timeout,
+                statement_timeout: config.database.statement_timeout,
                 ca_file: config.database.ca_file.clone(),
             };
             // The PostgreSQL driver blocks (it runs its own small runtime).

@@ -184,6 +184,14 @@ pub struct DatabaseConfig {
     /// this and another node sends them. Longer than `delivery.timeout`.
     #[serde(with = "duration")]
     pub lease: Duration,
+    /// How long opening a connection to PostgreSQL may take (unless `database_url` sets
+    /// `connect_timeout`).
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// How long a statement may run on PostgreSQL, and how long a call waits for the
+    /// database to answer: past it, publish and `/readyz` answer 503.
+    #[serde(with = "duration")]
+    pub statement_timeout: Duration,
     /// CA certificates (PEM) trusted for PostgreSQL's certificate under
     /// `sslmode=verify-ca|verify-full`, when `database_url` names no `sslrootcert`;
     /// the system's roots when neither is set.
@@ -195,6 +203,8 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             max_connections: 10,
             lease: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(1),
             ca_file: None,
         }
     }
@@ -276,6 +286,13 @@ impl Config {
             if self.database.max_connections < 3 {
                 return Err(
                     "database.max_connections must be at least 3 (writer, notifications, reads)"
+                        .into(),
+                );
+            }
+            if self.database.connect_timeout.is_zero() || self.database.statement_timeout.is_zero()
+            {
+                return Err(
+                    "database.connect_timeout and database.statement_timeout must be longer than 0s"
                         .into(),
                 );
             }

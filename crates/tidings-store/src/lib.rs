@@ -135,8 +135,16 @@ pub trait Store: Send + Sync + 'static {
         exclude: Vec<i64>,
         below: Option<i64>,
     ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)>;
-    /// Records attempts and their consequences (batched with other writes).
+    /// Records attempts and their consequences (batched with other writes; on a shared
+    /// store, in a transaction of their own). An outcome whose lease token no longer
+    /// holds (another node took the delivery over) is skipped and changes nothing.
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;
+    /// Extends this node's leases on deliveries it claimed and has not concluded (those
+    /// another node took over are left alone); returns how many were extended. Nothing
+    /// to do where deliveries are not leased.
+    async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize>;
+    /// How long a claim lasts, where deliveries are claimed with leases.
+    fn lease(&self) -> Option<std::time::Duration>;
     /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
     /// Fails, as `connection_failed`, the app's pending deliveries created at or before

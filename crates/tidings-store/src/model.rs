@@ -415,6 +415,9 @@ pub struct DueDelivery {
     pub attempts: u32,
     /// Set by an operator's redeliver: one attempt outside the retry budget.
     pub redeliver: bool,
+    /// The lease token this node claimed the delivery with, when nodes share the store
+    /// (`None` on one node): its outcome is written only while the token still holds.
+    pub lease: Option<i64>,
 }
 
 /// What became of a delivery after an attempt.
@@ -444,6 +447,10 @@ pub struct AttemptOutcome {
     /// `None` when no attempt was made (a drop decided before sending).
     pub attempt: Option<Attempt>,
     pub next: NextStep,
+    /// The lease token of the claim the attempt was made under ([`DueDelivery::lease`]):
+    /// when set, the outcome is written only if the delivery still carries that token,
+    /// so a node that lost its lease to another changes nothing.
+    pub lease: Option<i64>,
 }
 
 /// Per-app attempt counts in one minute (for rebuilding the health rule after a restart).

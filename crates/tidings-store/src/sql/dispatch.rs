@@ -9,6 +9,11 @@ use crate::model::*;
 use crate::params;
 use crate::{StoreError, StoreResult};
 
+/// The `X-Slack-Retry-Reason` of an attempt that follows a take-over (the node that held
+/// the delivery's lease went away without saying how its attempt went): of Slack's
+/// reasons, the one that says the result is not known.
+pub const TAKE_OVER_REASON: &str = "unknown_error";
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -65,6 +70,7 @@ pub fn due(
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
                 event: std::sync::Arc::new(map_event(r, 12)?),
+                lease: None,
             })
         },
     )
@@ -73,6 +79,13 @@ pub fn due(
 /// [`due`] for nodes sharing the database: the rows are claimed for `lease_until_ms` by
 /// `node` in the same statement (`FOR UPDATE SKIP LOCKED`), so two nodes never take the
 /// same delivery; a row claimed by a node that died is claimable again once its lease ends.
+///
+/// Every claim bumps the row's `lease_token` and returns it: the claimer's outcome is
+/// written only while the token is unchanged (see [`record`]). A row still marked as
+/// leased (`leased_by` set, its lease ended without an outcome) is a *take-over*: its last
+/// holder may have sent it, so the claim counts that as an attempt whose result is unknown
+/// (`attempts + 1`, reason [`TAKE_OVER_REASON`]), and the next attempt goes out as a retry
+/// with `X-Slack-Retry-Num` / `retry_attempt`. An operator's redeliver is not counted so.
 pub fn claim(
     c: &Conn,
     app: &str,
@@ -89,9 +102,11 @@ pub fn claim(
              AND (d.lease_until IS NULL OR d.lease_until <= ?2) AND {}
            ORDER BY d.next_attempt_at, d.seq LIMIT ?3
            FOR UPDATE SKIP LOCKED)
-         UPDATE deliveries d SET lease_until = ?5, leased_by = ?6
+         UPDATE deliveries d SET lease_until = ?5, leased_by = ?6, lease_token = d.lease_token + 1,
+           attempts = d.attempts + CASE WHEN d.leased_by IS NULL OR d.redeliver <> 0 THEN 0 ELSE 1 END,
+           reason = CASE WHEN d.leased_by IS NULL OR d.redeliver <> 0 THEN d.reason ELSE ?7 END
          FROM due, events e WHERE d.seq = due.seq AND e.id = d.event_id
-         RETURNING {}, d.attempts, d.redeliver, {EVENT_COLUMNS_E}",
+         RETURNING {}, d.attempts, d.redeliver, d.lease_token, {EVENT_COLUMNS_E}",
         not_excluded(c.dialect(), 4),
         delivery_columns("d"),
     );
@@ -103,19 +118,47 @@ pub fn claim(
             limit as i64,
             exclusion_json(exclude),
             lease_until_ms,
-            node
+            node,
+            TAKE_OVER_REASON
         ],
         |r| {
             Ok(DueDelivery {
                 delivery: map_delivery(r)?,
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
-                event: std::sync::Arc::new(map_event(r, 12)?),
+                lease: Some(r.get(12)?),
+                event: std::sync::Arc::new(map_event(r, 13)?),
             })
         },
     )?;
     rows.sort_by_key(|r| r.delivery.seq);
     Ok(rows)
+}
+
+/// Extends this node's leases on `seqs` (deliveries it claimed and has not concluded) to
+/// `lease_until_ms`. Fenced like outcomes: a row another node has taken over since (its
+/// `leased_by` changed) is left alone, and so is a row locked by a transaction concluding
+/// it (skipped, not waited for). Returns how many leases were extended.
+pub fn renew(c: &Conn, seqs: &[i64], node: &str, lease_until_ms: i64) -> StoreResult<usize> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "WITH held AS (
+           SELECT seq FROM deliveries
+           WHERE seq IN (SELECT value{} FROM {}) AND leased_by = ?2 AND status = 'pending'
+           ORDER BY seq FOR UPDATE SKIP LOCKED)
+         UPDATE deliveries SET lease_until = ?3 FROM held WHERE deliveries.seq = held.seq",
+        match c.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "::int8",
+        },
+        match c.dialect() {
+            Dialect::Sqlite => "json_each(?1)",
+            Dialect::Postgres => "json_array_elements_text(?1::json)",
+        },
+    );
+    c.execute(&sql, params![exclusion_json(seqs), node, lease_until_ms])
 }
 
 /// When the app's next pending delivery is due; one claimed by another node counts from
@@ -150,18 +193,23 @@ pub fn next_due(
     c.query_one(&sql, params![app, exclusion_json(exclude)], |r| r.get(0))
 }
 
-/// Records attempts and where each delivery goes next, counting both into `tally`. An
-/// outcome for a delivery that is not there is skipped. On SQLite the row is read first, so
-/// nothing here fails after writing but the disk itself: the writer runs it without a
-/// savepoint (see [`super::writer`]), and no statement uses RETURNING, which would open a
-/// statement journal per outcome (see `Conn::insert_seq`). PostgreSQL, where every job has
-/// its savepoint anyway, keeps one round trip fewer per outcome.
-pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<()> {
+/// Records attempts and where each delivery goes next, counting both into `tally`;
+/// returns how many outcomes were not written. An outcome for a delivery that is not
+/// there or no longer pending (so a delivery is counted as ended once), or (nodes sharing the database) whose lease token is no longer the one it was
+/// claimed with — another node took it over — is skipped: it changes nothing, so one such
+/// row never fails the others. An attempt row whose number is already logged is skipped
+/// too (`ON CONFLICT DO NOTHING`). On SQLite the row is read first, so nothing here fails
+/// after writing but the disk itself: the writer runs it without a savepoint (see
+/// [`super::writer`]), and no statement uses RETURNING, which would open a statement
+/// journal per outcome (see `Conn::insert_seq`). PostgreSQL keeps one round trip fewer per
+/// outcome.
+pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<usize> {
     const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
                 lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1";
+             WHERE seq = ?1 AND status = 'pending' AND (?7 IS NULL OR lease_token = ?7)";
     let t = now();
+    let mut skipped = 0;
     for o in outcomes {
         let (status, reason, next): (&str, Option<&str>, Option<i64>) = match &o.next {
             NextStep::Delivered => ("delivered", None, None),
@@ -170,29 +218,47 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
             NextStep::Dropped { reason } => ("dropped", Some(reason), None),
         };
         let attempted = o.attempt.is_some() as i64;
-        let update = params![o.seq, attempted, status, reason, next, t];
+        let update = params![o.seq, attempted, status, reason, next, t, o.lease];
         let app: Option<String> = match c.dialect() {
             Dialect::Sqlite => {
                 let row: Option<(String, i64)> = c.query_opt(
-                    "SELECT app_id, attempts FROM deliveries WHERE seq = ?1",
-                    params![o.seq],
+                    "SELECT app_id, attempts FROM deliveries
+                     WHERE seq = ?1 AND status = 'pending' AND (?2 IS NULL OR lease_token = ?2)",
+                    params![o.seq, o.lease],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                let Some((app, attempts)) = row else { continue };
-                if let Some(a) = &o.attempt {
-                    insert_attempt(c, o.seq, Some(attempts + 1), a)?;
+                match row {
+                    Some((app, attempts)) => {
+                        if let Some(a) = &o.attempt {
+                            insert_attempt(c, o.seq, attempts + 1, a)?;
+                        }
+                        c.execute(UPDATE, update)?;
+                        Some(app)
+                    }
+                    None => None,
                 }
-                c.execute(UPDATE, update)?;
-                Some(app)
             }
             Dialect::Postgres => {
-                if let Some(a) = &o.attempt {
-                    insert_attempt(c, o.seq, None, a)?;
+                let row: Option<(String, i64)> = c.query_opt(
+                    &format!("{UPDATE} RETURNING app_id, attempts"),
+                    update,
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if let (Some((_, attempts)), Some(a)) = (&row, &o.attempt) {
+                    insert_attempt(c, o.seq, *attempts, a)?;
                 }
-                c.query_opt(&format!("{UPDATE} RETURNING app_id"), update, |r| r.get(0))?
+                row.map(|(app, _)| app)
             }
         };
-        let Some(app) = app else { continue };
+        let Some(app) = app else {
+            skipped += 1;
+            tracing::debug!(
+                seq = o.seq,
+                lease = ?o.lease,
+                "outcome not written: the delivery is gone or another node holds its lease"
+            );
+            continue;
+        };
         if let Some(a) = &o.attempt {
             tally.attempt(
                 &app,
@@ -209,14 +275,17 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
             NextStep::Retry { .. } => {}
         }
     }
-    Ok(())
+    if skipped > 0 {
+        metrics::counter!("tidings_delivery_outcomes_fenced_total").increment(skipped as u64);
+    }
+    Ok(skipped)
 }
 
-/// Logs attempt `n` of delivery `seq`; without `n`, the one after the delivery's count.
-fn insert_attempt(c: &Conn, seq: i64, n: Option<i64>, a: &Attempt) -> StoreResult<()> {
+/// Logs attempt `n` of delivery `seq`; a number already logged is left as it is.
+fn insert_attempt(c: &Conn, seq: i64, n: i64, a: &Attempt) -> StoreResult<()> {
     c.execute(
         "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-         VALUES (?1, COALESCE(?2, (SELECT attempts + 1 FROM deliveries WHERE seq = ?1)), ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
         params![
             seq,
             n,
@@ -271,7 +340,8 @@ pub fn wake_app(c: &Conn, app: &str) -> StoreResult<()> {
 
 pub fn redeliver(c: &Conn, id: &str) -> StoreResult<()> {
     let n = c.execute(
-        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?2, updated_at = ?3
+        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?2, updated_at = ?3,
+           lease_until = NULL, leased_by = NULL
          WHERE id = ?1 AND status <> 'pending'",
         params![id, now_ms(), now()],
     )?;
@@ -298,7 +368,8 @@ pub fn redeliver_many(c: &Conn, app: &str, f: &DeliveryFilter) -> StoreResult<us
         ));
     }
     c.execute(
-        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?3, updated_at = ?4
+        "UPDATE deliveries SET status = 'pending', reason = NULL, redeliver = 1, next_attempt_at = ?3, updated_at = ?4,
+           lease_until = NULL, leased_by = NULL
          WHERE app_id = ?1 AND status = ?2 AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at <= ?6)
            AND (?7 IS NULL OR team_id = ?7) AND (?8 IS NULL OR event_type = ?8)",
         params![app, status, now_ms(), now(), f.since, f.until, f.team_id, f.event_type],
@@ -384,11 +455,13 @@ mod tests {
                 at_ms: 5_000,
                 reason: "http_error".into(),
             },
+            lease: None,
         };
         let delivered = AttemptOutcome {
             seq: 1,
             attempt: attempt(None),
             next: NextStep::Delivered,
+            lease: None,
         };
         let mut tally = Tally::default();
         record(&c, &[failed, delivered], &mut tally).unwrap();
@@ -419,6 +492,7 @@ mod tests {
             seq: 99,
             attempt: attempt(None),
             next: NextStep::Delivered,
+            lease: None,
         };
         record(&c, &[stray], &mut Tally::default()).unwrap();
         assert_eq!(
@@ -426,5 +500,163 @@ mod tests {
             before,
             "so it may run without a savepoint"
         );
+    }
+
+    #[test]
+    fn an_outcome_under_a_lost_lease_changes_nothing() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        c.execute("UPDATE deliveries SET lease_token = 2 WHERE seq = 1", &[])
+            .unwrap();
+        let stale = AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease: Some(1),
+        };
+        let mut tally = Tally::default();
+        assert_eq!(record(&c, &[stale], &mut tally).unwrap(), 1);
+        let (status, attempts): (String, i64) = c
+            .query_one(
+                "SELECT status, attempts FROM deliveries WHERE seq = 1",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("pending", 0));
+        let logged: i64 = c
+            .query_one("SELECT COUNT(*) FROM delivery_attempts", &[], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logged, 0);
+        let current = AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease: Some(2),
+        };
+        assert_eq!(record(&c, &[current], &mut tally).unwrap(), 0);
+        let status: String = c
+            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(status, "delivered");
+    }
+
+    #[test]
+    fn a_delivery_ends_once_in_the_counts() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        let delivered = || AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease: None,
+        };
+        let mut tally = Tally::default();
+        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 0);
+        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 1);
+        let sum = |f: fn(&crate::insights::DeliveryCounts) -> u64| -> u64 {
+            tally.deliveries.values().map(f).sum()
+        };
+        // Each count is kept under every granularity and scope: compare with one outcome's.
+        let mut one = Tally::default();
+        record(&Conn::Sqlite(&one_delivery()), &[delivered()], &mut one).unwrap();
+        let once: u64 = one.deliveries.values().map(|c| c.delivered).sum();
+        assert!(once > 0);
+        assert_eq!(
+            sum(|c| c.delivered),
+            once,
+            "the second outcome adds nothing"
+        );
+        assert_eq!(sum(|c| c.attempts), once);
+    }
+
+    #[test]
+    fn an_attempt_number_already_logged_does_not_fail_the_batch() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        c.execute(
+            "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
+             VALUES (1, 1, 0, 'http', 200, NULL, 1, 0)",
+            &[],
+        )
+        .unwrap();
+        let delivered = AttemptOutcome {
+            seq: 1,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease: None,
+        };
+        record(&c, &[delivered], &mut Tally::default()).unwrap();
+        let status: String = c
+            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(status, "delivered");
+    }
+
+    /// Against a real server (`TIDINGS_TEST_DATABASE_URL`): a claim whose lease ran out
+    /// is taken over as a retry, and the first holder's outcome is fenced off.
+    #[test]
+    fn a_take_over_counts_as_a_retry_and_fences_the_first_holder() {
+        use crate::sql::conn::PgConn;
+        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
+            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
+            return;
+        };
+        let pg = PgConn::new(schema.opener().client().unwrap());
+        crate::sql::migrations::postgres::migrate(&pg).unwrap();
+        let c = Conn::Postgres(&pg);
+        c.batch(
+            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
+             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
+             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
+               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
+             INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+               VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending',
+                 '{\"enterprise_id\":null,\"team_id\":\"T1\",\"user_id\":\"U1\",\"is_bot\":true,\"is_enterprise_install\":false}', 0, 0, 0);",
+        )
+        .unwrap();
+        let now = now_ms();
+        // Node a claims it with a lease that has already ended (it went away).
+        let first = claim(&c, "A1", now, 10, &[], now, "a").unwrap();
+        assert_eq!((first.len(), first[0].attempts), (1, 0));
+        assert!(renew(&c, &[first[0].delivery.seq], "b", now + 60_000).unwrap() == 0);
+        let taken = claim(&c, "A1", now, 10, &[], now + 60_000, "b").unwrap();
+        assert_eq!(taken.len(), 1, "an ended lease is claimable");
+        assert_eq!(taken[0].attempts, 1, "the take-over counts as an attempt");
+        assert_eq!(taken[0].delivery.reason.as_deref(), Some(TAKE_OVER_REASON));
+        assert_ne!(taken[0].lease, first[0].lease);
+        assert!(claim(&c, "A1", now, 10, &[], now + 60_000, "c")
+            .unwrap()
+            .is_empty());
+        let seq = taken[0].delivery.seq;
+        let outcome = |lease| AttemptOutcome {
+            seq,
+            attempt: attempt(None),
+            next: NextStep::Delivered,
+            lease,
+        };
+        let mut tally = Tally::default();
+        assert_eq!(
+            record(&c, &[outcome(first[0].lease)], &mut tally).unwrap(),
+            1
+        );
+        assert_eq!(renew(&c, &[seq], "b", now + 90_000).unwrap(), 1);
+        assert_eq!(
+            record(&c, &[outcome(taken[0].lease)], &mut tally).unwrap(),
+            0
+        );
+        let (status, attempts): (String, i64) = c
+            .query_one(
+                "SELECT status, attempts FROM deliveries WHERE seq = ?1",
+                params![seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((status.as_str(), attempts), ("delivered", 2));
     }
 }

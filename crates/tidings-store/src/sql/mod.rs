@@ -85,6 +85,9 @@ pub struct SqlStore {
     /// Revocations from every node (PostgreSQL), taken once by the server.
     revocations:
         Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Revocation>>>>,
+    /// How long a call waits for the database to answer (PostgreSQL's
+    /// `statement_timeout`); `None` on SQLite.
+    limit: Option<std::time::Duration>,
     /// Background threads (SQLite's checkpointer) run while a clone of this lives.
     _alive: Option<Arc<()>>,
 }
@@ -219,6 +222,7 @@ impl SqlStore {
             apps,
             signals: Arc::new(std::sync::Mutex::new(signals)),
             revocations: Arc::default(),
+            limit: None,
             _alive: None,
         })
     }

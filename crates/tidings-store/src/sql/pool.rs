@@ -4,6 +4,11 @@
 //! A read runs on tokio's blocking pool (both drivers block); a semaphore bounds how many
 //! run at once, and idle connections are kept for reuse. A connection found broken (the
 //! database restarted) is dropped and a new one opened on the next read.
+//!
+//! With a time limit ([`ReadPool::with_limit`], PostgreSQL's `statement_timeout`), a read
+//! that waits longer than it for a connection, or for its answer, fails with
+//! `Unavailable`: the database is not answering (a hung connection, a cut network). The
+//! connection it was using is not reused.
 
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +36,7 @@ pub struct ReadPool<O: Opener> {
     opener: O,
     idle: Mutex<Vec<O::Owned>>,
     permits: Semaphore,
+    limit: Option<std::time::Duration>,
 }
 
 impl<O: Opener> ReadPool<O> {
@@ -39,6 +45,17 @@ impl<O: Opener> ReadPool<O> {
             opener,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size.max(1)),
+            limit: None,
+        })
+    }
+
+    /// [`ReadPool::new`] whose reads give up after `limit` (see the module's docs).
+    pub fn with_limit(opener: O, size: usize, limit: std::time::Duration) -> Arc<ReadPool<O>> {
+        Arc::new(ReadPool {
+            opener,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(size.max(1)),
+            limit: Some(limit),
         })
     }
 
@@ -48,13 +65,23 @@ impl<O: Opener> ReadPool<O> {
         T: Send + 'static,
         F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
+        let late = |what: &str| {
+            metrics::counter!("tidings_store_stalled_total").increment(1);
+            StoreError::Unavailable(format!(
+                "the database did not answer within {} ms ({what})",
+                self.limit.unwrap_or_default().as_millis()
+            ))
+        };
+        let acquire = self.permits.acquire();
+        let acquired = match self.limit {
+            None => acquire.await,
+            Some(limit) => tokio::time::timeout(limit, acquire)
+                .await
+                .map_err(|_| late("no connection free"))?,
+        };
+        let _permit = acquired.map_err(|_| StoreError::Unavailable("read pool closed".into()))?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let idle = pool
                 .idle
                 .lock()
@@ -72,9 +99,14 @@ impl<O: Opener> ReadPool<O> {
                 }
             }
             result
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        });
+        let joined = match self.limit {
+            None => task.await,
+            Some(limit) => tokio::time::timeout(limit, task)
+                .await
+                .map_err(|_| late("a read"))?,
+        };
+        joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 }
 

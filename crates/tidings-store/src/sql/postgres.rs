@@ -23,6 +23,11 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// How long claimed deliveries stay this node's.
     pub lease: std::time::Duration,
+    /// How long opening a connection may take (unless the URL sets `connect_timeout`).
+    pub connect_timeout: std::time::Duration,
+    /// How long one statement may run on the server, and how long a store call waits
+    /// for the database to answer before failing with `Unavailable` (a 503).
+    pub statement_timeout: std::time::Duration,
     /// CA certificates (PEM) that sign PostgreSQL's certificate, when the URL's
     /// `sslrootcert` names none (`[database] ca_file`).
     pub ca_file: Option<std::path::PathBuf>,
@@ -35,9 +40,35 @@ pub struct Opener {
     /// `None`: plain text (`sslmode=disable`).
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     ssl_mode: pg_tls::SslMode,
+    /// The URL sets `connect_timeout` itself.
+    url_connect_timeout: bool,
+    /// `SET statement_timeout` on the connections the store works on (ms).
+    statement_timeout_ms: Option<u128>,
 }
 
 impl Opener {
+    /// Connections time out after `connect` (unless the URL says otherwise), and the
+    /// store's own connections cancel a statement after `statement` on the server.
+    pub fn with_timeouts(
+        mut self,
+        connect: std::time::Duration,
+        statement: std::time::Duration,
+    ) -> Opener {
+        if !self.url_connect_timeout {
+            self.config.connect_timeout(connect);
+        }
+        self.statement_timeout_ms = Some(statement.as_millis());
+        self
+    }
+
+    /// Applies the statement timeout to a connection the store works on.
+    fn limit(&self, c: &PgConn) -> StoreResult<()> {
+        match self.statement_timeout_ms {
+            Some(ms) => Conn::Postgres(c).batch(&format!("SET statement_timeout = {ms}")),
+            None => Ok(()),
+        }
+    }
+
     pub fn new(url: &str) -> StoreResult<Opener> {
         Opener::with_ca_file(url, None)
     }
@@ -49,7 +80,8 @@ impl Opener {
             StoreError::Invalid(format!("database_url is not a PostgreSQL URL: {e}"))
         })?;
         config.ssl_mode(tls.mode.driver_mode());
-        if config.get_connect_timeout().is_none() {
+        let url_connect_timeout = config.get_connect_timeout().is_some();
+        if !url_connect_timeout {
             config.connect_timeout(std::time::Duration::from_secs(3));
         }
         config.keepalives(true);
@@ -61,6 +93,8 @@ impl Opener {
             config,
             tls: pg_tls::connector(&tls)?,
             ssl_mode: tls.mode,
+            url_connect_timeout,
+            statement_timeout_ms: None,
         })
     }
 
@@ -83,7 +117,9 @@ impl pool::Opener for Opener {
     type Owned = PgConn;
 
     fn open(&self) -> StoreResult<PgConn> {
-        Ok(PgConn::new(self.client()?))
+        let c = PgConn::new(self.client()?);
+        self.limit(&c)?;
+        Ok(c)
     }
 
     fn conn(c: &PgConn) -> Conn<'_> {
@@ -98,11 +134,18 @@ impl pool::Opener for Opener {
 /// Connects, migrates (under an advisory lock) and starts the writer. Blocking: call it
 /// from a blocking context (the `postgres` driver runs its own small runtime).
 pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
-    let opener = Opener::with_ca_file(&options.url, options.ca_file.as_deref())?;
+    let opener = Opener::with_ca_file(&options.url, options.ca_file.as_deref())?
+        .with_timeouts(options.connect_timeout, options.statement_timeout);
     let first = PgConn::new(opener.client()?);
     migrations::postgres::migrate(&first)?;
+    // Migrations may take long; everything after them is bounded.
+    opener.limit(&first)?;
     let tls = tls_in_use(&first, opener.ssl_mode)?;
-    let readers = ReadPool::new(opener.clone(), options.max_connections.saturating_sub(2));
+    let readers = ReadPool::with_limit(
+        opener.clone(),
+        options.max_connections.saturating_sub(2),
+        options.statement_timeout,
+    );
     let (tx, signals) = tokio::sync::mpsc::unbounded_channel();
     let (revoked_tx, revocations) = tokio::sync::mpsc::unbounded_channel();
     super::cluster::listen(
@@ -120,6 +163,9 @@ pub fn open(options: &PgOptions) -> StoreResult<SqlStore> {
         options.lease.as_millis() as i64,
         Some(signals),
     )?;
+    let mut store = store;
+    store.writer = store.writer.with_stall_limit(options.statement_timeout);
+    store.limit = Some(options.statement_timeout);
     *store.revocations.lock().unwrap_or_else(|p| p.into_inner()) = Some(revocations);
     Ok(store)
 }

@@ -363,6 +363,7 @@ pub fn publish_one(
                 event,
                 attempts: 0,
                 redeliver: false,
+                lease: None,
             });
         }
         count += 1;

@@ -12,8 +12,17 @@ use crate::{params, Page, PageRequest, Store, StoreResult};
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| c.query_one("SELECT 1", params![], |_| Ok(())))
-            .await
+        let ping = self.read(|c| c.query_one("SELECT 1", params![], |_| Ok(())));
+        match self.limit {
+            None => ping.await,
+            // Bounded as a whole: waiting for a connection and the answer.
+            Some(limit) => tokio::time::timeout(limit, ping).await.map_err(|_| {
+                crate::StoreError::Unavailable(format!(
+                    "the database did not answer within {} ms",
+                    limit.as_millis()
+                ))
+            })?,
+        }
     }
 
     async fn create_enterprise(&self, e: Enterprise) -> StoreResult<Enterprise> {
@@ -414,6 +423,34 @@ impl Store for SqlStore {
 
     async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
         let counter = self.counter.clone();
+        if self.lease_ms > 0 {
+            let mut outcomes = outcomes;
+            // Rows locked in seq order by every node: two batches never wait on each other
+            // in a cycle. (Stable: outcomes of one delivery keep their order.)
+            outcomes.sort_by_key(|o| o.seq);
+            // Nodes sharing the database: outcomes go in a transaction of their own on a
+            // pool connection, not behind the publish batches in the writer's queue, so
+            // an outcome is saved within a round trip of its attempt, well inside the
+            // lease. Their insight counts are written in the same transaction.
+            return self
+                .read(move |c| {
+                    c.batch("BEGIN")?;
+                    let mut tally = crate::insights::Tally::default();
+                    let counts = super::insights::Counter::default();
+                    let written = dispatch::record(c, &outcomes, &mut tally).and_then(|_| {
+                        counts.add(tally);
+                        counts.flush(c)
+                    });
+                    match written {
+                        Ok(()) => c.batch("COMMIT"),
+                        Err(e) => {
+                            let _ = c.batch("ROLLBACK");
+                            Err(e)
+                        }
+                    }
+                })
+                .await;
+        }
         // Fails only before writing, or on the disk itself (see `dispatch::record`).
         self.write_lean(move |c| {
             let mut tally = crate::insights::Tally::default();
@@ -422,6 +459,19 @@ impl Store for SqlStore {
             Ok(())
         })
         .await
+    }
+
+    async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize> {
+        if self.lease_ms == 0 || seqs.is_empty() {
+            return Ok(0);
+        }
+        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
+        self.read(move |c| dispatch::renew(c, &seqs, &node, dispatch::now_ms() + lease_ms))
+            .await
+    }
+
+    fn lease(&self) -> Option<std::time::Duration> {
+        (self.lease_ms > 0).then(|| std::time::Duration::from_millis(self.lease_ms as u64))
     }
 
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {

@@ -19,8 +19,17 @@
 //! The queue is a bounded tokio channel, so a flood of writers waits instead of growing
 //! memory without bound. A connection that is lost (PostgreSQL restarting) is reopened
 //! for the next batch; while it cannot be, batches fail at once with `Unavailable`.
+//!
+//! With a stall limit ([`Writer::with_stall_limit`], PostgreSQL's `statement_timeout`), a
+//! caller stops waiting with `Unavailable` once the batch in progress has gone longer than
+//! the limit without finishing a job (the database is not answering: a hung connection, a
+//! cut network), however long the queue ahead of it was; a writer that keeps making
+//! progress, even through a long batch, is waited for. The work
+//! may still commit later, when the database answers again.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -137,6 +146,11 @@ impl Default for Hooks {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
+    /// When the batch in progress started or last finished a job (ms since the epoch);
+    /// 0 while idle.
+    busy_since: Arc<AtomicI64>,
+    /// Past this, a batch in progress counts as stalled (see the module's docs).
+    stall_after: Option<Duration>,
 }
 
 impl Writer {
@@ -144,10 +158,54 @@ impl Writer {
     /// [`Hooks`].
     pub fn start<O: Opener>(opener: O, conn: O::Owned, hooks: Hooks) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Queued>(QUEUE_DEPTH);
+        let busy_since = Arc::new(AtomicI64::new(0));
+        let busy = busy_since.clone();
         std::thread::Builder::new()
             .name("tidings-store-writer".into())
-            .spawn(move || run(opener, Some(conn), rx, hooks))?;
-        Ok(Writer { tx })
+            .spawn(move || run(opener, Some(conn), rx, hooks, busy))?;
+        Ok(Writer {
+            tx,
+            busy_since,
+            stall_after: None,
+        })
+    }
+
+    /// Callers stop waiting once a batch has been in progress longer than `limit`.
+    pub fn with_stall_limit(mut self, limit: Duration) -> Writer {
+        self.stall_after = Some(limit);
+        self
+    }
+
+    /// Whether the batch in progress has gone past the stall limit without progress.
+    fn stalled(&self, limit: Duration) -> bool {
+        let since = self.busy_since.load(Ordering::Relaxed);
+        since != 0 && now_ms() - since > limit.as_millis() as i64
+    }
+
+    /// Waits for `fut` (a send and its answer), or until the writer stalls.
+    async fn within<R>(
+        &self,
+        fut: impl std::future::Future<Output = R>,
+        on_stall: impl FnOnce(StoreError) -> R,
+    ) -> R {
+        let Some(limit) = self.stall_after else {
+            return fut.await;
+        };
+        let tick = (limit / 5).max(Duration::from_millis(20));
+        tokio::pin!(fut);
+        loop {
+            match tokio::time::timeout(tick, &mut fut).await {
+                Ok(r) => return r,
+                Err(_) if self.stalled(limit) => {
+                    metrics::counter!("tidings_store_stalled_total").increment(1);
+                    return on_stall(StoreError::Unavailable(format!(
+                        "the database did not answer within {} ms",
+                        limit.as_millis()
+                    )));
+                }
+                Err(_) => {}
+            }
+        }
     }
 
     /// Runs `f` in the next group commit and returns its result once committed.
@@ -196,19 +254,24 @@ impl Writer {
             }));
             answers.push(done_rx);
         }
-        let sent = self.tx.send(Queued::Many(jobs)).await.is_ok();
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            results.push(if sent {
-                answer
-                    .await
-                    .map_err(|_| stopped_before_commit())
-                    .and_then(|r| r)
-            } else {
-                Err(stopped())
-            });
-        }
-        results
+        let n = answers.len();
+        let all = async move {
+            let sent = self.tx.send(Queued::Many(jobs)).await.is_ok();
+            let mut results = Vec::with_capacity(answers.len());
+            for answer in answers {
+                results.push(if sent {
+                    answer
+                        .await
+                        .map_err(|_| stopped_before_commit())
+                        .and_then(|r| r)
+                } else {
+                    Err(stopped())
+                });
+            }
+            results
+        };
+        self.within(all, |e| (0..n).map(|_| Err(e.clone())).collect())
+            .await
     }
 
     async fn queue<T, F>(&self, f: F, savepoint: bool) -> StoreResult<T>
@@ -217,17 +280,27 @@ impl Writer {
         F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
     {
         let (done, done_rx) = oneshot::channel::<StoreResult<T>>();
-        self.tx
-            .send(Queued::One(Box::new(WriteJob {
-                work: f,
-                done,
-                savepoint,
-                queued: Instant::now(),
-            })))
-            .await
-            .map_err(|_| stopped())?;
-        done_rx.await.map_err(|_| stopped_before_commit())?
+        let one = async move {
+            self.tx
+                .send(Queued::One(Box::new(WriteJob {
+                    work: f,
+                    done,
+                    savepoint,
+                    queued: Instant::now(),
+                })))
+                .await
+                .map_err(|_| stopped())?;
+            done_rx.await.map_err(|_| stopped_before_commit())?
+        };
+        self.within(one, Err).await
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn stopped() -> StoreError {
@@ -243,10 +316,12 @@ fn run<O: Opener>(
     mut conn: Option<O::Owned>,
     mut rx: mpsc::Receiver<Queued>,
     hooks: Hooks,
+    busy_since: Arc<AtomicI64>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut finishers: Vec<Finisher> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        busy_since.store(now_ms(), Ordering::Relaxed);
         first.append_to(&mut batch);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -266,6 +341,7 @@ fn run<O: Opener>(
                     for job in batch.drain(..) {
                         job.fail(e.clone());
                     }
+                    busy_since.store(0, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -284,6 +360,7 @@ fn run<O: Opener>(
             &mut finishers,
             &*hooks.before_batch,
             &*hooks.before_commit,
+            &busy_since,
         );
         metrics::histogram!("tidings_store_batch_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
@@ -296,6 +373,7 @@ fn run<O: Opener>(
         for finish in finishers.drain(..) {
             finish(outcome.clone().err());
         }
+        busy_since.store(0, Ordering::Relaxed);
     }
     tracing::debug!("store writer stopped");
 }
@@ -318,7 +396,9 @@ fn commit_batch(
     finishers: &mut Vec<Finisher>,
     before_batch: &dyn Fn(&Conn) -> StoreResult<()>,
     before_commit: &dyn Fn(&Conn) -> StoreResult<()>,
+    progress: &AtomicI64,
 ) -> StoreResult<()> {
+    let progressed = || progress.store(now_ms(), Ordering::Relaxed);
     let refuse_rest = |batch: &mut Vec<Box<dyn Job>>, err: &StoreError| {
         for job in batch.drain(..) {
             job.fail(err.clone());
@@ -344,6 +424,7 @@ fn commit_batch(
         let lean_from = (!job.savepoint()).then(|| conn.total_changes()).flatten();
         if let Some(before) = lean_from {
             let (ok, finish) = job.run(conn);
+            progressed();
             finishers.push(finish);
             if !ok && conn.total_changes() != Some(before) {
                 let err = StoreError::Internal(
@@ -365,6 +446,7 @@ fn commit_batch(
             return Err(err);
         }
         let (ok, finish) = job.run(conn);
+        progressed();
         finishers.push(finish);
         let end = if ok {
             control(conn, "RELEASE job")
@@ -380,10 +462,12 @@ fn commit_batch(
     }
     drop(iter);
     *batch = jobs;
+    progressed();
     if let Err(e) = before_commit(&conn) {
         let _ = conn.batch("ROLLBACK");
         return Err(e);
     }
+    progressed();
     if let Err(e) = conn.batch("COMMIT") {
         let _ = conn.batch("ROLLBACK");
         return Err(e);
@@ -416,6 +500,54 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .unwrap();
         Writer::start(InMemory, conn, Hooks::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_caller_stops_waiting_when_the_batch_in_progress_stalls() {
+        let w = writer().with_stall_limit(Duration::from_millis(100));
+        // The database "hangs" for 1.5 s inside a batch.
+        let hung = w.write(|_| {
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(())
+        });
+        let queued = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let started = Instant::now();
+            let r = w
+                .write(|c| c.execute("INSERT INTO t VALUES ('x')", &[]))
+                .await;
+            (r, started.elapsed())
+        };
+        let (first, (second, waited)) = tokio::join!(hung, queued);
+        assert!(
+            matches!(first, Err(StoreError::Unavailable(_))),
+            "{first:?}"
+        );
+        assert!(
+            matches!(second, Err(StoreError::Unavailable(_))),
+            "{second:?}"
+        );
+        assert!(
+            waited < Duration::from_millis(1000),
+            "gave up after {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_keeps_committing_is_waited_for() {
+        let w = writer().with_stall_limit(Duration::from_millis(100));
+        // Twenty batches of 20 ms each: longer than the limit in all, none stalled.
+        let mut last = Ok(0);
+        for i in 0..20 {
+            last = w
+                .write(move |c| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    c.execute("INSERT INTO t VALUES (?1)", crate::params![format!("k{i}")])
+                })
+                .await;
+            assert!(last.is_ok(), "{last:?}");
+        }
+        assert_eq!(last.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -89,6 +89,14 @@ impl Server {
                 {
                     env.push(("TIDINGS_DATABASE_LEASE".into(), "4s".into()));
                 }
+                // Test machines run many servers on few cores: a batch may take longer
+                // than the 1 s default there. Tests of the timeout itself set their own.
+                if !env
+                    .iter()
+                    .any(|(k, _)| k == "TIDINGS_DATABASE_STATEMENT_TIMEOUT")
+                {
+                    env.push(("TIDINGS_DATABASE_STATEMENT_TIMEOUT".into(), "3s".into()));
+                }
                 Some(schema)
             }
             _ => None,

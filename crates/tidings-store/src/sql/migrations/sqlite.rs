@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
+    (6, "lease tokens", V6),
 ];
 
 const V1: &str = r#"
@@ -308,6 +309,14 @@ CREATE TABLE ended_sessions (
     id TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+"#;
+
+/// Lease tokens: every claim of a delivery bumps `lease_token`, and an outcome is written
+/// only where the token is still the one its node claimed with, so a node that lost its
+/// lease (another node took the delivery over) changes nothing. Unused on SQLite, where
+/// one process owns every delivery, but kept so both schemas stay alike.
+const V6: &str = r#"
+ALTER TABLE deliveries ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Applies every migration newer than the database's version.
