@@ -216,19 +216,30 @@ impl Config {
         file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, String> {
-        let mut doc: toml::Table = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| format!("config {} is not valid TOML: {e}", path.display()))?
+                Config::parse(Some(&text), &format!("config {}", path.display()), env)
             }
+            None => Config::parse(None, "configuration", env),
+        }
+    }
+
+    /// Parses config file text (if any; `what` names it in errors), then applies
+    /// `TIDINGS_*` overrides from `env` and validates the result.
+    pub fn parse(
+        text: Option<&str>,
+        what: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut doc: toml::Table = match text {
+            Some(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| format!("{what} is not valid TOML: {e}"))?,
             None => toml::Table::new(),
         };
         apply_env(&mut doc, env)?;
-        let what = file
-            .map(|p| format!("config {}", p.display()))
-            .unwrap_or_else(|| "configuration".into());
         let cfg: Config = toml::Value::Table(doc)
             .try_into()
             .map_err(|e: toml::de::Error| format!("{what}: {}", e.message()))?;
