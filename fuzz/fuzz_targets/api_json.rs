@@ -28,7 +28,10 @@ fn depth(v: &serde_json::Value) -> usize {
 
 fuzz_target!(|data: &[u8]| {
     match parse_json::<serde_json::Value>(data) {
-        Ok(v) => assert!(depth(&v) <= MAX_JSON_DEPTH, "a document deeper than the limit passed"),
+        Ok(v) => assert!(
+            depth(&v) <= MAX_JSON_DEPTH,
+            "a document deeper than the limit passed"
+        ),
         Err(p) => assert_eq!(p.status, 400),
     }
     if let Err(p) = parse_json::<Body>(data) {

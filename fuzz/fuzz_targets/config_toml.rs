@@ -22,12 +22,20 @@ fn durations(c: &Config) -> Vec<(&'static str, Duration)> {
         ("events.max_future_skew", c.events.max_future_skew),
         ("socket_mode.ack_timeout", c.socket_mode.ack_timeout),
         ("socket_mode.ticket_ttl", c.socket_mode.ticket_ttl),
-        ("socket_mode.connection_lifetime", c.socket_mode.connection_lifetime),
+        (
+            "socket_mode.connection_lifetime",
+            c.socket_mode.connection_lifetime,
+        ),
         ("socket_mode.ping_interval", c.socket_mode.ping_interval),
         ("socket_mode.hold_time", c.socket_mode.hold_time),
         ("database.lease", c.database.lease),
     ];
-    v.extend(c.delivery.retry_schedule.iter().map(|d| ("delivery.retry_schedule", *d)));
+    v.extend(
+        c.delivery
+            .retry_schedule
+            .iter()
+            .map(|d| ("delivery.retry_schedule", *d)),
+    );
     v
 }
 

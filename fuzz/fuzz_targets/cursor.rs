@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(key) = Cursor::decode(s) {
-        assert_eq!(Cursor::decode(&Cursor::encode(&key)).as_deref(), Some(key.as_str()));
+        assert_eq!(
+            Cursor::decode(&Cursor::encode(&key)).as_deref(),
+            Some(key.as_str())
+        );
     }
     if !s.is_empty() {
         assert_eq!(Cursor::decode(&Cursor::encode(s)).as_deref(), Some(s));

@@ -9,7 +9,10 @@ use tidings_core::publish;
 const MAX_EVENT_BYTES: usize = 4096;
 
 fn check(catalog: &Catalog, r: tidings_store::PublishRequest) {
-    assert!(r.event.get("type").is_some_and(serde_json::Value::is_string));
+    assert!(r
+        .event
+        .get("type")
+        .is_some_and(serde_json::Value::is_string));
     if let Some(t) = r.event_time {
         let _ = publish::check_event_time(t, 1_700_000_000, 72 * 3600, 300);
         let _ = publish::check_event_time(t, t, i64::MAX, i64::MAX);

@@ -27,9 +27,15 @@ pub fn event_fields(catalog: &Catalog, event: &Value) {
         };
         let (audience, channel) = publish::audience(kind, event);
         if audience == Audience::Conversation {
-            assert!(channel.is_some(), "a conversation audience names its conversation");
+            assert!(
+                channel.is_some(),
+                "a conversation audience names its conversation"
+            );
         }
-        for p in [&kind.channel_field, &kind.user_field].into_iter().flatten() {
+        for p in [&kind.channel_field, &kind.user_field]
+            .into_iter()
+            .flatten()
+        {
             let _ = publish::pointer_str(event, p);
             assert!(publish::pointer_field(p).starts_with("event."));
         }
