@@ -372,9 +372,18 @@ pub mod duration {
         parse(&s).map_err(serde::de::Error::custom)
     }
 
+    /// The longest duration a setting takes: 100 years (of 365.25 days, as "100y" reads).
+    /// The server adds durations to now in i64 milliseconds and seconds; a longer one would
+    /// overflow there (a retry due in the past, every event "too old").
+    pub const MAX: Duration = Duration::from_secs(3_155_760_000);
+
     pub fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))?;
+        if d > MAX {
+            return Err(format!("{s:?} is longer than 100 years"));
+        }
+        Ok(d)
     }
 
     /// The largest unit that states the duration exactly ("90s", "5m", "72h").
@@ -483,6 +492,21 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("postgres://"), "{e}");
         assert!(Config::load(None, env(&[pg])).is_ok());
+    }
+
+    #[test]
+    fn durations_longer_than_a_century_are_refused() {
+        // 300 million years is 9.5e18 ms: past i64::MAX, it wrapped to a retry due in the past.
+        for (key, value) in [
+            ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s", "300000000y"]"#),
+            ("TIDINGS_EVENTS_MAX_EVENT_AGE", "300000000000y"),
+            ("TIDINGS_SOCKET_MODE_HOLD_TIME", "101y"),
+        ] {
+            let e = Config::load(None, env(&[(key, value)])).unwrap_err();
+            assert!(e.contains("longer than 100 years"), "{key}: {e}");
+        }
+        let c = Config::load(None, env(&[("TIDINGS_EVENTS_MAX_EVENT_AGE", "100y")])).unwrap();
+        assert_eq!(c.events.max_event_age, duration::MAX);
     }
 
     #[test]
