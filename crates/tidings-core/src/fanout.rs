@@ -148,19 +148,22 @@ pub fn delivery_authorization(
         .next()
 }
 
-/// User ids mentioned as `<@U123>` or `<@U123|name>` in message text.
+/// User ids mentioned as `<@U123>` or `<@U123|name>` in message text (or `<@U123` at its
+/// very end).
+///
+/// Linear in the text: after each `<@` only the id's own characters are read, never the
+/// rest of the text in search of a `>` (which made a text of many `<@` quadratic).
 pub fn mentions(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("<@") {
         rest = &rest[i + 2..];
-        let end = rest.find(['>', '|']).unwrap_or(rest.len());
-        let id = &rest[..end];
-        if !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        {
+        let len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            .count();
+        let (id, after) = rest.split_at(len);
+        if !id.is_empty() && matches!(after.bytes().next(), None | Some(b'>' | b'|')) {
             out.push(id.to_string());
         }
     }

@@ -226,19 +226,30 @@ impl Config {
         file: Option<&std::path::Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, String> {
-        let mut doc: toml::Table = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| format!("config {} is not valid TOML: {e}", path.display()))?
+                Config::parse(Some(&text), &format!("config {}", path.display()), env)
             }
+            None => Config::parse(None, "configuration", env),
+        }
+    }
+
+    /// Parses config file text (if any; `what` names it in errors), then applies
+    /// `TIDINGS_*` overrides from `env` and validates the result.
+    pub fn parse(
+        text: Option<&str>,
+        what: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
+        let mut doc: toml::Table = match text {
+            Some(text) => text
+                .parse::<toml::Table>()
+                .map_err(|e| format!("{what} is not valid TOML: {e}"))?,
             None => toml::Table::new(),
         };
         apply_env(&mut doc, env)?;
-        let what = file
-            .map(|p| format!("config {}", p.display()))
-            .unwrap_or_else(|| "configuration".into());
         let cfg: Config = toml::Value::Table(doc)
             .try_into()
             .map_err(|e: toml::de::Error| format!("{what}: {}", e.message()))?;
@@ -378,9 +389,18 @@ pub mod duration {
         parse(&s).map_err(serde::de::Error::custom)
     }
 
+    /// The longest duration a setting takes: 100 years (of 365.25 days, as "100y" reads).
+    /// The server adds durations to now in i64 milliseconds and seconds; a longer one would
+    /// overflow there (a retry due in the past, every event "too old").
+    pub const MAX: Duration = Duration::from_secs(3_155_760_000);
+
     pub fn parse(s: &str) -> Result<Duration, String> {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?} is not a duration like \"3s\", \"1m\" or \"72h\": {e}"))?;
+        if d > MAX {
+            return Err(format!("{s:?} is longer than 100 years"));
+        }
+        Ok(d)
     }
 
     /// The largest unit that states the duration exactly ("90s", "5m", "72h").
@@ -489,6 +509,21 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("postgres://"), "{e}");
         assert!(Config::load(None, env(&[pg])).is_ok());
+    }
+
+    #[test]
+    fn durations_longer_than_a_century_are_refused() {
+        // 300 million years is 9.5e18 ms: past i64::MAX, it wrapped to a retry due in the past.
+        for (key, value) in [
+            ("TIDINGS_DELIVERY_RETRY_SCHEDULE", r#"["0s", "300000000y"]"#),
+            ("TIDINGS_EVENTS_MAX_EVENT_AGE", "300000000000y"),
+            ("TIDINGS_SOCKET_MODE_HOLD_TIME", "101y"),
+        ] {
+            let e = Config::load(None, env(&[(key, value)])).unwrap_err();
+            assert!(e.contains("longer than 100 years"), "{key}: {e}");
+        }
+        let c = Config::load(None, env(&[("TIDINGS_EVENTS_MAX_EVENT_AGE", "100y")])).unwrap();
+        assert_eq!(c.events.max_event_age, duration::MAX);
     }
 
     #[test]

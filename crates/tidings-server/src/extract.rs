@@ -137,19 +137,17 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let q = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
-        serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                Problem::invalid_field(&path, e.into_inner().to_string())
-            })
+        parse_query(parts.uri.query().unwrap_or("")).map(ApiQuery)
     }
 }
 
-fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(q.as_bytes())
+/// Parses a query string (without the `?`) into `T`, naming the offending parameter.
+pub fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, Problem> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        Problem::invalid_field(&path, e.into_inner().to_string())
+    })
 }
 
 /// `?limit=&cursor=` for every list.
@@ -164,28 +162,31 @@ struct PagingQuery {
 impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, Problem> {
-        let ApiQuery(q) = ApiQuery::<PagingQuery>::from_request_parts(parts, s).await?;
-        // An empty `cursor=` is the first page (as an empty `next_cursor` ends a listing);
-        // an empty `limit=` is not a number.
-        let limit = match q.limit.as_deref() {
-            None => None,
-            Some(l) => Some(
-                l.parse::<i64>()
-                    .map_err(|_| Problem::invalid_field("limit", "must be a whole number"))?,
-            ),
-        };
-        PageRequest::parse(limit, q.cursor.as_deref())
-            .map(Paging)
-            .map_err(|m| {
-                let field = if m.starts_with("limit") {
-                    "limit"
-                } else {
-                    "cursor"
-                };
-                Problem::invalid_field(field, m)
-            })
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        parse_paging(parts.uri.query().unwrap_or("")).map(Paging)
     }
+}
+
+/// The `limit` and `cursor` of a query string (without the `?`), checked.
+pub fn parse_paging(q: &str) -> Result<PageRequest, Problem> {
+    let q: PagingQuery = parse_query(q)?;
+    // An empty `cursor=` is the first page (as an empty `next_cursor` ends a listing); an
+    // empty `limit=` is not a number.
+    let limit = match q.limit.as_deref() {
+        None => None,
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| Problem::invalid_field("limit", "must be a whole number"))?,
+        ),
+    };
+    PageRequest::parse(limit, q.cursor.as_deref()).map_err(|m| {
+        let field = if m.starts_with("limit") {
+            "limit"
+        } else {
+            "cursor"
+        };
+        Problem::invalid_field(field, m)
+    })
 }
 
 #[cfg(test)]

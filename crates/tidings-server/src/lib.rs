@@ -8,6 +8,8 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod observe;
 pub mod revocation;
 pub mod socket;

@@ -13,7 +13,7 @@ pub mod sql;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
-pub use page::{Cursor, Page, PageRequest};
+pub use page::{Cursor, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 pub use sql::handoff::HandoffSink;
 pub use sql::postgres::PgOptions;
 pub use sql::SqlStore;

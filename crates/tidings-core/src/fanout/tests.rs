@@ -245,3 +245,15 @@ fn mentions_ignore_malformed_references() {
     );
     assert!(mentions("no mentions").is_empty());
 }
+
+#[test]
+fn mentions_read_only_the_ids_not_the_rest_of_the_text() {
+    // Half a million `<@` without a `>`: each used to search the rest of the text for one
+    // (10^11 bytes read, minutes in a debug build); now each reads only its id.
+    let text = "<@".repeat(500_000);
+    assert!(mentions(&text).is_empty());
+    let text = format!("{}<@U1>", "<@U".repeat(300_000));
+    assert_eq!(mentions(&text), vec!["U1"]);
+    assert_eq!(mentions("<@U1"), vec!["U1"], "at the very end of the text");
+    assert_eq!(mentions("<@U1 x> <@U2x> <@U3|>"), vec!["U3"]);
+}

@@ -39,7 +39,7 @@ pub struct PublishBody {
 }
 
 /// Shape checks that need no store; the store checks references.
-fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Problem> {
+pub(crate) fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishRequest, Problem> {
     if !ids::is_valid(IdKind::Team, &b.team_id) {
         return Err(Problem::from(PublishRefusal::unprocessable(
             "unknown_team",
@@ -146,7 +146,7 @@ pub struct BatchBody {
     /// is checked on its own: one that does not fit gets its own `error` in `results`, and
     /// the others are published, so the items are any JSON values here.
     #[schema(value_type = Vec<Value>, min_items = 1, max_items = 1000)]
-    events: Vec<Box<serde_json::value::RawValue>>,
+    pub(crate) events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// The outcome of each event of a batch, in the order of the events.

@@ -97,6 +97,20 @@ fn range(
     })
 }
 
+/// The range of an events query string as the handler reads it (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn events_query_range(q: &str) -> Result<InsightRange, Problem> {
+    let q: EventsQuery = crate::extract::parse_query(q)?;
+    range(q.team_id, q.from, q.to, q.granularity.as_deref())
+}
+
+/// The range of a deliveries query string as the handler reads it (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn deliveries_query_range(q: &str) -> Result<InsightRange, Problem> {
+    let q: DeliveriesQuery = crate::extract::parse_query(q)?;
+    range(q.app_id, q.from, q.to, q.granularity.as_deref())
+}
+
 /// What every insights answer starts with: the scope, and the range widened to whole
 /// buckets.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@
 mod auth_test;
 mod authorizations;
 mod connections;
-mod params;
+pub(crate) mod params;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
