@@ -12,7 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidings_core::policy::{self, MinuteWindow};
-use tidings_store::Store;
+use tidings_store::{AppUpdate, Store, StoreError};
+
+/// How many times a disable is decided again when the app changed under it, and the
+/// pause between tries (an operator busy with the app gets ahead of it for a moment).
+const DISABLE_TRIES: usize = 50;
+const DISABLE_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
@@ -132,42 +137,68 @@ impl Health {
                 && policy::should_disable(s, f, e, self.cfg.min_success_ratio, self.cfg.min_events)
             {
                 h.disabling = true;
-                Some((s, f))
+                true
             } else {
-                None
+                false
             }
         };
-        if let Some((s, f)) = verdict {
-            let reason = format!(
-                "more than {:.0}% of delivery attempts failed in the last {} ({} of {})",
-                (1.0 - self.cfg.min_success_ratio) * 100.0,
-                policy::format_duration(self.cfg.window),
-                f,
-                s + f
-            );
+        if verdict {
             let (store, app, me) = (store.clone(), app_id.to_string(), self.clone());
-            tokio::spawn(async move { me.disable(store, app, reason).await });
+            tokio::spawn(async move { me.disable(store, app).await });
         }
     }
 
-    async fn disable(&self, store: Arc<dyn Store>, app_id: String, reason: String) {
-        match store.get_app(&app_id).await {
-            Ok(Some(mut app)) if app.events_enabled => {
-                app.events_enabled = false;
-                app.disabled_reason = Some(reason.clone());
-                app.disabled_at = Some(now_minute() * 60);
-                match store.update_app(app).await {
-                    Ok(_) => {
-                        tracing::warn!(app = %app_id, reason = %reason, "event subscriptions disabled");
-                        metrics::counter!("tidings_apps_disabled_total").increment(1);
-                    }
-                    Err(e) => {
-                        tracing::error!(app = %app_id, error = %e, "cannot disable an unhealthy app")
-                    }
+    /// Why the rule disables an app with `s` successful and `f` failed attempts.
+    fn reason(&self, s: u64, f: u64) -> String {
+        format!(
+            "more than {:.0}% of delivery attempts failed in the last {} ({} of {})",
+            (1.0 - self.cfg.min_success_ratio) * 100.0,
+            policy::format_duration(self.cfg.window),
+            f,
+            s + f
+        )
+    }
+
+    /// Disables the app with a compare-and-swap on the version read just before deciding
+    /// again: only the enable flag, reason and time are written (never a secret or URL
+    /// the operator changed), and only if nothing wrote the app since the read. On a
+    /// conflict the app is read and the rule decided again: an operator's enable clears
+    /// the window first, so a disable decided before it cannot undo it.
+    async fn disable(&self, store: Arc<dyn Store>, app_id: String) {
+        for _ in 0..DISABLE_TRIES {
+            let app = match store.get_app(&app_id).await {
+                Ok(Some(app)) if app.events_enabled => app,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(app = %app_id, error = %e, "cannot read an unhealthy app");
+                    break;
+                }
+            };
+            let (s, f, e) = self.window(&app_id);
+            if !policy::should_disable(s, f, e, self.cfg.min_success_ratio, self.cfg.min_events) {
+                break;
+            }
+            let reason = self.reason(s, f);
+            let update = AppUpdate {
+                expect_version: Some(app.version),
+                expect_events_enabled: Some(true),
+                events_enabled: Some(false),
+                disabled_reason: Some(Some(reason.clone())),
+                disabled_at: Some(Some(now_minute() * 60)),
+                ..AppUpdate::default()
+            };
+            match store.update_app(&app_id, update).await {
+                Ok(_) => {
+                    tracing::warn!(app = %app_id, reason = %reason, "event subscriptions disabled");
+                    metrics::counter!("tidings_apps_disabled_total").increment(1);
+                    break;
+                }
+                Err(StoreError::Stale(_)) => tokio::time::sleep(DISABLE_RETRY_PAUSE).await,
+                Err(e) => {
+                    tracing::error!(app = %app_id, error = %e, "cannot disable an unhealthy app");
+                    break;
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(app = %app_id, error = %e, "cannot read an unhealthy app"),
         }
         self.reset(&app_id);
     }

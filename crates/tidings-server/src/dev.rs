@@ -90,6 +90,7 @@ pub async fn seed(s: &AppState) -> Result<Option<DevCredentials>, String> {
             disabled_reason: None,
             disabled_at: None,
             created_at: 0,
+            version: 0,
         })
         .await
         .map_err(e)?;

@@ -115,6 +115,7 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             created_at: 0,
+            version: 0,
         }
     }
 

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
+    (6, "app versions", V6),
 ];
 
 const V1: &str = r#"
@@ -300,6 +301,11 @@ CREATE TABLE ended_sessions (
     id TEXT COLLATE "C" PRIMARY KEY,
     expires_at BIGINT NOT NULL
 );
+"#;
+
+/// See [`super::sqlite`]'s V6: the apps' write version.
+const V6: &str = r#"
+ALTER TABLE apps ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 "#;
 
 /// Applies every migration newer than the database's version.

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
+    (6, "app versions", V6),
 ];
 
 const V1: &str = r#"
@@ -308,6 +309,13 @@ CREATE TABLE ended_sessions (
     id TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+"#;
+
+/// Apps carry a version bumped by every write, so writes decided on what was read can be
+/// compare-and-swap (`UPDATE … WHERE id = ? AND version = ?`): a stale decision (the
+/// health rule's disable, a PATCH whose URL changed meanwhile) writes nothing.
+const V6: &str = r#"
+ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 "#;
 
 /// Applies every migration newer than the database's version.
