@@ -256,3 +256,68 @@ async fn the_health_rule_and_an_operator_changing_the_app_lose_nothing_of_each_o
         assert_eq!(a["signing_secret"], secret, "round {round}: {a}");
     }
 }
+
+#[tokio::test]
+async fn two_patches_racing_to_replace_the_request_url_write_one_and_refuse_the_other() {
+    let s = Arc::new(Server::start());
+    let first = Receiver::start().await;
+    s.app_in_channel(json!({"id": "A01", "name": "A01", "request_url": first.url, "bot_events": ["message.channels"]}))
+        .await;
+    let (a, b) = (
+        slow_verifier(Duration::from_millis(600)).await,
+        slow_verifier(Duration::from_millis(1200)).await,
+    );
+    let send = |url: String| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.admin("PATCH", "/apps/A01", Some(json!({ "request_url": url })))
+                .await
+        })
+    };
+    let (pa, pb) = (send(a.url.clone()), send(b.url.clone()));
+    let ((sa, ra), (sb, rb)) = (pa.await.unwrap(), pb.await.unwrap());
+    assert_eq!(sa, 200, "{ra}");
+    assert_eq!(sb, 409, "the slower one replaced a URL that was no longer there: {rb}");
+    assert_eq!(rb["type"], "urn:tidings:problem:conflict", "{rb}");
+    let now = app(&s, "A01").await;
+    assert_eq!(now["request_url"], a.url.as_str(), "{now}");
+}
+
+#[tokio::test]
+async fn an_if_match_patch_applies_only_to_the_version_it_names() {
+    let s = Server::start();
+    let (st, _) = s
+        .admin("POST", "/apps", Some(json!({"id": "A01", "name": "one"})))
+        .await;
+    assert_eq!(st, 201);
+    let url = format!("{}/admin/v1/apps/A01", s.url);
+    let res = Server::client()
+        .get(&url)
+        .bearer_auth(support::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let tag = res.headers()["etag"].to_str().unwrap().to_string();
+    let send = |tag: String, name: &'static str| {
+        Server::client()
+            .patch(&url)
+            .bearer_auth(support::ADMIN)
+            .header("if-match", tag)
+            .json(&json!({ "name": name }))
+            .send()
+    };
+    let ok = send(tag.clone(), "two").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let new_tag = ok.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_tag, tag, "every write moves the ETag");
+    // A rotation meanwhile moves it too: a PATCH made on the read before it is refused.
+    rotate(&s, "A01").await;
+    let stale = send(new_tag, "three").await.unwrap();
+    assert_eq!(stale.status(), 412);
+    let problem: Value = stale.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:tidings:problem:precondition_failed");
+    assert_eq!(app(&s, "A01").await["name"], "two");
+    let any = send("*".into(), "four").await.unwrap();
+    assert_eq!(any.status(), 200);
+    assert_eq!(app(&s, "A01").await["name"], "four");
+}

@@ -219,7 +219,7 @@ async fn concurrent_writers_of_different_columns_each_keep_their_last_value() {
                         0 => u.name = Some(format!("name-{i}")),
                         1 => u.signing_secret = Some(format!("secret-{i}")),
                         2 => u.bot_events = Some(vec![format!("type-{i}")]),
-                        _ => u.socket_mode = Some(i % 2 == 0),
+                        _ => u.socket_mode = Some(i.is_multiple_of(2)),
                     }
                     store.update_app("A1", u).await.unwrap();
                 }
@@ -232,7 +232,7 @@ async fn concurrent_writers_of_different_columns_each_keep_their_last_value() {
         assert_eq!(a.name, format!("name-{}", N - 1));
         assert_eq!(a.signing_secret, format!("secret-{}", N - 1));
         assert_eq!(a.bot_events, vec![format!("type-{}", N - 1)]);
-        assert!(a.socket_mode == ((N - 1) % 2 == 0));
+        assert_eq!(a.socket_mode, (N - 1).is_multiple_of(2));
         assert_eq!(
             a.version,
             1 + 4 * N as i64,
