@@ -150,6 +150,10 @@ pub struct App {
     /// the JSON body.
     #[serde(skip)]
     pub version: i64,
+    /// When an operator last re-enabled events (Unix milliseconds): the health rule counts
+    /// no attempt from before it. Not part of the JSON body.
+    #[serde(skip)]
+    pub enabled_at_ms: Option<Timestamp>,
 }
 
 /// A column-scoped change to an app: only the `Some` fields are written, so two writers
@@ -175,6 +179,7 @@ pub struct AppUpdate {
     pub events_enabled: Option<bool>,
     pub disabled_reason: Option<Option<String>>,
     pub disabled_at: Option<Option<Timestamp>>,
+    pub enabled_at_ms: Option<Option<Timestamp>>,
 }
 
 impl AppUpdate {
@@ -195,6 +200,7 @@ impl AppUpdate {
             events_enabled,
             disabled_reason,
             disabled_at,
+            enabled_at_ms,
         } = self;
         name.is_none()
             && request_url.is_none()
@@ -207,6 +213,7 @@ impl AppUpdate {
             && events_enabled.is_none()
             && disabled_reason.is_none()
             && disabled_at.is_none()
+            && enabled_at_ms.is_none()
     }
 }
 

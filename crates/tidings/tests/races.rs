@@ -277,7 +277,10 @@ async fn two_patches_racing_to_replace_the_request_url_write_one_and_refuse_the_
     let (pa, pb) = (send(a.url.clone()), send(b.url.clone()));
     let ((sa, ra), (sb, rb)) = (pa.await.unwrap(), pb.await.unwrap());
     assert_eq!(sa, 200, "{ra}");
-    assert_eq!(sb, 409, "the slower one replaced a URL that was no longer there: {rb}");
+    assert_eq!(
+        sb, 409,
+        "the slower one replaced a URL that was no longer there: {rb}"
+    );
     assert_eq!(rb["type"], "urn:tidings:problem:conflict", "{rb}");
     let now = app(&s, "A01").await;
     assert_eq!(now["request_url"], a.url.as_str(), "{now}");
@@ -320,4 +323,46 @@ async fn an_if_match_patch_applies_only_to_the_version_it_names() {
     let any = send("*".into(), "four").await.unwrap();
     assert_eq!(any.status(), 200);
     assert_eq!(app(&s, "A01").await["name"], "four");
+}
+
+/// The windows are rebuilt from the store at start (and every few seconds when nodes
+/// share it): the failures that disabled the app are still there after the operator's
+/// enable, and must not count against it again.
+#[tokio::test]
+async fn an_enable_is_not_undone_by_attempts_made_before_it() {
+    let s = Server::start_with(&[
+        ("TIDINGS_HEALTH_MIN_EVENTS", "3"),
+        ("TIDINGS_DELIVERY_RETRY_SCHEDULE", "[]"),
+    ]);
+    let failing = Receiver::with(Arc::new(|h: &Hit, _| {
+        if h.is_verification() {
+            Reply::default()
+        } else {
+            Reply::status(500)
+        }
+    }))
+    .await;
+    s.app_in_channel(json!({"id": "A01", "name": "A01", "request_url": failing.url, "bot_events": ["message.channels"]}))
+        .await;
+    for i in 0..3 {
+        s.say(&format!("m{i}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app(&s, "A01").await["events_enabled"] != false {
+        assert!(Instant::now() < deadline, "never disabled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (st, _) = s.admin("POST", "/apps/A01/events/enable", None).await;
+    assert_eq!(st, 200);
+
+    // A restart rebuilds the windows from the store, the three failures included.
+    let s = s.restart();
+    let ev = s.say("one more failure").await;
+    s.wait_status(&ev, "failed").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = app(&s, "A01").await;
+    assert_eq!(
+        a["events_enabled"], true,
+        "one failure since the enable is below min_events: {a}"
+    );
 }

@@ -184,6 +184,7 @@ pub async fn create_app(
         disabled_at: None,
         created_at: 0,
         version: 0,
+        enabled_at_ms: None,
     };
     if let Some(url) = app.request_url.clone() {
         verify(&s, &app, &url).await?;
@@ -211,6 +212,12 @@ pub async fn app_in_path(s: &AppState, app: &str) -> Result<App, Problem> {
         .get_app(app)
         .await?
         .ok_or_else(|| Problem::not_found(format!("app {app} does not exist")))
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The app's `ETag`: its version, which every write bumps.
@@ -404,6 +411,7 @@ pub async fn enable_events(
         events_enabled: Some(true),
         disabled_reason: Some(None),
         disabled_at: Some(None),
+        enabled_at_ms: Some(Some(unix_now_ms())),
         ..AppUpdate::default()
     };
     let a = s.store.update_app(&app, u).await?;

@@ -116,6 +116,7 @@ mod tests {
             disabled_at: None,
             created_at: 0,
             version: 0,
+            enabled_at_ms: None,
         }
     }
 

@@ -29,7 +29,7 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
     a.version = 1;
     c.execute(
         &format!(
-            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             rows::APP
         ),
         params![
@@ -47,7 +47,8 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
             a.disabled_reason,
             a.disabled_at,
             a.created_at,
-            a.version
+            a.version,
+            a.enabled_at_ms
         ],
     )?;
     Ok(a)
@@ -99,6 +100,9 @@ pub fn update_app(c: &Conn, id: &str, u: AppUpdate) -> StoreResult<App> {
     }
     if let Some(v) = &u.disabled_at {
         set("disabled_at", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.enabled_at_ms {
+        set("enabled_at_ms", v.to_param(), &mut args);
     }
     let mut guards = vec!["id = ?1".to_string()];
     if let Some(v) = &u.expect_version {

@@ -53,6 +53,7 @@ fn app(id: &str) -> App {
         disabled_at: None,
         created_at: 0,
         version: 0,
+        enabled_at_ms: None,
     }
 }
 

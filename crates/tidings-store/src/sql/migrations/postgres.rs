@@ -303,9 +303,10 @@ CREATE TABLE ended_sessions (
 );
 "#;
 
-/// See [`super::sqlite`]'s V6: the apps' write version.
+/// See [`super::sqlite`]'s V6: the apps' write version and last operator enable.
 const V6: &str = r#"
 ALTER TABLE apps ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE apps ADD COLUMN enabled_at_ms BIGINT;
 "#;
 
 /// Applies every migration newer than the database's version.

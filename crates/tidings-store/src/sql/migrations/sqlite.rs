@@ -313,9 +313,12 @@ CREATE TABLE ended_sessions (
 
 /// Apps carry a version bumped by every write, so writes decided on what was read can be
 /// compare-and-swap (`UPDATE … WHERE id = ? AND version = ?`): a stale decision (the
-/// health rule's disable, a PATCH whose URL changed meanwhile) writes nothing.
+/// health rule's disable, a PATCH whose URL changed meanwhile) writes nothing. And when an
+/// operator last re-enabled events: the health rule (on every node) counts no attempt
+/// from before it.
 const V6: &str = r#"
 ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE apps ADD COLUMN enabled_at_ms INTEGER;
 "#;
 
 /// Applies every migration newer than the database's version.
