@@ -310,11 +310,8 @@ pub async fn update_app(
     ApiJson(p): ApiJson<AppPatch>,
 ) -> Result<Response, Problem> {
     let a = app_in_path(&s, &app).await?;
-    let mut u = AppUpdate {
-        expect_version: if_match(&headers, &a)?,
-        ..AppUpdate::default()
-    };
-    // Everything is validated before the (slow) verification.
+    let mut u = AppUpdate::default();
+    // Everything is validated before If-Match and the (slow) verification.
     if let Some(n) = p.name {
         u.name = Some(validate::name("name", &n)?);
     }
@@ -332,6 +329,7 @@ pub async fn update_app(
     if let Some(shape) = p.event_shape {
         u.event_shape = Some(event_shape(&shape)?);
     }
+    u.expect_version = if_match(&headers, &a)?;
     let mut verified_now = false;
     if let Some(url) = new_url.filter(|url| *url != a.request_url) {
         // A new URL is saved only once it answers the challenge; the old one stays otherwise.

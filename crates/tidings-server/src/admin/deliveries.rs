@@ -7,7 +7,7 @@ use tidings_core::ids::IdKind;
 use tidings_store::{Delivery, DeliveryFilter, DeliveryStatus, Page};
 
 use super::apps::app_in_path;
-use super::openapi::{AppPath, PageParams};
+use super::openapi::{AppPath, PageParams, PROBLEM_JSON};
 use super::validate;
 use crate::error::Problem;
 use crate::extract::{ApiQuery, Paging};
@@ -110,7 +110,10 @@ pub async fn get(
 #[utoipa::path(
     post, path = "/deliveries/{id}/redeliver", operation_id = "redeliver", tag = "deliveries",
     params(DeliveryPath),
-    responses((status = 200, description = "The delivery, pending again", body = Delivery)),
+    responses(
+        (status = 200, description = "The delivery, pending again", body = Delivery),
+        (status = 409, description = "The delivery is already pending", body = Problem, content_type = PROBLEM_JSON),
+    ),
 )]
 pub async fn redeliver(
     State(s): State<AppState>,
