@@ -90,6 +90,8 @@ pub async fn seed(s: &AppState) -> Result<Option<DevCredentials>, String> {
             disabled_reason: None,
             disabled_at: None,
             created_at: 0,
+            version: 0,
+            enabled_at_ms: None,
         })
         .await
         .map_err(e)?;

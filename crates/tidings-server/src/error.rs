@@ -55,6 +55,15 @@ impl Problem {
         Problem::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
+    /// 412: an `If-Match` that does not name the current version.
+    pub fn precondition_failed(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            detail,
+        )
+    }
+
     pub fn unprocessable(code: &str, detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
     }
@@ -108,7 +117,7 @@ impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Problem {
         match e {
             StoreError::NotFound(m) => Problem::not_found(m),
-            StoreError::Conflict(m) => Problem::conflict(m),
+            StoreError::Conflict(m) | StoreError::Stale(m) => Problem::conflict(m),
             StoreError::Invalid(m) => Problem::unprocessable("invalid", m),
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");

@@ -11,6 +11,10 @@ pub enum StoreError {
     /// The record exists already, or the change conflicts with stored state.
     #[error("{0}")]
     Conflict(String),
+    /// A compare-and-swap write found the row changed since it was read (nothing was
+    /// written): re-read and decide again, or tell the caller.
+    #[error("{0}")]
+    Stale(String),
     /// The change is well-formed but refused by a stored invariant.
     #[error("{0}")]
     Invalid(String),

@@ -60,8 +60,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- apps --------------------------------------------------------------------------
     async fn create_app(&self, app: App) -> StoreResult<App>;
-    /// Replaces the app's mutable fields (everything but id, created_at).
-    async fn update_app(&self, app: App) -> StoreResult<App>;
+    /// Writes the columns the update names (and only those), bumping the app's version;
+    /// `Stale` (nothing written) when a guard no longer holds, `NotFound` without the app.
+    /// There is no whole-row write: a writer that read the app cannot put back what
+    /// another changed meanwhile.
+    async fn update_app(&self, id: &str, update: AppUpdate) -> StoreResult<App>;
     async fn get_app(&self, id: &str) -> StoreResult<Option<App>>;
     async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>>;
 

@@ -145,6 +145,76 @@ pub struct App {
     pub disabled_at: Option<Timestamp>,
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
+    /// Bumped by every write to the row: what compare-and-swap writes
+    /// ([`AppUpdate::expect_version`]) and the operator API's `ETag` compare. Not part of
+    /// the JSON body.
+    #[serde(skip)]
+    pub version: i64,
+    /// When an operator last re-enabled events (Unix milliseconds): the health rule counts
+    /// no attempt from before it. Not part of the JSON body.
+    #[serde(skip)]
+    pub enabled_at_ms: Option<Timestamp>,
+}
+
+/// A column-scoped change to an app: only the `Some` fields are written, so two writers
+/// changing different fields cannot undo each other. Every write bumps the app's
+/// `version`. The `expect_*` guards make it a compare-and-swap: when the row no longer
+/// matches one, nothing is written and the store answers [`crate::StoreError::Stale`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppUpdate {
+    /// Write only if the app is still at this version (a decision made on what was read).
+    pub expect_version: Option<i64>,
+    /// Write only if the Request URL is still this one (`Some(None)`: still none).
+    pub expect_request_url: Option<Option<String>>,
+    /// Write only if `events_enabled` is still this.
+    pub expect_events_enabled: Option<bool>,
+    pub name: Option<String>,
+    pub request_url: Option<Option<String>>,
+    pub request_url_verified: Option<bool>,
+    pub socket_mode: Option<bool>,
+    pub bot_events: Option<Vec<String>>,
+    pub user_events: Option<Vec<String>>,
+    pub event_shape: Option<EventShape>,
+    pub signing_secret: Option<String>,
+    pub events_enabled: Option<bool>,
+    pub disabled_reason: Option<Option<String>>,
+    pub disabled_at: Option<Option<Timestamp>>,
+    pub enabled_at_ms: Option<Option<Timestamp>>,
+}
+
+impl AppUpdate {
+    /// Whether it changes nothing (it still bumps the version).
+    pub fn is_empty(&self) -> bool {
+        let AppUpdate {
+            expect_version: _,
+            expect_request_url: _,
+            expect_events_enabled: _,
+            name,
+            request_url,
+            request_url_verified,
+            socket_mode,
+            bot_events,
+            user_events,
+            event_shape,
+            signing_secret,
+            events_enabled,
+            disabled_reason,
+            disabled_at,
+            enabled_at_ms,
+        } = self;
+        name.is_none()
+            && request_url.is_none()
+            && request_url_verified.is_none()
+            && socket_mode.is_none()
+            && bot_events.is_none()
+            && user_events.is_none()
+            && event_shape.is_none()
+            && signing_secret.is_none()
+            && events_enabled.is_none()
+            && disabled_reason.is_none()
+            && disabled_at.is_none()
+            && enabled_at_ms.is_none()
+    }
 }
 
 /// An app-level (`xapp-`) token as listed; the secret itself is never stored.

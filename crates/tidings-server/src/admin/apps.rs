@@ -1,12 +1,13 @@
 //! Operator API: apps, their subscriptions, secrets and app-level tokens.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use tidings_core::ids::IdKind;
 use tidings_core::token::{self, TokenKind};
-use tidings_store::{App, AppToken, EventShape, NewAppToken, Page};
+use tidings_store::{App, AppToken, AppUpdate, EventShape, NewAppToken, Page, StoreError};
 
 use super::openapi::{AppPath, BotEventType, PageParams, UserEventType, PROBLEM_JSON};
 use super::validate;
@@ -182,6 +183,8 @@ pub async fn create_app(
         disabled_reason: None,
         disabled_at: None,
         created_at: 0,
+        version: 0,
+        enabled_at_ms: None,
     };
     if let Some(url) = app.request_url.clone() {
         verify(&s, &app, &url).await?;
@@ -211,78 +214,165 @@ pub async fn app_in_path(s: &AppState, app: &str) -> Result<App, Problem> {
         .ok_or_else(|| Problem::not_found(format!("app {app} does not exist")))
 }
 
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The app's `ETag`: its version, which every write bumps.
+fn etag(a: &App) -> String {
+    format!("\"{}\"", a.version)
+}
+
+/// The app as JSON with its `ETag`.
+fn with_etag(a: App) -> Response {
+    let tag = etag(&a);
+    let mut res = Json(a).into_response();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+/// What an `If-Match` asks for: `None` without one (or with `*`: any version of an app
+/// that exists); otherwise the version it names, or 412 when it names another than `a`'s.
+fn if_match(headers: &HeaderMap, a: &App) -> Result<Option<i64>, Problem> {
+    let values: Vec<&HeaderValue> = headers.get_all(header::IF_MATCH).iter().collect();
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let current = etag(a);
+    let mut any = false;
+    for v in values {
+        let Ok(text) = v.to_str() else {
+            continue;
+        };
+        for tag in text.split(',').map(str::trim) {
+            if tag == "*" {
+                any = true;
+            } else if tag == current {
+                return Ok(Some(a.version));
+            }
+        }
+    }
+    if any {
+        return Ok(None);
+    }
+    Err(Problem::precondition_failed(format!(
+        "If-Match does not name the app's current version: its ETag is {current}"
+    )))
+}
+
 #[utoipa::path(
     get, path = "/apps/{app}", operation_id = "get_app", tag = "apps",
     params(AppPath),
-    responses((status = 200, description = "The app", body = App)),
+    responses((status = 200, description = "The app", body = App,
+               headers(("ETag" = String, description = "The app's version; send it back in `If-Match` to PATCH only that version")))),
 )]
 pub async fn get_app(
     State(s): State<AppState>,
     Path(app): Path<String>,
-) -> Result<Json<App>, Problem> {
-    Ok(Json(app_in_path(&s, &app).await?))
+) -> Result<Response, Problem> {
+    Ok(with_etag(app_in_path(&s, &app).await?))
 }
 
+/// `If-Match` on PATCH.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatchHeader {
+    /// An `ETag` from GET or PATCH (or `*`): the PATCH applies only to that version of the
+    /// app, 412 otherwise.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
+/// Only the fields the PATCH names are written: a concurrent change to another field
+/// (a rotated secret, the health rule's disable) is kept. A new Request URL is written
+/// only if the URL it replaces is still the app's once the new one is verified.
 #[utoipa::path(
     patch, path = "/apps/{app}", operation_id = "update_app", tag = "apps",
-    params(AppPath),
+    params(AppPath, IfMatchHeader),
     request_body = AppPatch,
     responses(
-        (status = 200, description = "The app", body = App),
+        (status = 200, description = "The app", body = App,
+         headers(("ETag" = String, description = "The app's new version"))),
+        (status = 409, description = "The Request URL changed while the new one was being verified; nothing was written", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "`If-Match` does not name the app's current version; nothing was written", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "The new Request URL failed verification", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
 pub async fn update_app(
     State(s): State<AppState>,
     Path(app): Path<String>,
+    headers: HeaderMap,
     ApiJson(p): ApiJson<AppPatch>,
-) -> Result<Json<App>, Problem> {
-    let mut a = app_in_path(&s, &app).await?;
+) -> Result<Response, Problem> {
+    let a = app_in_path(&s, &app).await?;
+    let mut u = AppUpdate::default();
+    // Everything is validated before If-Match and the (slow) verification.
     if let Some(n) = p.name {
-        a.name = validate::name("name", &n)?;
+        u.name = Some(validate::name("name", &n)?);
     }
-    let mut verified_now = false;
-    if let Some(url) = p.request_url {
-        let url = url.as_deref().map(validate::request_url).transpose()?;
-        if url != a.request_url {
-            // A new URL is saved only once it answers the challenge; the old one stays otherwise.
-            if let Some(u) = &url {
-                verify(&s, &a, u).await?;
-                verified_now = true;
-            }
-            a.request_url_verified = url.is_some();
-            a.request_url = url;
-        }
-    }
-    let was_socket_mode = a.socket_mode;
-    if let Some(m) = p.socket_mode {
-        a.socket_mode = m;
-    }
+    let new_url = match p.request_url {
+        Some(url) => Some(url.as_deref().map(validate::request_url).transpose()?),
+        None => None,
+    };
+    u.socket_mode = p.socket_mode;
     if let Some(e) = p.bot_events {
-        a.bot_events = subscriptions(&s, "bot_events", &e, true)?;
+        u.bot_events = Some(subscriptions(&s, "bot_events", &e, true)?);
     }
     if let Some(e) = p.user_events {
-        a.user_events = subscriptions(&s, "user_events", &e, false)?;
+        u.user_events = Some(subscriptions(&s, "user_events", &e, false)?);
     }
     if let Some(shape) = p.event_shape {
-        a.event_shape = event_shape(&shape)?;
+        u.event_shape = Some(event_shape(&shape)?);
     }
-    let a = s.store.update_app(a).await?;
-    if was_socket_mode && !a.socket_mode {
+    u.expect_version = if_match(&headers, &a)?;
+    let mut verified_now = false;
+    if let Some(url) = new_url.filter(|url| *url != a.request_url) {
+        // A new URL is saved only once it answers the challenge; the old one stays otherwise.
+        if let Some(new) = &url {
+            verify(&s, &a, new).await?;
+            verified_now = true;
+        }
+        // Only over the URL this verification replaced: another PATCH may have set a
+        // different one meanwhile.
+        u.expect_request_url = Some(a.request_url.clone());
+        u.request_url_verified = Some(url.is_some());
+        u.request_url = Some(url);
+    }
+    let by_version = u.expect_version.is_some();
+    let updated = match s.store.update_app(&a.id, u).await {
+        Err(StoreError::Stale(_)) if by_version => {
+            return Err(Problem::precondition_failed(
+                "the app changed since the version If-Match names; nothing was written",
+            ))
+        }
+        Err(StoreError::Stale(_)) => {
+            return Err(Problem::conflict(
+                "the app's request_url changed while the new one was being verified; nothing was written: read the app and try again",
+            ))
+        }
+        other => other?,
+    };
+    if a.socket_mode && !updated.socket_mode {
         // Socket Mode turned off: tell the app's sockets and close them.
         let frame = tidings_core::socket_mode::disconnect(
             tidings_core::socket_mode::DisconnectReason::LinkDisabled,
             "tidings",
         );
-        s.engine.hub.close_app(&a.id, frame);
+        s.engine.hub.close_app(&updated.id, frame);
     }
-    if verified_now || was_socket_mode != a.socket_mode {
-        s.store.wake_app(&a.id).await?;
-        s.engine.dispatcher.wake([a.id.clone()]);
+    if verified_now || a.socket_mode != updated.socket_mode {
+        s.store.wake_app(&updated.id).await?;
+        s.engine.dispatcher.wake([updated.id.clone()]);
     }
-    Ok(Json(a))
+    Ok(with_etag(updated))
 }
 
+/// Writes only the secret: nothing else the app holds is read or written back.
 #[utoipa::path(
     post, path = "/apps/{app}/signing_secret/rotate", operation_id = "rotate_signing_secret",
     tag = "apps",
@@ -293,12 +383,17 @@ pub async fn rotate_signing_secret(
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<App>, Problem> {
-    let mut a = app_in_path(&s, &app).await?;
-    a.signing_secret = token::random_hex(16);
-    Ok(Json(s.store.update_app(a).await?))
+    validate::path_id(IdKind::App, "app", &app)?;
+    let u = AppUpdate {
+        signing_secret: Some(token::random_hex(16)),
+        ..AppUpdate::default()
+    };
+    Ok(Json(s.store.update_app(&app, u).await?))
 }
 
-/// Re-enables event subscriptions after an automatic disable.
+/// Re-enables event subscriptions after an automatic disable. The health rule's window
+/// is cleared first and its disable is a compare-and-swap on the app's version, so a
+/// disable decided before this enable cannot undo it.
 #[utoipa::path(
     post, path = "/apps/{app}/events/enable", operation_id = "enable_events", tag = "apps",
     params(AppPath),
@@ -308,12 +403,16 @@ pub async fn enable_events(
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<App>, Problem> {
-    let mut a = app_in_path(&s, &app).await?;
-    a.events_enabled = true;
-    a.disabled_reason = None;
-    a.disabled_at = None;
-    s.engine.health.reset(&a.id);
-    let a = s.store.update_app(a).await?;
+    validate::path_id(IdKind::App, "app", &app)?;
+    s.engine.health.reset(&app);
+    let u = AppUpdate {
+        events_enabled: Some(true),
+        disabled_reason: Some(None),
+        disabled_at: Some(None),
+        enabled_at_ms: Some(Some(unix_now_ms())),
+        ..AppUpdate::default()
+    };
+    let a = s.store.update_app(&app, u).await?;
     s.engine.dispatcher.wake([a.id.clone()]);
     Ok(Json(a))
 }
@@ -325,6 +424,7 @@ pub async fn enable_events(
     params(AppPath),
     responses(
         (status = 200, description = "The app, its Request URL verified", body = App),
+        (status = 409, description = "The Request URL changed while it was being verified; nothing was written", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "No Request URL, or it failed verification", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -332,13 +432,24 @@ pub async fn verify_request_url(
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<App>, Problem> {
-    let mut a = app_in_path(&s, &app).await?;
+    let a = app_in_path(&s, &app).await?;
     let url = a.request_url.clone().ok_or_else(|| {
         Problem::unprocessable("no_request_url", "the app has no request_url to verify")
     })?;
     verify(&s, &a, &url).await?;
-    a.request_url_verified = true;
-    let a = s.store.update_app(a).await?;
+    // Verified is about this URL: written only if it is still the app's.
+    let u = AppUpdate {
+        expect_request_url: Some(Some(url)),
+        request_url_verified: Some(true),
+        ..AppUpdate::default()
+    };
+    let a =
+        match s.store.update_app(&a.id, u).await {
+            Err(StoreError::Stale(_)) => return Err(Problem::conflict(
+                "the app's request_url changed while it was being verified; nothing was written",
+            )),
+            other => other?,
+        };
     s.store.wake_app(&a.id).await?;
     s.engine.dispatcher.wake([a.id.clone()]);
     Ok(Json(a))

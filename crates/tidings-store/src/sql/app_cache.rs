@@ -115,6 +115,8 @@ mod tests {
             disabled_reason: None,
             disabled_at: None,
             created_at: 0,
+            version: 0,
+            enabled_at_ms: None,
         }
     }
 

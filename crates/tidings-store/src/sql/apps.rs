@@ -2,7 +2,7 @@
 
 use tidings_core::ids::{self, IdKind};
 
-use super::conn::Conn;
+use super::conn::{Conn, Param, ToParam};
 use super::directory::{exists, get_user, insert_user, require_team};
 use super::{now, rows};
 use crate::model::*;
@@ -26,9 +26,10 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
         return Err(StoreError::Conflict(format!("app {} exists", a.id)));
     }
     a.created_at = now();
+    a.version = 1;
     c.execute(
         &format!(
-            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             rows::APP
         ),
         params![
@@ -45,38 +46,91 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
             a.events_enabled,
             a.disabled_reason,
             a.disabled_at,
-            a.created_at
+            a.created_at,
+            a.version,
+            a.enabled_at_ms
         ],
     )?;
     Ok(a)
 }
 
-pub fn update_app(c: &Conn, a: App) -> StoreResult<App> {
-    let n = c.execute(
-        "UPDATE apps SET name = ?2, request_url = ?3, request_url_verified = ?4, socket_mode = ?5,
-            bot_events = ?6, user_events = ?7, event_shape = ?8, signing_secret = ?9,
-            verification_token = ?10, events_enabled = ?11, disabled_reason = ?12, disabled_at = ?13
-         WHERE id = ?1",
-        params![
-            a.id,
-            a.name,
-            a.request_url,
-            a.request_url_verified,
-            a.socket_mode,
-            rows::to_json(&a.bot_events),
-            rows::to_json(&a.user_events),
-            a.event_shape.as_str(),
-            a.signing_secret,
-            a.verification_token,
-            a.events_enabled,
-            a.disabled_reason,
-            a.disabled_at
-        ],
-    )?;
-    if n == 0 {
-        return Err(StoreError::NotFound(format!("app {} does not exist", a.id)));
+/// Writes only the columns `u` names, and bumps the version, in one statement: two
+/// writers changing different columns cannot undo each other. With guards, the row must
+/// still match them (checked in the same statement, so no other write can come between):
+/// otherwise nothing is written and the answer is `Stale`.
+pub fn update_app(c: &Conn, id: &str, u: AppUpdate) -> StoreResult<App> {
+    let bot_events = u.bot_events.as_deref().map(rows::to_json);
+    let user_events = u.user_events.as_deref().map(rows::to_json);
+    let mut sets: Vec<String> = vec!["version = version + 1".into()];
+    let mut args: Vec<Param> = vec![id.to_param()];
+    fn column<'a>(sets: &mut Vec<String>, args: &mut Vec<Param<'a>>, col: &str, p: Param<'a>) {
+        args.push(p);
+        sets.push(format!("{col} = ?{}", args.len()));
     }
-    require_app(c, &a.id)
+    let mut set = |col: &str, p, args: &mut Vec<_>| column(&mut sets, args, col, p);
+    if let Some(v) = &u.name {
+        set("name", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.request_url {
+        set("request_url", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.request_url_verified {
+        set("request_url_verified", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.socket_mode {
+        set("socket_mode", v.to_param(), &mut args);
+    }
+    if let Some(v) = &bot_events {
+        set("bot_events", v.to_param(), &mut args);
+    }
+    if let Some(v) = &user_events {
+        set("user_events", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.event_shape {
+        set("event_shape", v.as_str().to_param(), &mut args);
+    }
+    if let Some(v) = &u.signing_secret {
+        set("signing_secret", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.events_enabled {
+        set("events_enabled", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.disabled_reason {
+        set("disabled_reason", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.disabled_at {
+        set("disabled_at", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.enabled_at_ms {
+        set("enabled_at_ms", v.to_param(), &mut args);
+    }
+    let mut guards = vec!["id = ?1".to_string()];
+    if let Some(v) = &u.expect_version {
+        args.push(v.to_param());
+        guards.push(format!("version = ?{}", args.len()));
+    }
+    if let Some(v) = &u.expect_request_url {
+        args.push(v.to_param());
+        guards.push(format!("request_url IS NOT DISTINCT FROM ?{}", args.len()));
+    }
+    if let Some(v) = &u.expect_events_enabled {
+        args.push(v.to_param());
+        guards.push(format!("events_enabled = ?{}", args.len()));
+    }
+    let sql = format!(
+        "UPDATE apps SET {} WHERE {}",
+        sets.join(", "),
+        guards.join(" AND ")
+    );
+    let n = c.execute(&sql, &args)?;
+    if n == 0 {
+        let now = require_app(c, id)?;
+        return Err(StoreError::Stale(format!(
+            "app {id} changed meanwhile (now at version {})",
+            now.version
+        )));
+    }
+    require_app(c, id)
 }
 
 pub fn create_app_token(c: &Conn, t: NewAppToken) -> StoreResult<AppToken> {
@@ -256,8 +310,11 @@ pub fn install(c: &Conn, i: NewInstallation) -> StoreResult<Installation> {
                 "UPDATE tokens SET revoked_at = ?2 WHERE installation_id = ?1 AND revoked_at IS NULL",
                 params![prev, now()],
             )?;
-            c.execute(
-                "UPDATE installations SET bot_user_id = ?2, bot_id = ?3, bot_scopes = ?4, user_scopes = ?5 WHERE id = ?1",
+            // Only while it is still installed: an uninstall that committed since the
+            // read above (another node) is not undone by writing over it.
+            let n = c.execute(
+                "UPDATE installations SET bot_user_id = ?2, bot_id = ?3, bot_scopes = ?4, user_scopes = ?5
+                 WHERE id = ?1 AND revoked_at IS NULL",
                 params![
                     prev,
                     bot_user_id,
@@ -266,6 +323,11 @@ pub fn install(c: &Conn, i: NewInstallation) -> StoreResult<Installation> {
                     rows::to_json(&i.user_scopes)
                 ],
             )?;
+            if n == 0 {
+                return Err(StoreError::Stale(format!(
+                    "installation {prev} was uninstalled meanwhile; install again"
+                )));
+            }
             prev
         }
         None => {
@@ -325,10 +387,17 @@ pub fn uninstall(c: &Conn, app_id: &str, id: &str) -> StoreResult<Installation> 
         )));
     }
     let t = now();
-    c.execute(
-        "UPDATE installations SET revoked_at = ?2 WHERE id = ?1",
+    // Guarded like the check above, in the statement: a concurrent uninstall (another
+    // node) keeps its time, and this one answers as if it came second.
+    let n = c.execute(
+        "UPDATE installations SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         params![id, t],
     )?;
+    if n == 0 {
+        return Err(StoreError::Conflict(format!(
+            "installation {id} is already uninstalled"
+        )));
+    }
     c.execute(
         "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE installation_id = ?1",
         params![id, t],
@@ -468,3 +537,6 @@ pub fn authenticate(c: &Conn, hash: &str) -> StoreResult<Option<TokenGrant>> {
     }
     Ok(Some(g))
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,7 +51,7 @@ pub fn user(r: &Row) -> StoreResult<User> {
 
 pub const APP: &str = "id, name, request_url, request_url_verified, socket_mode, bot_events, \
     user_events, event_shape, signing_secret, verification_token, events_enabled, \
-    disabled_reason, disabled_at, created_at";
+    disabled_reason, disabled_at, created_at, version, enabled_at_ms";
 pub fn app(r: &Row) -> StoreResult<App> {
     let shape: String = r.get(7)?;
     Ok(App {
@@ -69,6 +69,8 @@ pub fn app(r: &Row) -> StoreResult<App> {
         disabled_reason: r.get(11)?,
         disabled_at: r.get(12)?,
         created_at: r.get(13)?,
+        version: r.get(14)?,
+        enabled_at_ms: r.get(15)?,
     })
 }
 

@@ -133,12 +133,12 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn update_app(&self, app: App) -> StoreResult<App> {
-        let (idx, cache) = (self.index.clone(), self.apps.clone());
+    async fn update_app(&self, id: &str, update: AppUpdate) -> StoreResult<App> {
+        let (idx, cache, id) = (self.index.clone(), self.apps.clone(), id.to_owned());
         self.write_directory(move |c| {
-            idx.lock().invalidate_app(&app.id);
-            cache.changed(&app.id);
-            apps::update_app(c, app)
+            idx.lock().invalidate_app(&id);
+            cache.changed(&id);
+            apps::update_app(c, &id, update)
         })
         .await
     }

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
     (6, "lease tokens", V6),
+    (7, "app versions", V7),
 ];
 
 const V1: &str = r#"
@@ -306,6 +307,12 @@ CREATE TABLE ended_sessions (
 /// See [`super::sqlite`]'s V6: the lease token that fences outcome writes.
 const V6: &str = r#"
 ALTER TABLE deliveries ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
+"#;
+
+/// See [`super::sqlite`]'s V7: the apps' write version and last operator enable.
+const V7: &str = r#"
+ALTER TABLE apps ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE apps ADD COLUMN enabled_at_ms BIGINT;
 "#;
 
 /// Applies every migration newer than the database's version.

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
     (6, "lease tokens", V6),
+    (7, "app versions", V7),
 ];
 
 const V1: &str = r#"
@@ -317,6 +318,16 @@ CREATE TABLE ended_sessions (
 /// one process owns every delivery, but kept so both schemas stay alike.
 const V6: &str = r#"
 ALTER TABLE deliveries ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Apps carry a version bumped by every write, so writes decided on what was read can be
+/// compare-and-swap (`UPDATE … WHERE id = ? AND version = ?`): a stale decision (the
+/// health rule's disable, a PATCH whose URL changed meanwhile) writes nothing. And when an
+/// operator last re-enabled events: the health rule (on every node) counts no attempt
+/// from before it.
+const V7: &str = r#"
+ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE apps ADD COLUMN enabled_at_ms INTEGER;
 "#;
 
 /// Applies every migration newer than the database's version.
