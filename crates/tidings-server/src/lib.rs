@@ -6,6 +6,7 @@ pub mod admin;
 pub mod boot;
 pub mod config;
 pub mod dev;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod observe;
@@ -34,7 +35,9 @@ pub fn router(state: AppState) -> Router {
         .route("/link", get(socket::link))
         .route("/link/", get(socket::link))
         .nest("/admin/v1", admin::router(state.clone()))
-        .merge(ui::router())
+        .merge(ui::router(
+            state.config.server.max_unauthenticated_body_bytes,
+        ))
         .fallback(|| async {
             error::Problem::not_found(
                 "no such route; the Web API is under /api/, the operator API under /admin/v1/",

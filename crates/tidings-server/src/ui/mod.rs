@@ -9,7 +9,7 @@ pub mod assets;
 pub mod session;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,12 +25,18 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-/// Routes under `/ui`.
-pub fn router() -> Router<AppState> {
+/// Routes under `/ui`. The login form's body is read before anyone is known, so it may
+/// be at most `max_unauthenticated_body_bytes` (413 beyond).
+pub fn router(max_unauthenticated_body_bytes: usize) -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(index))
-        .route("/ui/login", get(login_page).post(login))
+        .route(
+            "/ui/login",
+            get(login_page)
+                .post(login)
+                .layer(DefaultBodyLimit::max(max_unauthenticated_body_bytes)),
+        )
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(session_info))
         .route("/ui/assets/{*path}", get(asset))
