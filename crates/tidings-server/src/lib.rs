@@ -35,9 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/link", get(socket::link))
         .route("/link/", get(socket::link))
         .nest("/admin/v1", admin::router(state.clone()))
-        .merge(ui::router(
-            state.config.server.max_unauthenticated_body_bytes,
-        ))
+        .merge(ui::router())
         .fallback(|| async {
             error::Problem::not_found(
                 "no such route; the Web API is under /api/, the operator API under /admin/v1/",

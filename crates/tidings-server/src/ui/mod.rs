@@ -8,8 +8,8 @@
 pub mod assets;
 pub mod session;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use tidings_core::token;
 
 use crate::error::Problem;
+use crate::extract::{read_limited, BodyError};
 use crate::state::AppState;
 use session::SessionKey;
 
@@ -25,18 +26,12 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-/// Routes under `/ui`. The login form's body is read before anyone is known, so it may
-/// be at most `max_unauthenticated_body_bytes` (413 beyond).
-pub fn router(max_unauthenticated_body_bytes: usize) -> Router<AppState> {
+/// Routes under `/ui`.
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(index))
-        .route(
-            "/ui/login",
-            get(login_page)
-                .post(login)
-                .layer(DefaultBodyLimit::max(max_unauthenticated_body_bytes)),
-        )
+        .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(session_info))
         .route("/ui/assets/{*path}", get(asset))
@@ -125,13 +120,31 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Signs in with the admin token from the form. Nobody is known yet, so at most
+/// `server.max_unauthenticated_body_bytes` of the form are read.
+async fn login(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     if !same_origin(&headers) {
         return login_form(
             StatusCode::FORBIDDEN,
             Some("This sign-in did not come from this server's own page."),
         );
     }
+    let limit = s.config.server.max_unauthenticated_body_bytes;
+    let body = match read_limited(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return login_form(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("That sign-in form is too large."),
+            )
+        }
+        Err(BodyError::Unreadable) => {
+            return login_form(
+                StatusCode::BAD_REQUEST,
+                Some("That sign-in form could not be read."),
+            )
+        }
+    };
     let presented = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.trim().to_string())

@@ -10,13 +10,13 @@ mod params;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
 use tidings_core::token::{self, TokenKind};
 use tidings_store::TokenGrant;
 
 use crate::error::SlackError;
+use crate::extract::{read_limited, BodyError};
 use crate::state::AppState;
 pub use params::Params;
 
@@ -91,28 +91,18 @@ fn early_token(query: Option<&str>, headers: &HeaderMap) -> Option<(String, bool
         .map(|(_, v)| (v.into_owned(), false))
 }
 
-/// Reads at most `limit` bytes of body: a declared length over it is refused before
-/// anything is read (413 `request_too_large`).
+/// Reads at most `limit` bytes of body (413 `request_too_large` beyond, declared or not).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({"ok": false, "error": "request_too_large"})),
-        )
-            .into_response()
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(SlackError::new("invalid_form_data").into_response()),
-    }
+    read_limited(headers, body, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(serde_json::json!({"ok": false, "error": "request_too_large"})),
+            )
+                .into_response(),
+            BodyError::Unreadable => SlackError::new("invalid_form_data").into_response(),
+        })
 }
 
 /// `api.test`: echoes its arguments; needs no token (as at Slack).
