@@ -540,7 +540,7 @@ mod tests {
         let e = bad("TIDINGS_SERVER_REQUEST_TIMEOUT", "2s");
         assert!(e.contains("delivery.timeout"), "{e}");
         assert!(bad("TIDINGS_SERVER_MAX_CONNECTIONS", "0").contains("server.max_connections"));
-        assert!(bad("TIDINGS_SERVER_MAX_CONNECTIONS", "-1").contains("max_connections"));
+        assert!(bad("TIDINGS_SERVER_MAX_CONNECTIONS", "-1").contains("-1"));
         assert!(bad("TIDINGS_SERVER_MAX_HEADER_BYTES", "100").contains("8192"));
         let e = bad("TIDINGS_SERVER_MAX_UNAUTHENTICATED_BODY_BYTES", "2000000");
         assert!(e.contains("max_body_bytes"), "{e}");
