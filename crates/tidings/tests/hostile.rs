@@ -493,3 +493,70 @@ async fn report_figures_with_the_defaults() {
     );
     println!("  /metrics {before_len} bytes before, {after_len} bytes after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_header_allows_a_full_body_and_one_in_the_form_a_small_one() {
+    let s = start(&[]);
+    let w = s.workspace(&[], &["chat:write"], &[]).await;
+    let bot = w.bot_token().to_string();
+    let padding = "x".repeat(100_000); // over max_unauthenticated_body_bytes (64 KiB)
+    let client = Server::client();
+    let call = |token_in_header: bool, form: Vec<(&'static str, String)>| {
+        let mut req = client.post(format!("{}/api/auth.test", s.url)).form(&form);
+        if token_in_header {
+            req = req.bearer_auth(&bot);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // Slack allows `token=` in the form: it works, within the small limit.
+    let (st, v) = call(false, vec![("token", bot.clone())]).await;
+    assert_eq!((st, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    let (st, v) = call(
+        false,
+        vec![("token", bot.clone()), ("pad", padding.clone())],
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (413, Some("request_too_large")),
+        "{v}"
+    );
+    // The same body with the token in the header is read whole.
+    let (st, v) = call(true, vec![("pad", padding.clone())]).await;
+    assert_eq!((st, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    // No token anywhere: Slack's not_authed, as before.
+    let (_, v) = call(false, vec![("pad", "small".into())]).await;
+    assert_eq!(v["error"], "not_authed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_beyond_max_concurrent_batches_get_503_with_retry_after() {
+    let s = start(&[("TIDINGS_SERVER_MAX_CONCURRENT_BATCHES", "1")]);
+    let a = addr(&s);
+    // One batch holds the only place while its body stalls (until body_read_timeout).
+    let mut holder = stalled_bodies(&a, 1, "/admin/v1/events/batch", Some(ADMIN), 1000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let batch = || {
+        Server::client()
+            .post(format!("{}/admin/v1/events/batch", s.url))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"events": [{"team_id": "T0NONE", "event": {"type": "app_mention"}}]}))
+            .send()
+    };
+    let res = batch().await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let p: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(p["type"], "urn:tidings:problem:busy");
+    // Once the stalled one is cut, the next batch is served.
+    let (closed, answer) = closed_within(&mut holder[0], Duration::from_secs(5)).await;
+    assert!(closed && answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let res = batch().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+}

@@ -129,7 +129,7 @@ async fn login(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Res
             Some("This sign-in did not come from this server's own page."),
         );
     }
-    let limit = s.config.server.max_unauthenticated_body_bytes;
+    let limit = s.config.server.unauthenticated_body_limit();
     let body = match read_limited(&headers, body, limit).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {

@@ -59,7 +59,7 @@ pub async fn dispatch(
     let limit = if early.is_some() {
         server.max_body_bytes
     } else {
-        server.max_unauthenticated_body_bytes
+        server.unauthenticated_body_limit()
     };
     let body = match read_body(&headers, body, limit).await {
         Ok(b) => b,
