@@ -49,13 +49,13 @@ fn raise() -> u64 {
             lim.rlim_cur = lim.rlim_max;
         } else {
             tracing::warn!(
-                soft = lim.rlim_cur as u64,
-                hard = lim.rlim_max as u64,
+                soft = lim.rlim_cur,
+                hard = lim.rlim_max,
                 "cannot raise the open-files limit to its hard limit"
             );
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[cfg(not(unix))]
