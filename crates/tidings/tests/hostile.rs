@@ -58,23 +58,28 @@ fn rss(pid: u32) -> u64 {
 
 /// `GET /healthz` on a fresh connection: how long the answer took.
 async fn healthz(addr: &str) -> Duration {
+    try_healthz(addr).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`healthz`], or what went wrong (refused over the cap, say).
+async fn try_healthz(addr: &str) -> Result<Duration, String> {
     let t = Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut c = TcpStream::connect(addr)
-            .await
-            .expect("connect for /healthz");
+        let mut c = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
             .await
-            .expect("send /healthz");
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let _ = c.read_to_end(&mut buf).await;
-        String::from_utf8_lossy(&buf).into_owned()
+        Ok::<_, String>(String::from_utf8_lossy(&buf).into_owned())
     })
     .await
-    .expect("/healthz answered within 20 s");
-    assert!(answer.starts_with("HTTP/1.1 200"), "/healthz: {answer:?}");
-    assert!(answer.ends_with("ok"), "/healthz: {answer:?}");
-    t.elapsed()
+    .map_err(|_| "/healthz did not answer within 20 s".to_string())??;
+    if answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok") {
+        Ok(t.elapsed())
+    } else {
+        Err(format!("/healthz: {answer:?}"))
+    }
 }
 
 async fn assert_healthz_prompt(addr: &str, during: &str) {
@@ -394,15 +399,16 @@ async fn report_figures_with_the_defaults() {
     for _ in 0..20 {
         healthz(&a).await;
     }
-    let report = |name: &str, before: u64, peak: u64, after: u64, healthz: Duration| {
-        println!(
-            "{name:<55} RSS before {:>4} MB  peak {:>4} MB  after {:>4} MB  /healthz {:?}",
-            mb(before),
-            mb(peak),
-            mb(after),
-            healthz
-        );
-    };
+    let report =
+        |name: &str, before: u64, peak: u64, after: u64, healthz: Result<Duration, String>| {
+            println!(
+                "{name:<55} RSS before {:>4} MB  peak {:>4} MB  after {:>4} MB  /healthz {:?}",
+                mb(before),
+                mb(peak),
+                mb(after),
+                healthz
+            );
+        };
 
     for (name, path, token) in [
         (
@@ -419,7 +425,7 @@ async fn report_figures_with_the_defaults() {
         let before = rss(pid);
         let mut socks = stalled_bodies(&a, 512, path, token, 900_000).await;
         let mut peak = rss(pid);
-        let h = healthz(&a).await;
+        let h = try_healthz(&a).await;
         for c in &mut socks {
             closed_within(c, Duration::from_secs(30)).await;
             peak = peak.max(rss(pid));
@@ -434,7 +440,7 @@ async fn report_figures_with_the_defaults() {
     let mut socks = connect_all(&a, 2000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let peak = rss(pid);
-    let h = healthz(&a).await;
+    let h = try_healthz(&a).await;
     let mut n_refused = 0;
     for c in &mut socks {
         if refused(c, Duration::from_millis(1)).await {
@@ -461,7 +467,7 @@ async fn report_figures_with_the_defaults() {
             .await;
     }
     let peak = rss(pid);
-    let h = healthz(&a).await;
+    let h = try_healthz(&a).await;
     for c in &mut socks {
         closed_within(c, Duration::from_secs(60)).await;
     }
@@ -489,7 +495,7 @@ async fn report_figures_with_the_defaults() {
         before,
         rss(pid),
         rss(pid),
-        healthz(&a).await,
+        try_healthz(&a).await,
     );
     println!("  /metrics {before_len} bytes before, {after_len} bytes after");
 }
@@ -559,4 +565,19 @@ async fn batches_beyond_max_concurrent_batches_get_503_with_retry_after() {
     assert!(closed && answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     let res = batch().await.unwrap();
     assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_over_max_header_bytes_gets_431() {
+    let s = start(&[("TIDINGS_SERVER_MAX_HEADER_BYTES", "16384")]);
+    let mut c = TcpStream::connect(addr(&s)).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = c.write_all(big.as_bytes()).await;
+    let (closed, answer) = closed_within(&mut c, Duration::from_secs(5)).await;
+    assert!(closed, "the connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    assert_healthz_prompt(&addr(&s), "an oversized head").await;
 }
