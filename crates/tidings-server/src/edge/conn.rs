@@ -23,6 +23,10 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use super::request::EdgeService;
 use super::Limits;
 
+/// An idle connection is closed to make room for a new one only after this long idle
+/// (so a client that has just connected gets to send its request).
+const SHED_AFTER: Duration = Duration::from_secs(1);
+
 /// What the watchdog needs to know about a connection, shared with its socket and its
 /// requests. Times are milliseconds since `epoch`; 0 means "not set".
 pub struct ConnState {
@@ -72,6 +76,18 @@ impl ConnState {
                 Ordering::Acquire,
             );
         }
+    }
+
+    /// Whether the connection may be closed to make room for a new one: no request in
+    /// progress or arriving, and idle for [`SHED_AFTER`] (or `idle_timeout`, if shorter).
+    fn sheddable(&self, limits: &Limits) -> bool {
+        let idle_for = limits.idle_timeout.min(SHED_AFTER).as_millis() as u64;
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_started.load(Ordering::Acquire) == 0
+            && self
+                .now()
+                .saturating_sub(self.idle_since.load(Ordering::Acquire))
+                >= idle_for
     }
 
     /// Why the connection should be closed now, if it should.
@@ -175,16 +191,59 @@ impl Drop for Counted {
     }
 }
 
-/// Serves one connection to its end, or until the watchdog or shutdown ends it.
-pub async fn serve(
+/// What serving a connection needs from the accept loop.
+pub struct Serve {
+    pub router: Router,
+    pub http: hyper::server::conn::http1::Builder,
+    pub limits: Arc<Limits>,
+    /// True once the server is shutting down.
+    pub stop: watch::Receiver<bool>,
+    /// Changes when a connection arrives at the cap: an idle one then closes…
+    pub shed: watch::Receiver<u64>,
+    /// …if one is still owed (each idle connection that closes takes one).
+    pub owed: Arc<AtomicUsize>,
+    /// Held until the connection ends (the shutdown waits for every sender to drop).
+    pub live: mpsc::Sender<()>,
+}
+
+impl Serve {
+    /// Serves one connection to its end, or until the watchdog, the cap or shutdown ends it.
+    pub async fn run(self, stream: TcpStream, permit: OwnedSemaphorePermit) {
+        let Serve {
+            router,
+            http,
+            limits,
+            stop,
+            shed,
+            owed,
+            live,
+        } = self;
+        serve(
+            stream,
+            permit,
+            router,
+            http,
+            limits,
+            stop,
+            (shed, owed),
+            live,
+        )
+        .await
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
     stream: TcpStream,
     permit: OwnedSemaphorePermit,
     router: Router,
     http: hyper::server::conn::http1::Builder,
     limits: Arc<Limits>,
     mut stop: watch::Receiver<bool>,
+    (mut shed, owed): (watch::Receiver<u64>, Arc<AtomicUsize>),
     _live: mpsc::Sender<()>,
 ) {
+    shed.borrow_and_update();
     let _counted = Counted::new();
     let state = Arc::new(ConnState::new());
     let io = Watched {
@@ -218,6 +277,18 @@ pub async fn serve(
                     tracing::debug!(reason = why, "closing a connection");
                     metrics::counter!("tidings_http_connections_closed_total", "reason" => why).increment(1);
                     return; // dropping `conn` closes the socket
+                }
+            }
+            changed = shed.changed() => {
+                if changed.is_ok()
+                    && state.sheddable(&limits)
+                    && owed
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                        .is_ok()
+                {
+                    tracing::debug!("closing an idle connection: server.max_connections reached");
+                    metrics::counter!("tidings_http_connections_closed_total", "reason" => "shed").increment(1);
+                    return;
                 }
             }
             changed = stop.changed(), if !stopping => {
@@ -273,5 +344,24 @@ mod tests {
             None,
             "idle time counts from the answer"
         );
+    }
+
+    #[test]
+    fn only_a_connection_idle_for_a_while_makes_room() {
+        // Idle for min(SHED_AFTER, idle_timeout) = 100 ms here.
+        let s = Arc::new(ConnState::new());
+        assert!(
+            !s.sheddable(&limits()),
+            "a new connection gets to send its request"
+        );
+        std::thread::sleep(Duration::from_millis(110));
+        assert!(s.sheddable(&limits()));
+        let busy = s.begin_request();
+        assert!(!s.sheddable(&limits()), "a request in progress stays");
+        drop(busy);
+        assert!(!s.sheddable(&limits()), "idle again only from the answer");
+        s.head_started.store(s.now(), Ordering::Release);
+        std::thread::sleep(Duration::from_millis(110));
+        assert!(!s.sheddable(&limits()), "a request arriving stays");
     }
 }

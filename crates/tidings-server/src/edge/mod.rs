@@ -4,8 +4,11 @@
 //! Each accepted connection is served by hyper's HTTP/1.1 server (`serve_connection` with
 //! upgrades, for Socket Mode's WebSockets) and bounded by the `[server]` limits:
 //! - `max_connections`: client connections open at once (a WebSocket counts until it
-//!   closes); a connection over the cap is accepted and closed at once, so it never waits
-//!   in the kernel's backlog. At start the process's open-files limit is raised to its
+//!   closes). A connection arriving at the cap makes one idle connection (no request in
+//!   progress, idle for a second or more) close, and waits up to 250 ms for a place;
+//!   failing that it is closed, so it never waits in the kernel's backlog. So a flood of
+//!   idle connections cannot lock out a fresh client, and busy ones are bounded by the
+//!   timeouts below. At start the process's open-files limit is raised to its
 //!   hard limit and checked to hold the cap plus what deliveries' outbound sockets and
 //!   the store need ([`open_files`]).
 //! - `header_read_timeout`: a request head must arrive within this time of its first byte
@@ -25,6 +28,7 @@ mod request;
 pub mod upkeep;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +76,11 @@ pub async fn serve(
     http.max_buf_size(limits.max_header_bytes).keep_alive(true);
     // Set when the shutdown signal came; each connection then finishes and closes.
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Bumped when a connection arrives at the cap: idle connections then close.
+    let (shed_tx, shed_rx) = watch::channel(0u64);
+    // How many idle connections should still close to make room (one per waiting arrival).
+    let owed = Arc::new(AtomicUsize::new(0));
+    let waiters = Arc::new(Semaphore::new(MAX_WAITING));
     // Every connection task holds a sender: once all are dropped, the drain is over.
     let (live_tx, mut live_rx) = mpsc::channel::<()>(1);
     metrics::gauge!("tidings_http_connections").set(0.0);
@@ -89,23 +98,39 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Over the cap: closed at once (dropping the stream), never queued.
-            metrics::counter!("tidings_http_connections_refused_total").increment(1);
-            tracing::debug!("connection refused: server.max_connections reached");
-            drop(stream);
+        let _ = stream.set_nodelay(true);
+        let serve = conn::Serve {
+            router: router.clone(),
+            http: http.clone(),
+            limits: limits.clone(),
+            stop: stop_rx.clone(),
+            shed: shed_rx.clone(),
+            owed: owed.clone(),
+            live: live_tx.clone(),
+        };
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            tokio::spawn(serve.run(stream, permit));
+            continue;
+        }
+        // At the cap: idle connections make room (each closes when told to shed); this
+        // one waits a moment for a place, then is closed. Few wait at once.
+        let Ok(waiting) = waiters.clone().try_acquire_owned() else {
+            refuse(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(conn::serve(
-            stream,
-            permit,
-            router.clone(),
-            http.clone(),
-            limits.clone(),
-            stop_rx.clone(),
-            live_tx.clone(),
-        ));
+        owed.fetch_add(1, Ordering::AcqRel);
+        shed_tx.send_modify(|generation| *generation += 1);
+        let (permits, owed) = (permits.clone(), owed.clone());
+        tokio::spawn(async move {
+            let _waiting = waiting;
+            let place = tokio::time::timeout(SHED_WAIT, permits.acquire_owned()).await;
+            // Whoever made the room (or not), this arrival is owed nothing more.
+            let _ = owed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            match place {
+                Ok(Ok(permit)) => serve.run(stream, permit).await,
+                _ => refuse(stream),
+            }
+        });
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -115,6 +140,19 @@ pub async fn serve(
         tracing::warn!("shutdown: connections still open after request_timeout; closing them");
     }
     Ok(())
+}
+
+/// Connections at the cap that wait for an idle one to make room, at most; more are
+/// closed at once.
+const MAX_WAITING: usize = 64;
+/// How long a connection at the cap waits for a place.
+const SHED_WAIT: Duration = Duration::from_millis(250);
+
+/// Closes a connection over the cap.
+fn refuse(stream: tokio::net::TcpStream) {
+    metrics::counter!("tidings_http_connections_refused_total").increment(1);
+    tracing::debug!("connection refused: server.max_connections reached");
+    drop(stream);
 }
 
 /// An `accept` that failed. Running out of file descriptors (or memory) is waited out
