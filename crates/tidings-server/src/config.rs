@@ -37,6 +37,38 @@ pub struct ServerConfig {
     pub database_url: Option<String>,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// A client must send a request's whole head (request line and headers) within this
+    /// time of its first byte; slower ones are disconnected.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A request must be answered within this time (408 beyond). Longer than
+    /// `delivery.timeout`: verifying a Request URL happens inside a request.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// A connection with no request in progress is closed after this time.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// A request body that sends nothing for this long is cut (408).
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// Open client connections at most (WebSockets included); more are closed at once.
+    pub max_connections: u32,
+    /// Largest request head (request line and headers), in bytes (at least 8192).
+    pub max_header_bytes: usize,
+    /// Most of a body read before its token is known: `/ui/login`, and Web API calls
+    /// whose token is not in `Authorization` (413 beyond). Never more than
+    /// `max_body_bytes`.
+    pub max_unauthenticated_body_bytes: usize,
+    /// `POST /admin/v1/events/batch` calls handled at once; more get 503 with Retry-After.
+    pub max_concurrent_batches: u32,
+}
+
+impl ServerConfig {
+    /// The most of a body read before its token is known: `max_unauthenticated_body_bytes`,
+    /// or `max_body_bytes` when that is smaller.
+    pub fn unauthenticated_body_limit(&self) -> usize {
+        self.max_unauthenticated_body_bytes.min(self.max_body_bytes)
+    }
 }
 
 impl Default for ServerConfig {
@@ -48,6 +80,14 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./tidings-data"),
             database_url: None,
             max_body_bytes: 1_048_576,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_header_bytes: 65_536,
+            max_unauthenticated_body_bytes: 65_536,
+            max_concurrent_batches: 4,
         }
     }
 }
@@ -269,6 +309,7 @@ impl Config {
         if s.max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
+        self.validate_edge()?;
         if let Some(t) = &s.admin_token {
             if t.len() < 16 {
                 return Err("server.admin_token must be at least 16 characters".into());
@@ -317,6 +358,45 @@ impl Config {
         }
         if self.socket_mode.max_connections_per_app == 0 {
             return Err("socket_mode.max_connections_per_app must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The `[server]` limits that protect the listener (see `crate::edge`).
+    fn validate_edge(&self) -> Result<(), String> {
+        let s = &self.server;
+        for (name, d) in [
+            ("header_read_timeout", s.header_read_timeout),
+            ("request_timeout", s.request_timeout),
+            ("idle_timeout", s.idle_timeout),
+            ("body_read_timeout", s.body_read_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(format!(
+                    "server.{name} ({}) must be at least 100ms",
+                    duration::format(d)
+                ));
+            }
+        }
+        if s.request_timeout <= self.delivery.timeout {
+            return Err(format!(
+                "server.request_timeout ({}) must be longer than delivery.timeout ({}): \
+                 verifying a Request URL happens inside a request",
+                duration::format(s.request_timeout),
+                duration::format(self.delivery.timeout)
+            ));
+        }
+        if s.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if s.max_header_bytes < 8192 {
+            return Err("server.max_header_bytes must be at least 8192".into());
+        }
+        if s.max_unauthenticated_body_bytes < 1024 {
+            return Err("server.max_unauthenticated_body_bytes must be at least 1024".into());
+        }
+        if s.max_concurrent_batches == 0 {
+            return Err("server.max_concurrent_batches must be at least 1".into());
         }
         Ok(())
     }
@@ -493,11 +573,33 @@ mod tests {
     }
 
     #[test]
+    fn edge_limits_are_checked() {
+        let bad = |k: &str, v: &str| Config::load(None, env(&[(k, v)])).unwrap_err();
+        assert!(bad("TIDINGS_SERVER_IDLE_TIMEOUT", "0s").contains("server.idle_timeout"));
+        assert!(bad("TIDINGS_SERVER_HEADER_READ_TIMEOUT", "soon").contains("soon"));
+        let e = bad("TIDINGS_SERVER_REQUEST_TIMEOUT", "2s");
+        assert!(e.contains("delivery.timeout"), "{e}");
+        assert!(bad("TIDINGS_SERVER_MAX_CONNECTIONS", "0").contains("server.max_connections"));
+        assert!(bad("TIDINGS_SERVER_MAX_CONNECTIONS", "-1").contains("-1"));
+        assert!(bad("TIDINGS_SERVER_MAX_HEADER_BYTES", "100").contains("8192"));
+        let e = bad("TIDINGS_SERVER_MAX_UNAUTHENTICATED_BODY_BYTES", "100");
+        assert!(e.contains("server.max_unauthenticated_body_bytes"), "{e}");
+        let e = bad("TIDINGS_SERVER_MAX_CONCURRENT_BATCHES", "0");
+        assert!(e.contains("server.max_concurrent_batches"), "{e}");
+        let c = Config::load(None, env(&[("TIDINGS_SERVER_IDLE_TIMEOUT", "500ms")])).unwrap();
+        assert_eq!(c.server.idle_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
     fn database_settings_are_checked_only_with_a_database_url() {
         // SQLite: [database] is unused, so a long delivery timeout is fine.
-        assert!(Config::load(None, env(&[("TIDINGS_DELIVERY_TIMEOUT", "60s")])).is_ok());
+        let slow = [
+            ("TIDINGS_DELIVERY_TIMEOUT", "60s"),
+            ("TIDINGS_SERVER_REQUEST_TIMEOUT", "2m"),
+        ];
+        assert!(Config::load(None, env(&slow)).is_ok());
         let pg = ("TIDINGS_SERVER_DATABASE_URL", "postgres://db/x");
-        let e = Config::load(None, env(&[pg, ("TIDINGS_DELIVERY_TIMEOUT", "60s")])).unwrap_err();
+        let e = Config::load(None, env(&[pg, slow[0], slow[1]])).unwrap_err();
         assert!(e.contains("database.lease (30s)"), "{e}");
         let e =
             Config::load(None, env(&[pg, ("TIDINGS_DATABASE_MAX_CONNECTIONS", "2")])).unwrap_err();

@@ -122,6 +122,37 @@ pub fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::E
     }
 }
 
+/// Why a body could not be read by [`read_limited`].
+#[derive(Debug, PartialEq)]
+pub enum BodyError {
+    /// Larger than the limit (declared, or as it arrived).
+    TooLarge,
+    /// The client's stream failed (or stalled: the edge answers 408 then).
+    Unreadable,
+}
+
+/// Reads at most `limit` bytes of `body`. A declared `Content-Length` over the limit is
+/// refused before anything is read.
+pub async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
+    }
+}
+
 /// The configured body limit, put in request extensions so extractors can report it.
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod boot;
 pub mod config;
 pub mod dev;
+pub mod edge;
 pub mod error;
 pub mod extract;
 #[cfg(feature = "fuzzing")]

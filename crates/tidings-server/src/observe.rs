@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -82,10 +82,13 @@ pub async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 /// Counts requests (`tidings_http_requests_total`) and times them
-/// (`tidings_http_request_duration_seconds`) by method, matched route and status.
+/// (`tidings_http_request_duration_seconds`) by method, matched route and status. Every
+/// label comes from a closed set, whatever a client sends: the method is one of
+/// [`method_label`]'s, the route is the route template that matched (or `unmatched`), and
+/// the status is one the server chose.
 pub async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -93,9 +96,37 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("tidings_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("tidings_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("tidings_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     res
+}
+
+/// The method as a label: the standard ones by name, anything else `other`.
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for m in ["FOO", "BREW", "get", "CONNECT", "TRACE"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other", "{m}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod backup;
 mod cli;
 mod listen;
 mod logging;
+mod memory;
 mod serve;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(memory::collect_when_idle)
         .build()
     {
         Ok(r) => r,

@@ -45,6 +45,8 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
         config.delivery.allow_loopback_targets = Some(true);
     }
     config.validate()?;
+    // Before anything opens files: room for max_connections clients plus deliveries.
+    tidings_server::edge::open_files::raise_and_check(config.server.max_connections)?;
     let booted = boot::boot(config, opts.dev).await?;
     let addr = booted
         .listener
@@ -70,9 +72,18 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
             None => println!("dev workspace: exists, but its credentials file is gone"),
         }
     }
+    tidings_server::edge::upkeep::spawn(
+        booted.state.metrics.clone(),
+        tidings_server::edge::upkeep::EVERY,
+        {
+            let runtime = tokio::runtime::Handle::current();
+            move || crate::memory::collect_everywhere(&runtime)
+        },
+    )
+    .map_err(|e| format!("cannot start the upkeep thread: {e}"))?;
     let app = tidings_server::router(booted.state.clone());
-    axum::serve(booted.listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let limits = tidings_server::edge::Limits::of(&booted.state.config.server);
+    tidings_server::edge::serve(booted.listener, app, limits, shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))?;
     tracing::info!("stopped");

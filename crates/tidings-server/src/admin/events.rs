@@ -1,14 +1,19 @@
 //! Operator API: publishing events (`POST /events`, `/events/batch`) and reading one back
 //! with its deliveries and the exact envelope each sends (`GET /events/{event_id}`).
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tidings_core::ids::{self, IdKind};
 use tidings_store::{Delivery, PublishRefusal, PublishRequest, Published, StoredEvent};
+
+use tokio::sync::Semaphore;
 
 use super::openapi::{InnerEvent, PROBLEM_JSON};
 use crate::error::Problem;
@@ -173,6 +178,8 @@ pub enum BatchResult {
         (status = 200, description = "One result per event, in order", body = BatchResults),
         (status = 413, description = "The body is larger than 16 × `server.max_body_bytes`",
          body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`server.max_concurrent_batches` batches are in progress; \
+         retry after the `Retry-After` seconds (`busy`)", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
 pub async fn publish_batch(
@@ -228,6 +235,25 @@ pub async fn publish_batch(
         })
         .collect();
     Ok(Json(BatchResults { results }))
+}
+
+/// Lets a batch through while fewer than `server.max_concurrent_batches` are in progress
+/// (each may hold 16 × `max_body_bytes` of body); others get 503 `busy` with
+/// `Retry-After: 1`, before their body is read.
+pub async fn one_of_few_batches(in_progress: Arc<Semaphore>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = in_progress.try_acquire_owned() else {
+        metrics::counter!("tidings_batches_refused_total").increment(1);
+        let mut res = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "server.max_concurrent_batches batches are in progress; retry shortly",
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    next.run(req).await
 }
 
 /// A stored event with the inner event as published.

@@ -15,8 +15,11 @@ pub mod openapi;
 mod operator_tokens;
 pub mod validate;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use tokio::sync::Semaphore;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,13 +36,19 @@ pub const BATCH_BODY_FACTOR: usize = 16;
 /// OpenAPI document (`openapi.rs`) lists exactly what is served: a handler without the
 /// annotation does not compile here. Add new routes here, never with `.route(…)` on the
 /// router below (the test `the_document_lists_every_route_the_router_serves` fails on
-/// those). `batch_limit` is the body limit of `/events/batch`.
-pub fn routes(batch_limit: usize) -> OpenApiRouter<AppState> {
+/// those). `batch_limit` is the body limit of `/events/batch`, `max_batches` how many
+/// it serves at once (503 with Retry-After beyond, before the body is read).
+pub fn routes(batch_limit: usize, max_batches: usize) -> OpenApiRouter<AppState> {
     let (schemas, paths, batch) = routes!(events::publish_batch);
+    let in_progress = Arc::new(Semaphore::new(max_batches));
     let batch = (
         schemas,
         paths,
-        batch.layer(DefaultBodyLimit::max(batch_limit)),
+        batch
+            .layer(DefaultBodyLimit::max(batch_limit))
+            .layer(axum::middleware::from_fn(move |req, next| {
+                events::one_of_few_batches(in_progress.clone(), req, next)
+            })),
     );
     OpenApiRouter::new()
         .routes(routes!(
@@ -97,7 +106,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .server
         .max_body_bytes
         .saturating_mul(BATCH_BODY_FACTOR);
-    let (operator, _) = routes(batch_limit).split_for_parts();
+    let max_batches = state.config.server.max_concurrent_batches as usize;
+    let (operator, _) = routes(batch_limit, max_batches).split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     operator
         .fallback(auth::not_found)

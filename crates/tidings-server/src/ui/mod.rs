@@ -8,7 +8,7 @@
 pub mod assets;
 pub mod session;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use tidings_core::token;
 
 use crate::error::Problem;
+use crate::extract::{read_limited, BodyError};
 use crate::state::AppState;
 use session::SessionKey;
 
@@ -119,13 +120,31 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// Signs in with the admin token from the form. Nobody is known yet, so at most
+/// `server.max_unauthenticated_body_bytes` of the form are read.
+async fn login(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     if !same_origin(&headers) {
         return login_form(
             StatusCode::FORBIDDEN,
             Some("This sign-in did not come from this server's own page."),
         );
     }
+    let limit = s.config.server.unauthenticated_body_limit();
+    let body = match read_limited(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return login_form(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("That sign-in form is too large."),
+            )
+        }
+        Err(BodyError::Unreadable) => {
+            return login_form(
+                StatusCode::BAD_REQUEST,
+                Some("That sign-in form could not be read."),
+            )
+        }
+    };
     let presented = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.trim().to_string())

@@ -8,8 +8,7 @@ mod authorizations;
 mod connections;
 pub(crate) mod params;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,32 +16,60 @@ use tidings_core::token::{self, TokenKind};
 use tidings_store::TokenGrant;
 
 use crate::error::SlackError;
+use crate::extract::{read_limited, BodyError};
 use crate::state::AppState;
 pub use params::Params;
 
+/// The methods served; any other is `unknown_method`, answered before reading a body.
+const METHODS: &[&str] = &[
+    "auth.test",
+    "apps.event.authorizations.list",
+    "apps.connections.open",
+    "api.test",
+];
+
 /// `/api/{method}` for every HTTP verb.
+///
+/// The token is checked before the body is read where it can be: one in `Authorization`
+/// (or the query string) is authenticated first, a bad one is refused at once, and a good
+/// one allows a body up to `server.max_body_bytes`. Without it (a `token` form field,
+/// which Slack allows, or `api.test`), at most `server.max_unauthenticated_body_bytes`
+/// are read.
 pub async fn dispatch(
     State(s): State<AppState>,
     Path(method): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(serde_json::json!({"ok": false, "error": "request_too_large"})),
-            )
-                .into_response()
-        }
-        Err(_) => return SlackError::new("invalid_form_data").into_response(),
+    if !METHODS.contains(&method.as_str()) {
+        return SlackError::new("unknown_method").into_response();
+    }
+    let early = match early_token(query.as_deref(), &headers) {
+        Some((t, in_header)) if method != "api.test" => match authenticate_token(&s, &t).await {
+            Ok(grant) => Some((t, grant)),
+            // The header's token is the one used, whatever the body says: refused now.
+            Err(e) if in_header => return e.into_response(),
+            // A token in the body would win over this one: read (a little of) it.
+            Err(_) => None,
+        },
+        _ => None,
     };
-    let params = match Params::parse(query.as_deref(), &headers, &body) {
+    let server = &s.config.server;
+    let limit = if early.is_some() {
+        server.max_body_bytes
+    } else {
+        server.unauthenticated_body_limit()
+    };
+    let body = match read_body(&headers, body, limit).await {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let mut params = match Params::parse(query.as_deref(), &headers, &body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    params.authenticated = early;
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
@@ -51,6 +78,31 @@ pub async fn dispatch(
         _ => Err(SlackError::new("unknown_method")),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The token a request carries outside its body, and whether it is `Authorization:
+/// Bearer`'s (else it is `?token=`).
+fn early_token(query: Option<&str>, headers: &HeaderMap) -> Option<(String, bool)> {
+    if let Some(t) = params::bearer(headers) {
+        return Some((t, true));
+    }
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, v)| k == "token" && !v.is_empty())
+        .map(|(_, v)| (v.into_owned(), false))
+}
+
+/// Reads at most `limit` bytes of body (413 `request_too_large` beyond, declared or not).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    read_limited(headers, body, limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(serde_json::json!({"ok": false, "error": "request_too_large"})),
+            )
+                .into_response(),
+            BodyError::Unreadable => SlackError::new("invalid_form_data").into_response(),
+        })
 }
 
 /// `api.test`: echoes its arguments; needs no token (as at Slack).
@@ -70,6 +122,19 @@ fn api_test(p: &Params) -> Response {
 /// Who is calling: the grant for the presented token, refused the way Slack refuses.
 pub async fn authenticate(s: &AppState, p: &Params) -> Result<(TokenKind, TokenGrant), SlackError> {
     let presented = p.token().ok_or(SlackError::new("not_authed"))?;
+    if let Some((t, grant)) = &p.authenticated {
+        if t == presented {
+            return Ok(grant.clone());
+        }
+    }
+    authenticate_token(s, presented).await
+}
+
+/// The grant for one presented token (see [`authenticate`]).
+async fn authenticate_token(
+    s: &AppState,
+    presented: &str,
+) -> Result<(TokenKind, TokenGrant), SlackError> {
     let kind = TokenKind::of(presented).ok_or(SlackError::new("invalid_auth"))?;
     if matches!(kind, TokenKind::Admin | TokenKind::Publisher) {
         return Err(SlackError::new("invalid_auth"));

@@ -4,6 +4,9 @@
 use axum::http::{header, HeaderMap};
 use std::collections::BTreeMap;
 
+use tidings_core::token::TokenKind;
+use tidings_store::TokenGrant;
+
 use crate::error::SlackError;
 
 /// Merged parameters (body wins over query) and where the token came from.
@@ -11,6 +14,23 @@ use crate::error::SlackError;
 pub struct Params {
     values: BTreeMap<String, String>,
     header_token: Option<String>,
+    /// A token already authenticated before the body was read, with its grant
+    /// (`super::dispatch`), so it is not looked up twice.
+    pub(crate) authenticated: Option<(String, (TokenKind, TokenGrant))>,
+}
+
+/// The token in `Authorization: Bearer <token>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
+        })
+        .filter(|t| !t.is_empty())
 }
 
 impl Params {
@@ -58,19 +78,10 @@ impl Params {
         } else if !body.is_empty() {
             return Err(SlackError::new("invalid_form_data"));
         }
-        let header_token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| rest.trim().to_string())
-            })
-            .filter(|t| !t.is_empty());
         Ok(Params {
             values,
-            header_token,
+            header_token: bearer(headers),
+            authenticated: None,
         })
     }
 

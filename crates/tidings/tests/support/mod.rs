@@ -189,6 +189,14 @@ impl Server {
         self._tmp = Some(tmp);
     }
 
+    /// The server process's id (for /proc/<pid>/status).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is running")
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
