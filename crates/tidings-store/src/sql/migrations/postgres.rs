@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
+    (6, "retention indexes", V6),
 ];
 
 const V1: &str = r#"
@@ -300,6 +301,13 @@ CREATE TABLE ended_sessions (
     id TEXT COLLATE "C" PRIMARY KEY,
     expires_at BIGINT NOT NULL
 );
+"#;
+
+/// See [`super::sqlite`]'s V6: the indexes retention seeks on.
+const V6: &str = r#"
+CREATE INDEX deliveries_finished ON deliveries(status, updated_at) WHERE status <> 'pending';
+CREATE INDEX events_created ON events(created_at, id);
+CREATE INDEX insight_events_bucket ON insight_events(g, bucket);
 "#;
 
 /// Applies every migration newer than the database's version.

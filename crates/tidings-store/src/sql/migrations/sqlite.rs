@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (3, "cluster", V3),
     (4, "fanout indexes", V4),
     (5, "revocation", V5),
+    (6, "retention indexes", V6),
 ];
 
 const V1: &str = r#"
@@ -308,6 +309,15 @@ CREATE TABLE ended_sessions (
     id TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+"#;
+
+/// What retention (`crate::sql::retention`) seeks on: finished deliveries by status and
+/// when they finished (a partial index: a delivery enters it once, when it finishes),
+/// events by age, and minute rollups of every team by bucket.
+const V6: &str = r#"
+CREATE INDEX deliveries_finished ON deliveries(status, updated_at) WHERE status <> 'pending';
+CREATE INDEX events_created ON events(created_at, id);
+CREATE INDEX insight_events_bucket ON insight_events(g, bucket);
 "#;
 
 /// Applies every migration newer than the database's version.
