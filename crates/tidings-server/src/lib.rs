@@ -9,6 +9,7 @@ pub mod dev;
 pub mod error;
 pub mod extract;
 pub mod observe;
+pub mod retention;
 pub mod revocation;
 pub mod socket;
 pub mod state;
