@@ -59,6 +59,34 @@ impl Drop for Db {
     }
 }
 
+/// What the server's `/metrics` says about retention.
+#[derive(Default)]
+struct RetentionMetrics {
+    pruned_deliveries: u64,
+    pruned_events: u64,
+    last_run_s: f64,
+}
+
+async fn metrics(c: &reqwest::Client, url: &str) -> RetentionMetrics {
+    let text = match c.get(format!("{url}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    RetentionMetrics {
+        pruned_deliveries: value("tidings_retention_pruned_rows_total{table=\"deliveries\"}")
+            as u64,
+        pruned_events: value("tidings_retention_pruned_rows_total{table=\"events\"}") as u64,
+        last_run_s: value("tidings_retention_last_run_seconds "),
+    }
+}
+
 fn psql(url: &str, sql: &str) -> Result<String, String> {
     let out = std::process::Command::new("psql")
         .args([url, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
@@ -120,9 +148,13 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
         if Instant::now() >= next {
             let mb = db.size_bytes()? as f64 / 1e6;
             let at = t0.elapsed().as_secs();
+            let m = metrics(&c, &server.url).await;
             eprintln!(
-                "retention: t={at:>4}s  database {mb:>8.1} MB  delivered so far {}",
-                stats.received.load(Ordering::Relaxed)
+                "retention: t={at:>4}s  database {mb:>8.1} MB  delivered {:>7}  pruned deliveries {:>7} events {:>7}  last run {:.3}s",
+                stats.received.load(Ordering::Relaxed),
+                m.pruned_deliveries,
+                m.pruned_events,
+                m.last_run_s,
             );
             samples.push((at, mb));
             next += SAMPLE;
