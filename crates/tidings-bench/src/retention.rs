@@ -29,6 +29,14 @@ enum Db {
 }
 
 impl Db {
+    /// The WAL's part of [`Db::size_bytes`] (SQLite; 0 on PostgreSQL).
+    fn wal_bytes(&self) -> u64 {
+        match self {
+            Db::Sqlite(dir) => std::fs::metadata(dir.join("tidings.db-wal")).map_or(0, |m| m.len()),
+            Db::Postgres { .. } => 0,
+        }
+    }
+
     fn size_bytes(&self) -> Result<u64, String> {
         match self {
             Db::Sqlite(dir) => Ok(["tidings.db", "tidings.db-wal"]
@@ -150,7 +158,8 @@ pub async fn run(p: &Params) -> Result<Outcome, String> {
             let at = t0.elapsed().as_secs();
             let m = metrics(&c, &server.url).await;
             eprintln!(
-                "retention: t={at:>4}s  database {mb:>8.1} MB  delivered {:>7}  pruned deliveries {:>7} events {:>7}  last run {:.3}s",
+                "retention: t={at:>4}s  database {mb:>8.1} MB (WAL {:>5.1})  delivered {:>7}  pruned deliveries {:>7} events {:>7}  last run {:.3}s",
+                db.wal_bytes() as f64 / 1e6,
                 stats.received.load(Ordering::Relaxed),
                 m.pruned_deliveries,
                 m.pruned_events,
