@@ -1,7 +1,8 @@
 //! Retention: deleting what is older than the operator keeps, in small batches.
 //!
-//! Each call of [`prune`] runs three short writer jobs (so they share group commits with
-//! the hot path and hold the write lock only for one batch each):
+//! Each call of [`prune`] runs three short transactions (on SQLite writer jobs, sharing
+//! group commits with the hot path and holding the write lock for one batch each; on
+//! PostgreSQL on a pooled connection, beside the writer):
 //! - **deliveries** finished longer ago than their status's age (`delivered`; `failed` and
 //!   `dropped`), by `updated_at` (when they finished), with their attempts; never a pending
 //!   one. Their events go with them when no delivery of the event is left and the event is
@@ -77,27 +78,56 @@ pub async fn prune(store: &SqlStore, r: Retention, now: i64) -> StoreResult<Prun
     );
     let mut out = Pruned::default();
     if delivered.is_some() || failed.is_some() {
-        let (d, a, e) = store
-            .write(move |c| prune_deliveries(c, delivered, failed, events, batch))
-            .await?;
+        let (d, a, e) = job(store, move |c| {
+            prune_deliveries(c, delivered, failed, events, batch)
+        })
+        .await?;
         out.deliveries = d;
         out.attempts = a;
         out.events += e;
         out.more |= d as i64 >= batch;
     }
     if let Some(events) = events {
-        let (e, full) = store.write(move |c| prune_events(c, events, batch)).await?;
+        let (e, full) = job(store, move |c| prune_events(c, events, batch)).await?;
         out.events += e;
         out.more |= full;
     }
     if let Some(minutes) = cut(r.minute_rollups_secs) {
-        let (n, full) = store
-            .write(move |c| prune_minute_rollups(c, minutes, batch))
-            .await?;
+        let (n, full) = job(store, move |c| prune_minute_rollups(c, minutes, batch)).await?;
         out.minute_rollups = n;
         out.more |= full;
     }
     Ok(out)
+}
+
+/// Runs one batch in a transaction of its own: on SQLite through the writer (the one
+/// write connection; the batch shares a group commit with the hot path), on PostgreSQL on
+/// a pooled connection, so a backlog in this node's writer queue does not hold pruning up
+/// and a batch's row locks never sit inside a publish's transaction.
+async fn job<T, F>(store: &SqlStore, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+{
+    match &store.readers {
+        super::Readers::Sqlite(_) => store.write(f).await,
+        super::Readers::Postgres(p) => {
+            p.read(move |c| {
+                c.batch("BEGIN")?;
+                match f(c) {
+                    Ok(v) => {
+                        c.batch("COMMIT")?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        let _ = c.batch("ROLLBACK");
+                        Err(e)
+                    }
+                }
+            })
+            .await
+        }
+    }
 }
 
 /// Whether this node may prune now (PostgreSQL: no other node is pruning in its open
@@ -106,7 +136,7 @@ fn may_prune(c: &Conn) -> StoreResult<bool> {
     match c.dialect() {
         Dialect::Sqlite => Ok(true),
         Dialect::Postgres => c.query_one(
-            "SELECT pg_try_advisory_xact_lock(1952739, hashtext('tidings_retention'))",
+            "SELECT pg_try_advisory_xact_lock(hashtext('tidings_retention'), hashtext(current_schema()))",
             params![],
             |r| r.get::<bool>(0),
         ),
