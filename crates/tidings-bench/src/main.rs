@@ -8,6 +8,7 @@ mod backlog;
 mod ceiling;
 mod insights;
 mod receiver;
+mod retention;
 mod scenarios;
 mod server;
 mod socket;

@@ -4,8 +4,8 @@
 //!
 //! This module owns the HTTP scenarios that differ only in shape (`throughput`, `latency`,
 //! `fanout`, `tenants`, `retries`) and the pieces every scenario shares: the operator API
-//! call, building a team, publishing, percentiles. `backlog`, `socket` and `insights` live
-//! in their own modules.
+//! call, building a team, publishing, percentiles. `backlog`, `socket`, `insights`,
+//! `ceiling` and `retention` live in their own modules.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +114,7 @@ pub const ALL: &[&str] = &[
     "socket",
     "insights",
     "ceiling",
+    "retention",
 ];
 
 pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
@@ -122,6 +123,7 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         "backlog" => return crate::backlog::run(p).await,
         "socket" => return crate::socket::run(p).await,
         "ceiling" => return crate::ceiling::run(p).await,
+        "retention" => return crate::retention::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,
@@ -312,7 +314,7 @@ pub(crate) type Place = (String, String, String);
 
 /// `teams` teams, each with a user and a channel holding the bots of `apps` apps installed
 /// there; every app's Request URL is the receiver.
-async fn setup(
+pub(crate) async fn setup(
     c: &reqwest::Client,
     url: &str,
     teams: usize,

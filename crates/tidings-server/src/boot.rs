@@ -93,6 +93,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         },
     )
     .await?;
+    crate::retention::spawn(store.clone(), &config);
     if store.is_shared() {
         spawn_heartbeat(store.clone(), public_url.clone()).await?;
     }

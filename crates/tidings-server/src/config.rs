@@ -20,6 +20,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub socket_mode: SocketModeConfig,
     pub database: DatabaseConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,7 +251,49 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// How long what Tidings stores is kept (see `crate::retention`). An age of `"0"` keeps
+/// that kind of row forever; `enabled = false` keeps everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// Delivered deliveries (and their attempts), counted from delivery.
+    #[serde(with = "age")]
+    pub delivered: Duration,
+    /// Failed and dropped deliveries (and their attempts), counted from when they ended.
+    #[serde(with = "age")]
+    pub failed: Duration,
+    /// Events, counted from publication; an event goes only once none of its deliveries
+    /// is left.
+    #[serde(with = "age")]
+    pub events: Duration,
+    /// Minute insight rollups; hour and day rollups are kept.
+    #[serde(with = "age")]
+    pub minute_rollups: Duration,
+    /// How often the pruner runs.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Rows one transaction deletes at most (per table).
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        RetentionConfig {
+            enabled: true,
+            delivered: Duration::from_secs(7 * DAY),
+            failed: Duration::from_secs(30 * DAY),
+            events: Duration::from_secs(7 * DAY),
+            minute_rollups: Duration::from_secs(2 * DAY),
+            interval: Duration::from_secs(60),
+            batch: 1000,
+        }
+    }
+}
+
 const SECTIONS: &[&str] = &[
+    "retention",
     "database",
     "server",
     "delivery",
@@ -358,6 +401,13 @@ impl Config {
         }
         if self.socket_mode.max_connections_per_app == 0 {
             return Err("socket_mode.max_connections_per_app must be at least 1".into());
+        }
+        let r = &self.retention;
+        if !(1..=100_000).contains(&r.batch) {
+            return Err("retention.batch must be between 1 and 100000".into());
+        }
+        if r.interval < Duration::from_millis(100) {
+            return Err("retention.interval must be at least 100ms".into());
         }
         Ok(())
     }
@@ -486,6 +536,32 @@ pub mod duration {
     /// The largest unit that states the duration exactly ("90s", "5m", "72h").
     pub fn format(d: Duration) -> String {
         tidings_core::policy::format_duration(d)
+    }
+}
+
+/// Serde for retention ages: a duration, or `0` (also unquoted) for "kept forever".
+pub mod age {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        super::duration::serialize(d, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Age {
+            Text(String),
+            Number(i64),
+        }
+        match Age::deserialize(d)? {
+            Age::Text(s) => super::duration::parse(&s).map_err(serde::de::Error::custom),
+            Age::Number(0) => Ok(Duration::ZERO),
+            Age::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n} is not an age: write a duration like \"7d\", or 0 to keep forever"
+            ))),
+        }
     }
 }
 
@@ -626,6 +702,27 @@ mod tests {
         }
         let c = Config::load(None, env(&[("TIDINGS_EVENTS_MAX_EVENT_AGE", "100y")])).unwrap();
         assert_eq!(c.events.max_event_age, duration::MAX);
+    }
+
+    #[test]
+    fn retention_ages_of_zero_keep_forever_and_bad_settings_are_named() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_RETENTION_DELIVERED", "0"),
+                ("TIDINGS_RETENTION_FAILED", "2s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.retention.delivered, Duration::ZERO);
+        assert_eq!(c.retention.failed, Duration::from_secs(2));
+        assert_eq!(c.retention.events, Duration::from_secs(7 * 86_400));
+        let e = Config::load(None, env(&[("TIDINGS_RETENTION_BATCH", "0")])).unwrap_err();
+        assert!(e.contains("retention.batch"), "{e}");
+        let e = Config::load(None, env(&[("TIDINGS_RETENTION_INTERVAL", "1ms")])).unwrap_err();
+        assert!(e.contains("retention.interval"), "{e}");
+        let e = Config::load(None, env(&[("TIDINGS_RETENTION_KEEP", "1d")])).unwrap_err();
+        assert!(e.contains("keep"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod observe;
+pub mod retention;
 pub mod revocation;
 pub mod socket;
 pub mod state;

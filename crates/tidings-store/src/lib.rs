@@ -16,6 +16,7 @@ pub use model::*;
 pub use page::{Cursor, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
 pub use sql::handoff::HandoffSink;
 pub use sql::postgres::PgOptions;
+pub use sql::retention::{Pruned, Retention};
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
@@ -223,6 +224,13 @@ pub trait Store: Send + Sync + 'static {
     async fn end_session(&self, id: &str, expires_at: i64) -> StoreResult<()>;
     /// Whether a dashboard session was ended.
     async fn session_ended(&self, id: &str) -> StoreResult<bool>;
+
+    // --- retention -----------------------------------------------------------------------
+    /// Deletes one batch of what is older than `retention` keeps, as of `now` (Unix
+    /// seconds): finished deliveries with their attempts, events with no delivery left,
+    /// minute rollups; never a pending delivery or its event. Call again while
+    /// [`Pruned::more`] (see `sql::retention`).
+    async fn prune(&self, retention: Retention, now: i64) -> StoreResult<Pruned>;
 
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.

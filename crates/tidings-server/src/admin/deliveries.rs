@@ -103,7 +103,7 @@ pub async fn get(
         .get_delivery(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("delivery {id} does not exist")))
+        .ok_or_else(|| Problem::not_found(pruned(&s, &id)))
 }
 
 /// A new attempt now, outside the retry budget.
@@ -120,9 +120,17 @@ pub async fn redeliver(
     Path(id): Path<String>,
 ) -> Result<Json<Delivery>, Problem> {
     validate::path_id(IdKind::Delivery, "id", &id)?;
-    let d = s.store.redeliver(&id).await?;
+    let d = s.store.redeliver(&id).await.map_err(|e| match e {
+        tidings_store::StoreError::NotFound(_) => Problem::not_found(pruned(&s, &id)),
+        e => e.into(),
+    })?;
     s.engine.dispatcher.wake([d.app_id.clone()]);
     Ok(Json(d))
+}
+
+/// The 404 detail for a delivery id that is not stored (it may be past retention).
+fn pruned(s: &AppState, id: &str) -> String {
+    crate::retention::not_found_detail(&s.config, crate::retention::Kind::Delivery, id)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

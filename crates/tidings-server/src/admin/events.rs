@@ -310,11 +310,13 @@ pub async fn get_event(
             format!("{event_id:?} is not an event id"),
         ));
     }
-    let ev = s
-        .store
-        .get_event(&event_id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("event {event_id} does not exist")))?;
+    let ev = s.store.get_event(&event_id).await?.ok_or_else(|| {
+        Problem::not_found(crate::retention::not_found_detail(
+            &s.config,
+            crate::retention::Kind::Event,
+            &event_id,
+        ))
+    })?;
     let deliveries = s.store.event_deliveries(&event_id).await?;
     let key = s.store.event_context_key();
     let mut out = Vec::with_capacity(deliveries.len());

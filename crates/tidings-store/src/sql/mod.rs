@@ -27,6 +27,7 @@ pub mod pg_tls;
 pub mod pool;
 pub mod postgres;
 mod publish;
+pub mod retention;
 mod rows;
 mod sessions;
 pub mod sqlite;

@@ -532,6 +532,10 @@ impl Store for SqlStore {
         self.read(move |c| dispatch::tallies(c, since_ms)).await
     }
 
+    async fn prune(&self, retention: crate::Retention, now: i64) -> StoreResult<crate::Pruned> {
+        super::retention::prune(self, retention, now).await
+    }
+
     async fn pending_count(&self) -> StoreResult<u64> {
         self.read(dispatch::pending_count).await
     }

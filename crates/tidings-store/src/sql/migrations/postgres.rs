@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (5, "revocation", V5),
     (6, "lease tokens", V6),
     (7, "app versions", V7),
+    (8, "retention indexes", V8),
 ];
 
 const V1: &str = r#"
@@ -313,6 +314,13 @@ ALTER TABLE deliveries ADD COLUMN lease_token BIGINT NOT NULL DEFAULT 0;
 const V7: &str = r#"
 ALTER TABLE apps ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE apps ADD COLUMN enabled_at_ms BIGINT;
+"#;
+
+/// See [`super::sqlite`]'s V8: the indexes retention seeks on.
+const V8: &str = r#"
+CREATE INDEX deliveries_finished ON deliveries(status, updated_at) WHERE status <> 'pending';
+CREATE INDEX events_created ON events(created_at, id);
+CREATE INDEX insight_events_bucket ON insight_events(g, bucket);
 "#;
 
 /// Applies every migration newer than the database's version.

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (5, "revocation", V5),
     (6, "lease tokens", V6),
     (7, "app versions", V7),
+    (8, "retention indexes", V8),
 ];
 
 const V1: &str = r#"
@@ -328,6 +329,15 @@ ALTER TABLE deliveries ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
 const V7: &str = r#"
 ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE apps ADD COLUMN enabled_at_ms INTEGER;
+"#;
+
+/// What retention (`crate::sql::retention`) seeks on: finished deliveries by status and
+/// when they finished (a partial index: a delivery enters it once, when it finishes),
+/// events by age, and minute rollups of every team by bucket.
+const V8: &str = r#"
+CREATE INDEX deliveries_finished ON deliveries(status, updated_at) WHERE status <> 'pending';
+CREATE INDEX events_created ON events(created_at, id);
+CREATE INDEX insight_events_bucket ON insight_events(g, bucket);
 "#;
 
 /// Applies every migration newer than the database's version.
