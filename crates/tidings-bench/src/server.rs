@@ -50,6 +50,9 @@ impl Server {
                     .unwrap_or(64)
                     .to_string(),
             )
+            // `socket` opens 1,000 Socket Mode connections beside its publishers: more than
+            // the default cap of 1,024 client connections leaves room for.
+            .env("TIDINGS_SERVER_MAX_CONNECTIONS", "4096")
             .env("TIDINGS_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -60,8 +60,12 @@ pub struct ServerConfig {
     /// whose token is not in `Authorization` (413 beyond). Never more than
     /// `max_body_bytes`.
     pub max_unauthenticated_body_bytes: usize,
-    /// `POST /admin/v1/events/batch` calls handled at once; more get 503 with Retry-After.
+    /// `POST /admin/v1/events/batch` calls handled at once; more wait for a place (their
+    /// bodies unread) up to `batch_queue_timeout`, then get 503 with Retry-After.
     pub max_concurrent_batches: u32,
+    /// How long a batch call waits for one of the `max_concurrent_batches` places.
+    #[serde(with = "duration")]
+    pub batch_queue_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             max_header_bytes: 65_536,
             max_unauthenticated_body_bytes: 65_536,
             max_concurrent_batches: 4,
+            batch_queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -447,6 +452,13 @@ impl Config {
         }
         if s.max_concurrent_batches == 0 {
             return Err("server.max_concurrent_batches must be at least 1".into());
+        }
+        if s.batch_queue_timeout > s.request_timeout {
+            return Err(format!(
+                "server.batch_queue_timeout ({}) must not be longer than server.request_timeout ({})",
+                duration::format(s.batch_queue_timeout),
+                duration::format(s.request_timeout)
+            ));
         }
         Ok(())
     }

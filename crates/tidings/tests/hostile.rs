@@ -584,8 +584,11 @@ async fn a_token_in_the_header_allows_a_full_body_and_one_in_the_form_a_small_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_beyond_max_concurrent_batches_get_503_with_retry_after() {
-    let s = start(&[("TIDINGS_SERVER_MAX_CONCURRENT_BATCHES", "1")]);
+async fn batches_beyond_max_concurrent_batches_get_503_with_retry_after_their_wait() {
+    let s = start(&[
+        ("TIDINGS_SERVER_MAX_CONCURRENT_BATCHES", "1"),
+        ("TIDINGS_SERVER_BATCH_QUEUE_TIMEOUT", "100ms"),
+    ]);
     let a = addr(&s);
     // One batch holds the only place while its body stalls (until body_read_timeout).
     let mut holder = stalled_bodies(&a, 1, "/admin/v1/events/batch", Some(ADMIN), 1000).await;
@@ -606,6 +609,26 @@ async fn batches_beyond_max_concurrent_batches_get_503_with_retry_after() {
     let (closed, answer) = closed_within(&mut holder[0], Duration::from_secs(5)).await;
     assert!(closed && answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     let res = batch().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_beyond_max_concurrent_batches_waits_for_a_place_and_is_served() {
+    let s = start(&[
+        ("TIDINGS_SERVER_MAX_CONCURRENT_BATCHES", "1"),
+        ("TIDINGS_SERVER_BATCH_QUEUE_TIMEOUT", "4s"),
+    ]);
+    let a = addr(&s);
+    // The only place is held by a stalled body until body_read_timeout (1 s) cuts it.
+    let _holder = stalled_bodies(&a, 1, "/admin/v1/events/batch", Some(ADMIN), 1000).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let res = Server::client()
+        .post(format!("{}/admin/v1/events/batch", s.url))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"events": [{"team_id": "T0NONE", "event": {"type": "app_mention"}}]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
 }
 

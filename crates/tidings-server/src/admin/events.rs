@@ -178,8 +178,8 @@ pub enum BatchResult {
         (status = 200, description = "One result per event, in order", body = BatchResults),
         (status = 413, description = "The body is larger than 16 × `server.max_body_bytes`",
          body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "`server.max_concurrent_batches` batches are in progress; \
-         retry after the `Retry-After` seconds (`busy`)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "`server.max_concurrent_batches` batches were in progress for \
+         `server.batch_queue_timeout`; retry after the `Retry-After` seconds (`busy`)", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
 pub async fn publish_batch(
@@ -238,10 +238,23 @@ pub async fn publish_batch(
 }
 
 /// Lets a batch through while fewer than `server.max_concurrent_batches` are in progress
-/// (each may hold 16 × `max_body_bytes` of body); others get 503 `busy` with
-/// `Retry-After: 1`, before their body is read.
-pub async fn one_of_few_batches(in_progress: Arc<Semaphore>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = in_progress.try_acquire_owned() else {
+/// (each may hold 16 × `max_body_bytes` of body). Others wait for a place with their
+/// bodies unread, up to `server.batch_queue_timeout`, then get 503 `busy` with
+/// `Retry-After: 1`.
+pub async fn one_of_few_batches(
+    in_progress: Arc<Semaphore>,
+    wait: std::time::Duration,
+    req: Request,
+    next: Next,
+) -> Response {
+    let permit = match in_progress.clone().try_acquire_owned() {
+        Ok(p) => Ok(p),
+        Err(_) => tokio::time::timeout(wait, in_progress.acquire_owned())
+            .await
+            .map_err(|_| ())
+            .and_then(|p| p.map_err(|_| ())),
+    };
+    let Ok(_permit) = permit else {
         metrics::counter!("tidings_batches_refused_total").increment(1);
         let mut res = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -38,7 +38,11 @@ pub const BATCH_BODY_FACTOR: usize = 16;
 /// router below (the test `the_document_lists_every_route_the_router_serves` fails on
 /// those). `batch_limit` is the body limit of `/events/batch`, `max_batches` how many
 /// it serves at once (503 with Retry-After beyond, before the body is read).
-pub fn routes(batch_limit: usize, max_batches: usize) -> OpenApiRouter<AppState> {
+pub fn routes(
+    batch_limit: usize,
+    max_batches: usize,
+    batch_wait: std::time::Duration,
+) -> OpenApiRouter<AppState> {
     let (schemas, paths, batch) = routes!(events::publish_batch);
     let in_progress = Arc::new(Semaphore::new(max_batches));
     let batch = (
@@ -47,7 +51,7 @@ pub fn routes(batch_limit: usize, max_batches: usize) -> OpenApiRouter<AppState>
         batch
             .layer(DefaultBodyLimit::max(batch_limit))
             .layer(axum::middleware::from_fn(move |req, next| {
-                events::one_of_few_batches(in_progress.clone(), req, next)
+                events::one_of_few_batches(in_progress.clone(), batch_wait, req, next)
             })),
     );
     OpenApiRouter::new()
@@ -107,7 +111,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .max_body_bytes
         .saturating_mul(BATCH_BODY_FACTOR);
     let max_batches = state.config.server.max_concurrent_batches as usize;
-    let (operator, _) = routes(batch_limit, max_batches).split_for_parts();
+    let batch_wait = state.config.server.batch_queue_timeout;
+    let (operator, _) = routes(batch_limit, max_batches, batch_wait).split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     operator
         .fallback(auth::not_found)

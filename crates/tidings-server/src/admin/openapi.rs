@@ -62,7 +62,7 @@ struct ApiDoc;
 /// their handlers, under `/admin/v1`, with the shared security and error responses and the
 /// event types of `catalog` (built-in and configured) as the subscription enums.
 pub fn document(catalog: &Catalog) -> serde_json::Value {
-    let (_, api) = super::routes(usize::MAX, 1)
+    let (_, api) = super::routes(usize::MAX, 1, std::time::Duration::ZERO)
         .merge(super::public_routes())
         .split_for_parts();
     let mut doc = ApiDoc::openapi().nest(PREFIX, api);
