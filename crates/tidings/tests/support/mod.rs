@@ -207,6 +207,33 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (SIGTERM, SIGINT) to the server; the graceful shutdown runs.
+    pub fn signal(&self, signal: i32) {
+        if let Some(c) = &self.child {
+            unsafe {
+                libc::kill(c.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Waits up to `within` for the process to exit (after [`Server::signal`]) and returns
+    /// its exit status; `None` if it was still running then (it is killed).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                self.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Kills the process and starts a new one on the same data directory.
     pub fn restart(mut self) -> Server {
         self.kill();
