@@ -151,3 +151,67 @@ async fn on_a_full_tmpfs_publish_answers_503_recovers_when_space_returns_and_los
         assert_eq!(ev["deliveries"][0]["status"], "pending", "{ev}");
     }
 }
+
+/// `tidings backup` with its output on a filesystem that fills up mid-copy, or that is
+/// mounted read-only: one clear line, a non-zero exit, and no file left behind (the copy
+/// goes to a temporary file that is removed on failure). Real tmpfs mounts, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_onto_a_full_or_read_only_tmpfs_fails_with_one_line_and_leaves_nothing() {
+    let small = match Tmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(e) => {
+            eprintln!("backup onto a full tmpfs: cannot mount a tmpfs here ({e}); not run");
+            return;
+        }
+    };
+    let s = Server::start_sqlite_with(&[]);
+    s.app_in_channel(json!({"id": "A01", "name": "pile", "bot_events": ["message.channels"]}))
+        .await;
+    // About 3 MB of events: more than the 1 MB filesystem holds.
+    for i in 0..200 {
+        assert_eq!(publish_big(&s, i).await.0, 202);
+    }
+    let dir = s.data_dir.to_str().expect("utf-8").to_string();
+    let to = small.dir.join("b.db");
+    let err = backup_fails(&["--to", to.to_str().expect("utf-8"), "--data-dir", &dir]);
+    assert!(err.contains("full") || err.contains("No space"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&small.dir)
+        .expect("read_dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    assert!(left.is_empty(), "a failed backup left {left:?}");
+
+    let ro = Tmpfs::mount("1m").expect("a second tmpfs");
+    let out = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&ro.dir)
+        .output()
+        .expect("remount");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let to = ro.dir.join("b.db");
+    let err = backup_fails(&["--to", to.to_str().expect("utf-8"), "--data-dir", &dir]);
+    assert!(err.contains("Read-only"), "{err}");
+    assert!(!to.exists());
+}
+
+/// Runs `tidings backup ARGS`, which must fail with one line on stderr; returns it.
+fn backup_fails(args: &[&str]) -> String {
+    let out = Command::new(support::bin())
+        .arg("backup")
+        .args(args)
+        .env_remove("TIDINGS_SERVER_DATABASE_URL")
+        .output()
+        .expect("tidings backup");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        !out.status.success(),
+        "the backup should have failed: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
