@@ -229,7 +229,15 @@ async fn a_second_signal_stops_at_once_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_mode_clients_hear_disconnect_refresh_requested_before_the_close() {
-    let mut s = Server::start_with(&[("TIDINGS_SERVER_SHUTDOWN_GRACE", "2s")]);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let mut s = Server::start_logging_to(
+        &[
+            ("TIDINGS_SERVER_SHUTDOWN_GRACE", "2s"),
+            ("TIDINGS_LOG", "info"),
+            ("NO_COLOR", "1"),
+        ],
+        std::process::Stdio::from(log.reopen().expect("log file")),
+    );
     let token = support::ws::socket_app(&s).await;
     let (mut ws, _hello) = support::ws::connect(&s, &token).await;
     s.signal(libc::SIGTERM);
@@ -247,4 +255,16 @@ async fn socket_mode_clients_hear_disconnect_refresh_requested_before_the_close(
     let status = s.wait_exit(Duration::from_secs(2 + 4)).await;
     let status = status.expect("the server did not stop within its grace period");
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    // One line says what the shutdown did.
+    let text = std::fs::read_to_string(log.path()).expect("log");
+    let done: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("shutdown complete"))
+        .collect();
+    assert_eq!(done.len(), 1, "{text}");
+    assert!(
+        done[0].contains("1 socket mode connections closed") && done[0].contains("store flushed"),
+        "{}",
+        done[0]
+    );
 }

@@ -40,16 +40,21 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        Self::start_in(env, pg::url())
+        Self::start_in(env, pg::url(), Stdio::inherit())
+    }
+
+    /// [`Server::start_with`] with the server's log (stderr) sent to `stderr`.
+    pub fn start_logging_to(env: &[(&str, &str)], stderr: Stdio) -> Server {
+        Self::start_in(env, pg::url(), stderr)
     }
 
     /// A fresh server on SQLite even in a PostgreSQL run (what only SQLite has: its data
     /// directory's database, backups of it).
     pub fn start_sqlite_with(env: &[(&str, &str)]) -> Server {
-        Self::start_in(env, None)
+        Self::start_in(env, None, Stdio::inherit())
     }
 
-    fn start_in(env: &[(&str, &str)], pg_url: Option<String>) -> Server {
+    fn start_in(env: &[(&str, &str)], pg_url: Option<String>, stderr: Stdio) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         let mut env: Vec<(String, String)> = env
@@ -101,7 +106,7 @@ impl Server {
             }
             _ => None,
         };
-        let mut s = Self::spawn(&dir, env, &[]);
+        let mut s = Self::spawn_logging_to(&dir, env, &[], stderr);
         s._tmp = Some(tmp);
         s.schema = schema;
         s
