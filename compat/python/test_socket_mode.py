@@ -282,3 +282,22 @@ def test_an_unacked_envelope_is_redelivered_with_a_new_id_and_reason_timeout(tid
         assert len(recorder.for_event(event_id)) == 2, "no further redelivery after the ack"
     finally:
         client.close()
+
+
+def test_builtin_client_hears_refresh_requested_when_the_server_stops_on_sigterm(tidings):
+    """Graceful shutdown (issue 26): SIGTERM sends every Socket Mode connection Slack's
+    `disconnect` with `refresh_requested` before closing it, and the server exits 0."""
+    import signal
+
+    _, app_token = socket_workspace(tidings)
+    recorder = Recorder()
+    client = builtin_client(tidings, app_token, recorder)
+    try:
+        client.connect()
+        wait_for(lambda: recorder.count(("hello", None)) >= 1, what="hello")
+        tidings.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: recorder.count(("disconnect", "refresh_requested")) >= 1,
+                 what="disconnect refresh_requested")
+        assert tidings.proc.wait(timeout=15) == 0, tidings.log()
+    finally:
+        client.close()

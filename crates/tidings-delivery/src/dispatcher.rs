@@ -72,6 +72,8 @@ pub struct Dispatcher {
     outcome_queue: Mutex<Option<tokio::sync::mpsc::Receiver<QueuedOutcome>>>,
     /// Nodes share the store: deliveries are leased (see the module's docs).
     shared: bool,
+    /// Which attempts go ahead while the engine stops (see [`crate::drain`]).
+    gate: crate::drain::Gate,
 }
 
 /// An outcome on its way to the store, and who waits for it to be written.
@@ -133,7 +135,32 @@ impl Dispatcher {
             wake: Notify::new(),
             health,
             hub,
+            gate: Default::default(),
         })
+    }
+
+    pub(crate) fn gate(&self) -> &crate::drain::Gate {
+        &self.gate
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Wakes the dispatch loop (to see that the engine is stopping).
+    pub(crate) fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What this node holds: the deliveries in flight, and how many attempts wait for
+    /// their outcomes to be written.
+    pub(crate) fn held(&self) -> (Vec<i64>, usize) {
+        let lanes = self.lanes();
+        let in_flight = lanes
+            .values()
+            .flat_map(|l| l.in_flight.iter().copied())
+            .collect();
+        (in_flight, lanes.values().map(|l| l.settling.len()).sum())
     }
 
     /// How many more attempts the lane may start now. When nodes share the store, an
@@ -294,7 +321,8 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let mut round = 0usize;
-        loop {
+        // Stopping (see `crate::drain`): claim nothing more.
+        while !self.gate.stopping() {
             let now = now_ms();
             // Rows fetched wait in memory for a global permit: fetch no more than there are
             // free permits, so with thousands of busy lanes memory stays bounded by
@@ -568,6 +596,9 @@ impl Dispatcher {
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
         let permit = self.permits.clone().acquire_owned().await;
+        if !self.gate.begin(row.delivery.seq) {
+            return self.release(&app.id, &[row.delivery.seq], None);
+        }
         let retry_num = if row.redeliver { 0 } else { row.attempts };
         let last_reason = row
             .delivery
@@ -607,6 +638,9 @@ impl Dispatcher {
     /// acked within `ack_timeout` or failed as `timeout` (also when its socket closes first).
     async fn attempt_socket(self: Arc<Self>, app: Arc<App>, row: DueDelivery) {
         let permit = self.permits.clone().acquire_owned().await;
+        if !self.gate.begin(row.delivery.seq) {
+            return self.release(&app.id, &[row.delivery.seq], None);
+        }
         let retry_num = if row.redeliver { 0 } else { row.attempts };
         let body = match crate::envelope::for_delivery(
             &self.catalog,
@@ -637,6 +671,7 @@ impl Dispatcher {
         let acked = match self.hub.send(&app.id, &envelope_id, frame) {
             Err(SendError::NoConnection) => {
                 // The connection went away before sending: no attempt was made.
+                let _ = self.gate.end(row.delivery.seq);
                 let hold = now_ms() + self.cfg.hold_recheck.as_millis() as i64;
                 let _ = self.store.postpone(vec![row.delivery.seq], hold).await;
                 drop(permit);
@@ -732,6 +767,10 @@ impl Dispatcher {
         permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
     ) {
         let seq = row.delivery.seq;
+        if !self.gate.end(seq) {
+            // The engine stopped and handed this delivery back (see `crate::drain`).
+            return;
+        }
         let retry = match &outcome.next {
             NextStep::Retry { at_ms, reason } => Some((*at_ms, reason.clone())),
             _ => None,

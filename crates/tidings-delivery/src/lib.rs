@@ -8,6 +8,7 @@
 //! the operating system shares the cores between the two sets of threads.
 
 pub mod dispatcher;
+pub mod drain;
 pub mod envelope;
 pub mod health;
 pub mod http;
@@ -24,6 +25,7 @@ use tidings_store::Store;
 const HEALTH_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub use dispatcher::{DispatchConfig, Dispatcher};
+pub use drain::Drained;
 pub use health::{Health, HealthConfig};
 pub use http::{HttpSender, SenderConfig};
 pub use socket::{SocketConfig, SocketHub};

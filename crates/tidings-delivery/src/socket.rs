@@ -96,6 +96,8 @@ pub struct Registration {
     pub num_connections: usize,
     /// Tells the connection when the hub ends it (its token was revoked).
     pub ending: Ending,
+    /// Drop once the socket is closed (see [`SocketHub::all_closed`]).
+    pub live: Live,
 }
 
 /// The connection's side of being ended by the hub.
@@ -160,6 +162,18 @@ pub struct SocketHub {
     apps: Mutex<HashMap<String, AppLinks>>,
     pending: Mutex<HashMap<String, PendingAck>>,
     next_id: AtomicU64,
+    /// Connections whose task still runs (their [`Live`] guards not yet dropped).
+    live: Arc<watch::Sender<usize>>,
+}
+
+/// Held by a connection's task until it has closed its socket; [`SocketHub::all_closed`]
+/// waits for every one to be dropped.
+pub struct Live(Arc<watch::Sender<usize>>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -174,6 +188,7 @@ impl SocketHub {
             apps: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            live: Arc::new(watch::channel(0).0),
         }
     }
 
@@ -231,11 +246,13 @@ impl SocketHub {
             going_away: false,
         });
         metrics::gauge!("tidings_socket_connections").increment(1.0);
+        self.live.send_modify(|n| *n += 1);
         Some(Registration {
             id,
             outbound,
             num_connections: entry.links.len(),
             ending: Ending { end: end_rx, fence },
+            live: Live(self.live.clone()),
         })
     }
 
@@ -411,6 +428,22 @@ impl SocketHub {
     /// Forgets an envelope that timed out (a late ack is then ignored).
     pub fn forget(&self, envelope_id: &str) {
         lock(&self.pending).remove(envelope_id);
+    }
+
+    /// Ends every connection of every app with `frame` (the server is shutting down), as
+    /// [`SocketHub::end_token`] does; returns how many.
+    pub fn end_all(&self, frame: &str) -> usize {
+        let apps: Vec<String> = lock(&self.apps).keys().cloned().collect();
+        apps.iter()
+            .map(|app| self.end_where(app, |_| true, frame).count())
+            .sum()
+    }
+
+    /// Completes once every registered connection's task has closed its socket (or at
+    /// once when there are none).
+    pub async fn all_closed(&self) {
+        let mut rx = self.live.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Ends every connection of the app with `frame` (Socket Mode turned off), as

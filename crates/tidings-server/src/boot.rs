@@ -93,7 +93,6 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         },
     )
     .await?;
-    crate::retention::spawn(store.clone(), &config);
     if store.is_shared() {
         spawn_heartbeat(store.clone(), public_url.clone()).await?;
     }
@@ -108,6 +107,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         engine,
         metrics: crate::observe::prometheus(),
     });
+    // After the metrics recorder is installed (in `AppState::new`'s `metrics`): the
+    // pruner's series are registered at spawn, so they show from the first scrape.
+    crate::retention::spawn(state.store.clone(), &state.config);
     crate::revocation::watch(state.clone());
     Ok(Booted {
         listener,

@@ -66,6 +66,10 @@ pub struct ServerConfig {
     /// How long a batch call waits for one of the `max_concurrent_batches` places.
     #[serde(with = "duration")]
     pub batch_queue_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long attempts under way (and requests being answered) get
+    /// to finish before what is left is handed back for the next start or another node.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
 }
 
 impl ServerConfig {
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             max_unauthenticated_body_bytes: 65_536,
             max_concurrent_batches: 4,
             batch_queue_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod observe;
 pub mod retention;
 pub mod revocation;
+pub mod shutdown;
 pub mod socket;
 pub mod state;
 pub mod ui;

@@ -4,9 +4,11 @@
 //! "not found" answers for ids that may have been pruned.
 //!
 //! Metrics: `tidings_retention_pruned_rows_total{table}` (deliveries, attempts, events,
-//! minute_rollups), `tidings_retention_last_run_seconds` (how long the last run took) and
-//! `tidings_retention_last_run_timestamp_seconds`. Each run logs at debug, or at info when
-//! it pruned something.
+//! minute_rollups), `tidings_retention_last_run_seconds` (how long the last run took),
+//! `tidings_retention_last_run_timestamp_seconds` (when the last run that did not fail
+//! ended; set at start, so `time() - it` is the pruner's lag from the first minute on) and
+//! `tidings_retention_errors_total` (runs the store failed). Each run logs at debug, or at
+//! info when it pruned something.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +64,9 @@ pub fn spawn(store: Arc<dyn Store>, config: &Config) {
     for table in TABLES {
         metrics::counter!("tidings_retention_pruned_rows_total", "table" => table).increment(0);
     }
+    metrics::counter!("tidings_retention_errors_total").increment(0);
+    metrics::gauge!("tidings_retention_last_run_seconds").set(0.0);
+    metrics::gauge!("tidings_retention_last_run_timestamp_seconds").set(chrono_now() as f64);
     let interval = r.interval;
     tokio::spawn(async move {
         loop {
@@ -78,6 +83,7 @@ pub async fn run(store: &dyn Store, policy: Retention) -> Pruned {
     let started = Instant::now();
     let mut total = Pruned::default();
     let mut batches = 0u64;
+    let mut failed = false;
     loop {
         let now = chrono_now();
         match store.prune(policy, now).await {
@@ -91,6 +97,8 @@ pub async fn run(store: &dyn Store, policy: Retention) -> Pruned {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "retention: pruning failed; retrying next run");
+                metrics::counter!("tidings_retention_errors_total").increment(1);
+                failed = true;
                 break;
             }
         }
@@ -98,7 +106,9 @@ pub async fn run(store: &dyn Store, policy: Retention) -> Pruned {
     }
     let took = started.elapsed();
     metrics::gauge!("tidings_retention_last_run_seconds").set(took.as_secs_f64());
-    metrics::gauge!("tidings_retention_last_run_timestamp_seconds").set(chrono_now() as f64);
+    if !failed {
+        metrics::gauge!("tidings_retention_last_run_timestamp_seconds").set(chrono_now() as f64);
+    }
     if total.total() > 0 {
         tracing::info!(
             deliveries = total.deliveries,

@@ -41,6 +41,11 @@ impl From<rusqlite::Error> for StoreError {
             {
                 StoreError::Unavailable(e.to_string())
             }
+            // The disk (or the quota) is full: the batch rolled back, and writes succeed
+            // again once space returns. Safe to retry, so 503, not 500.
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                StoreError::Unavailable(format!("the disk is full ({e})"))
+            }
             _ => StoreError::Internal(e.to_string()),
         }
     }

@@ -151,6 +151,14 @@ pub trait Store: Send + Sync + 'static {
     fn lease(&self) -> Option<std::time::Duration>;
     /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
     async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
+    /// Shutting down: gives back deliveries this node claimed and will not finish, at once
+    /// and without waiting for their leases. `unsent` were never sent (no attempt is
+    /// counted); `unknown` were being sent (counted as an attempt of unknown result, as a
+    /// take-over is). On SQLite they stay pending for the next start the same way.
+    async fn hand_back(&self, unsent: Vec<i64>, unknown: Vec<i64>) -> StoreResult<usize>;
+    /// Shutting down: waits until every write queued before it is committed (the group
+    /// commit flushed), then closes the read pool: reads after it fail with `Unavailable`.
+    async fn close(&self) -> StoreResult<()>;
     /// Fails, as `connection_failed`, the app's pending deliveries created at or before
     /// `created_before` (Unix seconds): Socket Mode deliveries held past the hold time.
     async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize>;

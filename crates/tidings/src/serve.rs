@@ -1,7 +1,9 @@
 //! `tidings serve`: load the configuration, boot the server, print where it listens and
-//! where the admin token is, and serve until SIGINT/SIGTERM.
+//! where the admin token is, and serve until SIGINT/SIGTERM, then shut down gracefully
+//! (see `tidings_server::shutdown`; a second signal stops at once).
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
 use tidings_server::boot::{self, AdminTokenSource};
@@ -83,10 +85,44 @@ pub async fn run(opts: ServeOpts) -> Result<(), String> {
     .map_err(|e| format!("cannot start the upkeep thread: {e}"))?;
     let app = tidings_server::router(booted.state.clone());
     let limits = tidings_server::edge::Limits::of(&booted.state.config.server);
-    tidings_server::edge::serve(booted.listener, app, limits, shutdown_signal())
+    // The first signal starts the shutdown (when it came bounds the grace period); a
+    // second one ends the process at once.
+    let (signalled_tx, signalled) = tokio::sync::watch::channel(None::<Instant>);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(Some(Instant::now()));
+        tracing::info!(
+            "shutting down: stopped accepting; draining deliveries (a second signal stops at once)"
+        );
+        shutdown_signal().await;
+        eprintln!("error: second signal: stopping at once; unfinished deliveries stay pending");
+        std::process::exit(130);
+    });
+    let when = |mut rx: tokio::sync::watch::Receiver<Option<Instant>>| async move {
+        let at = rx.wait_for(Option::is_some).await.map(|at| *at);
+        match at {
+            Ok(at) => at.unwrap_or_else(Instant::now),
+            // The signal task is gone: never happens while the process runs.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let state = booted.state.clone();
+    let drain = tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            let at = when(signalled).await;
+            tidings_server::shutdown::run(&state, at).await
+        }
+    });
+    tidings_server::edge::serve(booted.listener, app, limits, async move {
+        when(signalled).await;
+    })
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+    let report = drain
         .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("stopped");
+        .map_err(|e| format!("the shutdown stopped: {e}"))?;
+    tracing::info!("{report}");
     Ok(())
 }
 

@@ -313,6 +313,7 @@ mod tests {
             body_read_timeout: Duration::from_millis(50),
             max_connections: 1,
             max_header_bytes: 8192,
+            drain_limit: Duration::from_millis(200),
         }
     }
 

@@ -20,7 +20,7 @@
 //!
 //! Shutdown is graceful, as `axum::serve`'s was: on the signal the listener closes, each
 //! connection finishes the request it is serving and closes, and [`serve`] returns once
-//! they have (or after `request_timeout`).
+//! they have (or after `request_timeout`, or `shutdown_grace` when shorter).
 
 mod conn;
 pub mod open_files;
@@ -47,6 +47,8 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    /// After the shutdown signal, how long open requests get to finish.
+    pub drain_limit: Duration,
 }
 
 impl Limits {
@@ -58,6 +60,7 @@ impl Limits {
             body_read_timeout: s.body_read_timeout,
             max_connections: s.max_connections as usize,
             max_header_bytes: s.max_header_bytes,
+            drain_limit: s.request_timeout.min(s.shutdown_grace),
         }
     }
 }
@@ -135,9 +138,9 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(true);
     drop(live_tx);
-    let drained = tokio::time::timeout(limits.request_timeout, live_rx.recv()).await;
+    let drained = tokio::time::timeout(limits.drain_limit, live_rx.recv()).await;
     if drained.is_err() {
-        tracing::warn!("shutdown: connections still open after request_timeout; closing them");
+        tracing::warn!("shutdown: connections still open after the grace period; closing them");
     }
     Ok(())
 }

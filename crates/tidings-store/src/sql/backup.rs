@@ -217,9 +217,14 @@ impl Partial {
 }
 
 impl Drop for Partial {
+    /// Removes the file unless committed, and always the journal SQLite may have left
+    /// beside it (a copy that failed half-way, the disk full, leaves `-journal`).
     fn drop(&mut self) {
         if !self.done {
             let _ = std::fs::remove_file(&self.path);
+        }
+        for suffix in ["-journal", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
         }
     }
 }

@@ -311,6 +311,43 @@ pub fn postpone(c: &Conn, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// Gives back deliveries this node holds but will not finish (it is shutting down), so
+/// another node or the next start takes them at once instead of after their lease:
+/// - `unsent` were claimed but never sent: their claim is simply withdrawn (no attempt);
+/// - `unknown` were being sent when the grace period ran out: like a take-over (see
+///   [`claim`]), they count as an attempt whose result is not known (`attempts + 1`,
+///   reason [`TAKE_OVER_REASON`]; not for an operator's redeliver), so the next attempt
+///   goes out as a retry and no attempt number is used twice.
+///
+/// The lease token is bumped, so an outcome that still arrives for them changes nothing.
+/// With `node` (nodes sharing the database) only rows this node still holds change.
+/// Returns how many rows changed.
+pub fn hand_back(
+    c: &Conn,
+    unsent: &[i64],
+    unknown: &[i64],
+    node: Option<&str>,
+) -> StoreResult<usize> {
+    let mut n = 0;
+    for s in unsent {
+        n += c.execute(
+            "UPDATE deliveries SET lease_until = NULL, leased_by = NULL, lease_token = lease_token + 1
+             WHERE seq = ?1 AND status = 'pending' AND (?2 IS NULL OR leased_by = ?2)",
+            params![s, node],
+        )?;
+    }
+    for s in unknown {
+        n += c.execute(
+            "UPDATE deliveries SET lease_until = NULL, leased_by = NULL, lease_token = lease_token + 1,
+               attempts = attempts + CASE WHEN redeliver <> 0 THEN 0 ELSE 1 END,
+               reason = CASE WHEN redeliver <> 0 THEN reason ELSE ?3 END
+             WHERE seq = ?1 AND status = 'pending' AND (?2 IS NULL OR leased_by = ?2)",
+            params![s, node, TAKE_OVER_REASON],
+        )?;
+    }
+    Ok(n)
+}
+
 pub fn expire_held(
     c: &Conn,
     app: &str,

@@ -134,6 +134,17 @@ impl SqlStore {
             .await
     }
 
+    /// Flushes the writer (an empty job commits after everything queued before it) and
+    /// closes the read pool (see [`crate::Store::close`]).
+    pub(crate) async fn flush_and_close(&self) -> StoreResult<()> {
+        let flushed = self.writer.write(|_| Ok(())).await;
+        match &self.readers {
+            Readers::Sqlite(p) => p.close(),
+            Readers::Postgres(p) => p.close(),
+        }
+        flushed
+    }
+
     /// Runs `f` on a read connection on the blocking pool.
     pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where

@@ -59,6 +59,21 @@ impl<O: Opener> ReadPool<O> {
         })
     }
 
+    /// Refuses further reads (`Unavailable`) and closes the idle connections, on a plain
+    /// thread as [`Drop`] does. Reads already running finish.
+    pub fn close(&self) {
+        self.permits.close();
+        let idle = match self.idle.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("tidings-pool-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+
     /// Runs `f` on a read connection on the blocking pool.
     pub async fn read<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
     where

@@ -479,6 +479,19 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn hand_back(&self, unsent: Vec<i64>, unknown: Vec<i64>) -> StoreResult<usize> {
+        if unsent.is_empty() && unknown.is_empty() {
+            return Ok(0);
+        }
+        let node = (self.lease_ms > 0).then(|| self.node_id.to_string());
+        self.write(move |c| dispatch::hand_back(c, &unsent, &unknown, node.as_deref()))
+            .await
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.flush_and_close().await
+    }
+
     async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize> {
         let app = app_id.to_owned();
         let counter = self.counter.clone();

@@ -40,16 +40,21 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        Self::start_in(env, pg::url())
+        Self::start_in(env, pg::url(), Stdio::inherit())
+    }
+
+    /// [`Server::start_with`] with the server's log (stderr) sent to `stderr`.
+    pub fn start_logging_to(env: &[(&str, &str)], stderr: Stdio) -> Server {
+        Self::start_in(env, pg::url(), stderr)
     }
 
     /// A fresh server on SQLite even in a PostgreSQL run (what only SQLite has: its data
     /// directory's database, backups of it).
     pub fn start_sqlite_with(env: &[(&str, &str)]) -> Server {
-        Self::start_in(env, None)
+        Self::start_in(env, None, Stdio::inherit())
     }
 
-    fn start_in(env: &[(&str, &str)], pg_url: Option<String>) -> Server {
+    fn start_in(env: &[(&str, &str)], pg_url: Option<String>, stderr: Stdio) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         let mut env: Vec<(String, String)> = env
@@ -101,7 +106,7 @@ impl Server {
             }
             _ => None,
         };
-        let mut s = Self::spawn(&dir, env, &[]);
+        let mut s = Self::spawn_logging_to(&dir, env, &[], stderr);
         s._tmp = Some(tmp);
         s.schema = schema;
         s
@@ -204,6 +209,33 @@ impl Server {
                 libc::kill(c.id() as i32, libc::SIGKILL);
             }
             let _ = c.wait();
+        }
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) to the server; the graceful shutdown runs.
+    pub fn signal(&self, signal: i32) {
+        if let Some(c) = &self.child {
+            unsafe {
+                libc::kill(c.id() as i32, signal);
+            }
+        }
+    }
+
+    /// Waits up to `within` for the process to exit (after [`Server::signal`]) and returns
+    /// its exit status; `None` if it was still running then (it is killed).
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= until {
+                self.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
