@@ -25,7 +25,7 @@ pub const MAX_BATCH: usize = 1000;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PublishBody {
+pub(crate) struct PublishBody {
     /// The team the event happened in (422 `unknown_team` when it does not exist).
     #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     team_id: String,
