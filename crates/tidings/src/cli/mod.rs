@@ -85,6 +85,8 @@ pub enum Command {
     Events(EventCmd),
     /// Hold a Socket Mode connection for an app and forward its events to a local URL.
     Listen(crate::listen::ListenOpts),
+    /// A local relay: takes publishes, spools them, forwards them to Tidings through outages.
+    Relay(crate::relay::RelayOpts),
     /// Deliveries (one event for one app in one team).
     #[command(subcommand)]
     Deliveries(DeliveryCmd),
@@ -304,7 +306,11 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
     let c = Client::new(&g)?;
     let json_out = g.json;
     match cmd {
-        Command::Serve(_) | Command::Listen(_) | Command::Backup(_) | Command::Restore(_) => {
+        Command::Serve(_)
+        | Command::Listen(_)
+        | Command::Relay(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled by main")
         }
         Command::Enterprises(EnterpriseCmd::Create { name, id }) => {
