@@ -112,20 +112,20 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-fn parse(body: &[u8]) -> Result<Value, Response> {
+fn parse(body: &[u8]) -> Result<Value, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        problem(
+        Box::new(problem(
             StatusCode::BAD_REQUEST,
             "malformed",
             format!("the request body is not valid JSON: {e}"),
-        )
+        ))
     })
 }
 
 async fn publish_one(State(r): State<Relay>, body: axum::body::Bytes) -> Response {
     let v = match parse(&body) {
         Ok(v) => v,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match r.client.publish(v).await {
         Ok(key) => (
@@ -140,7 +140,7 @@ async fn publish_one(State(r): State<Relay>, body: axum::body::Bytes) -> Respons
 async fn publish_batch(State(r): State<Relay>, body: axum::body::Bytes) -> Response {
     let v = match parse(&body) {
         Ok(v) => v,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(events) = v.get("events").and_then(Value::as_array).cloned() else {
         return problem(
