@@ -3,6 +3,8 @@
 //! is SIGKILLed and restarted; a node's 4xx is kept aside; a full spool and a wrong token
 //! are refused with clear problems.
 //!
+//! On PostgreSQL, a further test also cuts and restores the database connection.
+//!
 //! `TIDINGS_RELAY_TEST_EVENTS` sets how many events (default 10,000: the 50,000
 //! takes minutes on a busy machine; the logic does not change with the count).
 
@@ -167,12 +169,12 @@ async fn every_event_through_the_relay_arrives_once_across_sigkills() {
     }
     publishing.await.unwrap();
     let mut last = 0;
-    for _ in 0..6000 {
-        last = seen(&r).len() as u64;
-        if last == total {
+    for _ in 0..3000 {
+        last = r.events().len() as u64;
+        if last >= total && seen(&r).len() as u64 == total {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let m = seen(&r);
     assert_eq!(
@@ -263,4 +265,156 @@ async fn with_no_node_answering_the_relay_retries_and_a_full_spool_refuses() {
     while metric(&rl, "tidings_relay_retries_total").await < 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TCP link to PostgreSQL that can be cut (every connection dropped, new ones refused)
+/// and restored (as in `pg_outage.rs`).
+struct PgLink {
+    addr: std::net::SocketAddr,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl PgLink {
+    async fn start(target: &str) -> PgLink {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link = PgLink {
+            addr: l.local_addr().unwrap(),
+            target: target.to_string(),
+            tasks: Default::default(),
+        };
+        link.serve(l);
+        link
+    }
+
+    fn serve(&self, l: tokio::net::TcpListener) {
+        let (tasks, target) = (self.tasks.clone(), self.target.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = l.accept().await {
+                let target = target.clone();
+                let t = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                tasks.lock().unwrap().push(t);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let l = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(l);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_arrives_once_across_postgres_cuts_and_sigkills() {
+    let Some(base) = support::pg::url() else {
+        eprintln!("relay and PostgreSQL cuts: needs TIDINGS_TEST_DATABASE_URL; not run on SQLite");
+        return;
+    };
+    let total: u64 = std::env::var("TIDINGS_RELAY_TEST_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let schema = support::pg::Schema::create(&base);
+    let rest = base
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap();
+    let hp = rest.split('/').next().unwrap();
+    let target = if hp.contains(':') {
+        hp.to_string()
+    } else {
+        format!("{hp}:5432")
+    };
+    let link = PgLink::start(&target).await;
+    let via_link = schema.url().replacen(&target, &link.addr.to_string(), 1);
+    let mut s = Server::start_with(&[
+        ("TIDINGS_SERVER_DATABASE_URL", via_link.as_str()),
+        ("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "4000000000"),
+    ]);
+    let r = Receiver::start().await;
+    s.app_in_channel(json!({"id": "A01", "name": "Relay", "request_url": r.url, "bot_events": ["message.channels"]}))
+        .await;
+    let token = publisher_token(&s).await;
+    let rl = relay(&s.url, &token, &["--batch-size", "500"]);
+    let t0 = now();
+    let time_of = move |i: u64| t0 - (i % 7200) as i64;
+    let url = format!("{}/admin/v1/events/batch", rl.url);
+    let tok = token.clone();
+    let publishing = tokio::spawn(async move {
+        for start in (0..total).step_by(250) {
+            let events: Vec<Value> = (start..(start + 250).min(total))
+                .map(|i| json!({"team_id": "T01", "event_time": time_of(i),
+                                "event": {"type": "message", "channel": "C01", "user": "U01", "text": format!("n{i}")}}))
+                .collect();
+            let (st, body) = post(&url, &tok, &json!({"events": events})).await;
+            assert_eq!(st, 202, "{body}");
+        }
+    });
+    // Cut PostgreSQL (the node answers 503, the relay resends), restore it; SIGKILL and
+    // restart the node; cut and restore again.
+    for k in 1..=3u64 {
+        while metric(&rl, "tidings_relay_events_spooled_total").await < total * k / 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if k == 2 {
+            s = tokio::task::block_in_place(|| s.restart_on_same_port());
+            continue;
+        }
+        let retries = metric(&rl, "tidings_relay_retries_total").await;
+        link.cut();
+        while metric(&rl, "tidings_relay_retries_total").await < retries + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        link.restore().await;
+    }
+    publishing.await.unwrap();
+    let mut last = 0;
+    for _ in 0..3000 {
+        last = r.events().len() as u64;
+        if last >= total && seen(&r).len() as u64 == total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = seen(&r);
+    assert_eq!(
+        m.len() as u64,
+        total,
+        "only {} of {total} events arrived ({last} hits)",
+        m.len()
+    );
+    for (n, (ids, time)) in &m {
+        assert_eq!(
+            ids.len(),
+            1,
+            "marker {n} arrived as several events: {ids:?}"
+        );
+        assert_eq!(*time, time_of(*n), "marker {n} lost its event_time");
+    }
+    assert_eq!(
+        metric(&rl, "tidings_relay_events_dead_lettered_total").await,
+        0
+    );
+    eprintln!(
+        "relay with PostgreSQL cuts: {total} events, {} retries, {} duplicates, {} hits at the app",
+        metric(&rl, "tidings_relay_retries_total").await,
+        metric(&rl, "tidings_relay_events_duplicate_total").await,
+        r.events().len()
+    );
+    drop(s);
+    drop(schema);
 }
