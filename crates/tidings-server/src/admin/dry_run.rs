@@ -1,7 +1,8 @@
 //! `POST /events/validate`: a dry run of `POST /events`. The body is checked by the same
-//! shape checks ([`super::events::request`]) and run through the store's own publish inside
-//! a savepoint that is rolled back ([`tidings_store::Store::preview_publish`]), so the codes,
-//! the catalog type and the audience are publish's own, and nothing is stored.
+//! shape checks ([`super::events::request`]: a malformed body is the same 400 problem) and
+//! run through the store's own publish inside a savepoint that is rolled back
+//! ([`tidings_store::Store::preview_publish`]), so the refusal codes, the catalog type and
+//! the audience are publish's own, and nothing is stored.
 
 use axum::extract::State;
 use axum::Json;
@@ -11,6 +12,7 @@ use serde_json::Value;
 use tidings_core::fanout::Authorization;
 
 use super::events::{request, PublishBody};
+use super::openapi::PROBLEM_JSON;
 use crate::error::Problem;
 use crate::extract::{parse_json, ApiJson};
 use crate::state::AppState;
@@ -90,22 +92,23 @@ impl Validation {
     request_body = PublishBody,
     security(("admin_token" = []), ("publisher_token" = [])),
     responses(
-        (status = 200, description = "Whether publish would accept the event, the checks it \
-         would fail (with publish's codes), the catalog type it resolved to, and each delivery \
-         it would make with its exact envelope (`event_id` a placeholder). Nothing is stored.",
+        (status = 200, description = "Whether publish would accept the event, the check it \
+         would fail (with publish's code: `unknown_team`, `unknown_event_type`, `event_too_old`, …), \
+         the catalog type it resolved to, and each delivery it would make with its exact \
+         envelope (`event_id` a placeholder). Nothing is stored.",
          body = Validation),
+        (status = 413, description = "The body, or the inner event, is larger than \
+         `server.max_body_bytes` (as for publish)", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
 pub async fn validate(
     State(s): State<AppState>,
     ApiJson(raw): ApiJson<Box<RawValue>>,
 ) -> Result<Json<Validation>, Problem> {
-    let req = match parse_json::<PublishBody>(raw.get().as_bytes())
-        .and_then(|b| request(b, s.config.server.max_body_bytes))
-    {
-        Ok(r) => r,
-        Err(p) => return Ok(Json(Validation::refused(p))),
-    };
+    // A body that does not fit the document (400) or is too large (413) is answered as
+    // publish answers it: those are the request's shape, not the event's fate.
+    let req = parse_json::<PublishBody>(raw.get().as_bytes())
+        .and_then(|b| request(b, s.config.server.max_body_bytes))?;
     let preview = match s.store.preview_publish(&s.publish_policy, req).await? {
         Ok(p) => p,
         Err(r) => return Ok(Json(Validation::refused(Problem::from(r)))),
