@@ -1,5 +1,5 @@
 //! `POST /events/validate`: a dry run of `POST /events`. The body is checked by the same
-//! shape checks ([`super::events::request`]: a malformed body is the same 400 problem) and
+//! shape checks ([`super::events::request`]: what they refuse is the same problem here) and
 //! run through the store's own publish inside a savepoint that is rolled back
 //! ([`tidings_store::Store::preview_publish`]), so the refusal codes, the catalog type and
 //! the audience are publish's own, and nothing is stored.
@@ -97,6 +97,8 @@ impl Validation {
          the catalog type it resolved to, and each delivery it would make with its exact \
          envelope (`event_id` a placeholder). Nothing is stored.",
          body = Validation),
+        (status = 422, description = "A `team_id` or `app_id` that is not an id at all \
+         (`unknown_team`, `unknown_app`), as publish answers it", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, description = "The body, or the inner event, is larger than \
          `server.max_body_bytes` (as for publish)", body = Problem, content_type = PROBLEM_JSON),
     ),
@@ -105,13 +107,15 @@ pub async fn validate(
     State(s): State<AppState>,
     ApiJson(raw): ApiJson<Box<RawValue>>,
 ) -> Result<Json<Validation>, Problem> {
-    // A body that does not fit the document (400) or is too large (413) is answered as
-    // publish answers it: those are the request's shape, not the event's fate.
+    // What the document itself rules out (malformed: 400, too large: 413, a `team_id` or
+    // `app_id` that is no id at all: 422) is answered as publish answers it: the request's
+    // shape, not the event's fate. The store's refusals (422) are the verdict.
     let req = parse_json::<PublishBody>(raw.get().as_bytes())
         .and_then(|b| request(b, s.config.server.max_body_bytes))?;
     let preview = match s.store.preview_publish(&s.publish_policy, req).await? {
         Ok(p) => p,
-        Err(r) => return Ok(Json(Validation::refused(Problem::from(r)))),
+        Err(r) if r.status == 422 => return Ok(Json(Validation::refused(Problem::from(r)))),
+        Err(r) => return Err(Problem::from(r)),
     };
     let mut event = preview.event;
     event.id = PLACEHOLDER_EVENT_ID.to_string();

@@ -72,10 +72,16 @@ pub(crate) fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishR
     let Value::Object(event) = b.event else {
         return Err(Problem::invalid_field("event", "must be a JSON object"));
     };
-    if !event.get("type").is_some_and(Value::is_string) {
+    // Non-empty, as the document says: checked here so a repeated idempotency key (which
+    // the store answers before reading the type) cannot let an empty one through.
+    if !event
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+    {
         return Err(Problem::invalid_field(
             "event.type",
-            "is required and must be a string",
+            "is required and must be a non-empty string",
         ));
     }
     let size = serialized_len(&event);
