@@ -74,10 +74,10 @@ pub(crate) fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishR
     };
     // Non-empty, as the document says: checked here so a repeated idempotency key (which
     // the store answers before reading the type) cannot let an empty one through.
-    if !event
+    if event
         .get("type")
         .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err(Problem::invalid_field(
             "event.type",
