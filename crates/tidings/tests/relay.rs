@@ -418,3 +418,54 @@ async fn every_event_arrives_once_across_postgres_cuts_and_sigkills() {
     drop(s);
     drop(schema);
 }
+
+#[test]
+fn a_corrupt_or_unusable_spool_or_no_token_stops_the_relay_with_one_line() {
+    let corrupt = tempfile::tempdir().unwrap();
+    std::fs::write(corrupt.path().join("spool.log"), b"not a spool").unwrap();
+    let file = corrupt.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let cases: Vec<(Vec<std::ffi::OsString>, Option<&str>, &str)> = vec![
+        (
+            vec![corrupt.path().into()],
+            Some("tdk_pub_x"),
+            "is corrupt: it does not start with the spool header",
+        ),
+        (
+            vec![file.join("spool").into()],
+            Some("tdk_pub_x"),
+            "plain-file",
+        ),
+        (
+            vec![corrupt.path().into()],
+            None,
+            "no upstream token: set TIDINGS_PUBLISHER_TOKEN",
+        ),
+    ];
+    for (spool, token, want) in cases {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--spool",
+        ])
+        .args(&spool)
+        .env_remove("TIDINGS_PUBLISHER_TOKEN");
+        if let Some(t) = token {
+            cmd.env("TIDINGS_PUBLISHER_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{want}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(want), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(corrupt.path().join("spool.log")).unwrap(),
+        b"not a spool",
+        "a corrupt spool is left as it was"
+    );
+}
