@@ -13,6 +13,30 @@
 //!
 //! A resend after a lost answer never makes a second event: the server answers a
 //! repeated `(team_id, idempotency_key)` with the first event's id and `duplicate: true`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tidings_client::Error> {
+//! use std::time::Duration;
+//! use tidings_client::{Client, Config};
+//!
+//! let config = Config::new(
+//!     vec!["http://127.0.0.1:3000".into()],
+//!     std::env::var("TIDINGS_PUBLISHER_TOKEN").unwrap_or_default(),
+//!     "/var/lib/my-service/tidings-spool".into(),
+//! );
+//! let client = Client::open(config)?;
+//! let key = client
+//!     .publish(serde_json::json!({
+//!         "team_id": "T01",
+//!         "event": {"type": "message", "channel": "C01", "user": "U01", "text": "hi"},
+//!     }))
+//!     .await?; // durable in the spool now; sent in the background
+//! println!("handed over as {key}; {:?}", client.stats());
+//! client.flush(Duration::from_secs(5)).await;
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod error;

@@ -15,7 +15,8 @@
 //! Bounded: an append that would take the file past `max_bytes` first compacts (rewrites
 //! the live events to a new file, renamed over the old one), and if still too large is
 //! refused with [`Error::SpoolFull`] — the events already spooled are kept, the new ones
-//! are not taken. When every event is done the file is truncated back to its header.
+//! are not taken. When every event is done the file is truncated back to its header, and a
+//! file over 64 MiB holding at most 10,000 live events is compacted.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -31,6 +32,9 @@ const HEADER: &[u8; 8] = b"TSPOOL01";
 const EVENT: u8 = 1;
 const DONE: u8 = 2;
 const RECORD_HEAD: usize = 9;
+/// A spool at least this large with at most [`COMPACT_LIVE`] live events is compacted.
+const COMPACT_AT: u64 = 64 << 20;
+const COMPACT_LIVE: usize = 10_000;
 
 /// What the spool holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -220,7 +224,13 @@ impl Spool {
         }
         let payload: Vec<u8> = ids.iter().flat_map(|id| id.to_le_bytes()).collect();
         let rec = record(DONE, &payload);
-        self.write(&rec)
+        self.write(&rec)?;
+        // Under a steady stream the spool is seldom empty: once it is large and holds few
+        // live events, rewriting those is cheap and keeps the file (and a replay) small.
+        if self.bytes > COMPACT_AT && self.live.len() <= COMPACT_LIVE {
+            self.compact()?;
+        }
+        Ok(())
     }
 
     fn truncate(&mut self) -> Result<(), Error> {
