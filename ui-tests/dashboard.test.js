@@ -191,3 +191,23 @@ test('the apps page is usable on a phone', withDashboard(b, {}, async (td, deskt
     await page.context().close();
   }
 }));
+
+test('the events page tries an event without storing it', withDashboard(b, {}, async (td, page) => {
+  const ws = await td.workspace({ appId: 'A0TRY', name: 'Try app' });
+  await login(page, td);
+  await show(page, '#/events');
+  const body = { team_id: ws.teamId, event: { type: 'message', channel: ws.channel, user: ws.userId, text: 'just trying' } };
+  await page.fill('#try-body', JSON.stringify(body));
+  await page.click('#try-form button[type=submit]');
+  await page.waitForSelector('#try-result');
+  assert.match(await page.textContent('#try-result'), /valid.*message\.channels/s);
+  assert.match(await page.textContent('#try-deliveries tr[data-app="A0TRY"]'), /pending/);
+  await screenshot(page, 'events-try');
+  const deliveries = (await td.admin('GET', '/apps/A0TRY/deliveries', undefined, 200)).body;
+  assert.equal(deliveries.items.length, 0, 'the dry run stored nothing');
+
+  await page.fill('#try-body', JSON.stringify({ ...body, event_time: 1000 }));
+  await page.click('#try-form button[type=submit]');
+  await page.waitForFunction(() => /event_too_old/.test(document.querySelector('#try-result')?.textContent || ''));
+  assert.match(await page.textContent('#try-result'), /invalid/);
+}));

@@ -8,6 +8,7 @@ mod backlog;
 mod ceiling;
 mod insights;
 mod receiver;
+mod relay;
 mod retention;
 mod scenarios;
 mod server;

@@ -115,6 +115,7 @@ pub const ALL: &[&str] = &[
     "insights",
     "ceiling",
     "retention",
+    "relay",
 ];
 
 pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
@@ -124,6 +125,7 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
         "socket" => return crate::socket::run(p).await,
         "ceiling" => return crate::ceiling::run(p).await,
         "retention" => return crate::retention::run(p).await,
+        "relay" => return crate::relay::run(p).await,
         "throughput" => Shape {
             teams: 1,
             apps: 1,
@@ -575,8 +577,10 @@ impl Caller {
                 String::from_utf8_lossy(&answer)
             ));
         }
-        // Each accepted event's result carries an event_id; refusals carry an error.
-        let sent = answer.windows(10).filter(|w| w == b"\"event_id\"").count() as u64;
+        // Each accepted event's result carries an event_id (a relay's: `spooled`);
+        // refusals carry an error.
+        let sent = answer.windows(10).filter(|w| w == b"\"event_id\"").count() as u64
+            + answer.windows(9).filter(|w| w == b"\"spooled\"").count() as u64;
         Ok((sent, us))
     }
 }

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod policy;
 pub mod publish;
 pub mod redact;
+pub mod sample;
 pub mod signing;
 pub mod socket_mode;
 pub mod token;

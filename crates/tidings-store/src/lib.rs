@@ -108,6 +108,16 @@ pub trait Store: Send + Sync + 'static {
         requests: Vec<PublishRequest>,
     ) -> StoreResult<Vec<Result<Published, PublishRefusal>>>;
 
+    /// A dry run of [`Store::publish`] for one event: the same checks, directory changes
+    /// and fan-out inside a savepoint that is always rolled back, so nothing is kept. Gives
+    /// what publish would store (the event and its deliveries, under throwaway ids) or the
+    /// refusal it would answer. Rate windows are read, not counted.
+    async fn preview_publish(
+        &self,
+        policy: &PublishPolicy,
+        request: PublishRequest,
+    ) -> StoreResult<Result<Preview, PublishRefusal>>;
+
     /// The secret `event_context` handles are signed with (shared by all nodes).
     fn event_context_key(&self) -> Vec<u8>;
 

@@ -349,6 +349,18 @@ pub struct Published {
     pub apps: Vec<String>,
 }
 
+/// What publishing one event would store ([`crate::Store::preview_publish`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preview {
+    /// The event as it would be stored (its id is not kept anywhere).
+    pub event: StoredEvent,
+    /// Its deliveries, in fan-out order (ids not kept either).
+    pub deliveries: Vec<Delivery>,
+    /// The idempotency key was used before: publish would answer this earlier event id
+    /// with `duplicate: true` and deliver nothing new.
+    pub duplicate_of: Option<String>,
+}
+
 /// Why an event was not published: a status, a machine code and the field at fault.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishRefusal {

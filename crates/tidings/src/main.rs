@@ -7,6 +7,7 @@ mod cli;
 mod listen;
 mod logging;
 mod memory;
+mod relay;
 mod serve;
 
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         match args.command {
             cli::Command::Serve(opts) => serve::run(opts).await,
             cli::Command::Listen(opts) => listen::run(args.global, opts).await,
+            cli::Command::Relay(opts) => relay::run(opts).await,
             cli::Command::Backup(opts) => blocking(move || backup::run_backup(opts)).await,
             cli::Command::Restore(opts) => blocking(move || backup::run_restore(opts)).await,
             other => cli::run(args.global, other).await,

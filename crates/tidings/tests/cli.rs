@@ -178,3 +178,39 @@ fn version_names_the_version_and_the_commit() {
         _ => assert!(!rest.is_empty(), "{line}"),
     }
 }
+
+#[tokio::test]
+async fn cli_publish_names_the_refusal_code_and_exits_non_zero() {
+    let s = Server::start();
+    s.acme().await;
+    let s = tokio::task::spawn_blocking(move || {
+        let (ok, _, err) = cli(
+            &s,
+            &[
+                "publish",
+                "--team",
+                "T01",
+                "--event-time",
+                "1000",
+                r#"{"type": "message", "channel": "C01", "user": "U01", "text": "old"}"#,
+            ],
+        );
+        assert!(!ok);
+        assert!(err.contains("422 event_too_old: event_time"), "{err}");
+        let (ok, out, err) = cli(
+            &s,
+            &[
+                "publish",
+                "--team",
+                "T01",
+                r#"{"type": "message", "channel": "C01", "user": "U01", "text": "now"}"#,
+            ],
+        );
+        assert!(ok, "{err}");
+        assert!(out.starts_with("Ev"), "{out}");
+        s
+    })
+    .await
+    .unwrap();
+    drop(s);
+}

@@ -438,3 +438,41 @@ fn the_image_definition_and_compose_file_hold_together() {
         assert!(prometheus.contains(target), "prometheus.yml names {target}");
     }
 }
+
+#[test]
+fn the_relay_unit_verifies_and_runs_the_relay() {
+    let unit = read("deploy/systemd/tidings-relay.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains(" relay ") && exec.contains("--spool /var/lib/tidings-relay"),
+        "{exec}"
+    );
+    assert!(unit.contains("\nStateDirectory=tidings-relay\n"));
+    assert!(unit.contains("\nDynamicUser=yes\n"));
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    }
+    let program = exec.split_whitespace().next().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tidings-relay.service");
+    std::fs::write(&path, unit.replace(program, bin())).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let about_unit: Vec<&str> = stderr.lines().filter(|l| l.contains("tidings")).collect();
+    assert!(
+        out.status.success() && about_unit.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}

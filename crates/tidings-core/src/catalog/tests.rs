@@ -15,6 +15,7 @@ fn custom(name: &str) -> EventType {
         user_field: None,
         event_context: true,
         mention_only: false,
+        sample: None,
     }
 }
 

@@ -19,8 +19,8 @@ pub enum Operator {
     Publisher,
 }
 
-/// Paths (relative to `/admin/v1`) a publisher token may POST to.
-const PUBLISH_PATHS: &[&str] = &["/events", "/events/batch"];
+/// Paths (relative to `/admin/v1`) a publisher token may POST to (publishing, and its dry run).
+const PUBLISH_PATHS: &[&str] = &["/events", "/events/batch", "/events/validate"];
 
 pub fn bearer(req_headers: &axum::http::HeaderMap) -> Option<&str> {
     let v = req_headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -25,7 +25,7 @@ pub const MAX_BATCH: usize = 1000;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PublishBody {
+pub(crate) struct PublishBody {
     /// The team the event happened in (422 `unknown_team` when it does not exist).
     #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     team_id: String,
@@ -72,10 +72,16 @@ pub(crate) fn request(b: PublishBody, max_event_bytes: usize) -> Result<PublishR
     let Value::Object(event) = b.event else {
         return Err(Problem::invalid_field("event", "must be a JSON object"));
     };
-    if !event.get("type").is_some_and(Value::is_string) {
+    // Non-empty, as the document says: checked here so a repeated idempotency key (which
+    // the store answers before reading the type) cannot let an empty one through.
+    if event
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         return Err(Problem::invalid_field(
             "event.type",
-            "is required and must be a string",
+            "is required and must be a non-empty string",
         ));
     }
     let size = serialized_len(&event);

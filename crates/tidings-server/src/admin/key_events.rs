@@ -31,6 +31,11 @@ pub struct EventTypeInfo {
     /// Defined in the configuration (`events.custom`), not built in.
     custom: bool,
     key_event: bool,
+    /// A realistic inner event with placeholders (`{team}`, `{channel}`, `{user}`, `{bot}`,
+    /// `{ts}`, `{now}`), as `tidings trigger` publishes it; every built-in type has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    sample: Option<serde_json::Value>,
 }
 
 /// `{event_type}` in the path: a subscription name from the catalog.
@@ -64,6 +69,7 @@ pub async fn event_types(State(s): State<AppState>) -> Result<Json<Page<EventTyp
             inner_type: t.inner_type.clone(),
             custom: builtin.get(&t.name).is_none(),
             key_event: keys.contains(&t.name),
+            sample: t.sample.clone(),
         })
         .collect();
     Ok(list_json(items))

@@ -7,6 +7,7 @@ mod auth;
 mod connections;
 mod deliveries;
 mod directory;
+mod dry_run;
 pub(crate) mod events;
 pub(crate) mod insights;
 mod installations;
@@ -91,6 +92,7 @@ pub fn routes(
         .routes(routes!(operator_tokens::create, operator_tokens::list))
         .routes(routes!(operator_tokens::revoke))
         .routes(routes!(events::publish))
+        .routes(routes!(dry_run::validate))
         .routes(batch)
         .routes(routes!(events::get_event))
         .routes(routes!(deliveries::list))

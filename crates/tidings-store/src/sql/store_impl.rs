@@ -312,6 +312,66 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn preview_publish(
+        &self,
+        policy: &PublishPolicy,
+        request: PublishRequest,
+    ) -> StoreResult<Result<Preview, PublishRefusal>> {
+        let policy = policy.clone();
+        let seen: std::sync::Arc<std::sync::Mutex<Option<Preview>>> = Default::default();
+        let out = seen.clone();
+        let work = move |c: &super::conn::Conn| {
+            // A fresh index, so nothing the dry run does reaches the shared cache; a
+            // throwaway tally and hand-over, so nothing is counted or dispatched.
+            let mut idx = super::cache::FanoutIndex::default();
+            let mut tally = crate::insights::Tally::default();
+            let mut fresh = publish::Fresh::with_room(0);
+            let p = match publish::publish_one(
+                c, &mut idx, &policy, request, &mut tally, &mut fresh,
+            )? {
+                Ok(p) => p,
+                Err(r) => return Err(crate::StoreError::Refused(r)),
+            };
+            let preview = match events::get_event(c, &p.event_id)? {
+                Some(event) if p.duplicate => Preview {
+                    event,
+                    deliveries: Vec::new(),
+                    duplicate_of: Some(p.event_id.clone()),
+                },
+                Some(event) => Preview {
+                    event,
+                    deliveries: events::event_deliveries(c, &p.event_id)?,
+                    duplicate_of: None,
+                },
+                None => {
+                    return Err(crate::StoreError::Internal(
+                        "the previewed event vanished".into(),
+                    ))
+                }
+            };
+            if let Ok(mut slot) = seen.lock() {
+                *slot = Some(preview);
+            }
+            // Always fail, so the savepoint rolls back whatever the dry run wrote.
+            Err(crate::StoreError::Refused(PublishRefusal {
+                status: 0,
+                code: "dry_run",
+                field: String::new(),
+                message: "rolled back".into(),
+            }))
+        };
+        let result: StoreResult<()> = self.write(work).await;
+        let preview = out.lock().ok().and_then(|mut s| s.take());
+        match (result, preview) {
+            (_, Some(p)) => Ok(Ok(p)),
+            (Err(crate::StoreError::Refused(r)), None) => Ok(Err(r)),
+            (Err(e), None) => Err(e),
+            (Ok(()), None) => Err(crate::StoreError::Internal(
+                "the dry run kept nothing".into(),
+            )),
+        }
+    }
+
     fn event_context_key(&self) -> Vec<u8> {
         self.context_key.as_ref().clone()
     }

@@ -10,6 +10,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    root: String,
 }
 
 impl Client {
@@ -28,7 +29,18 @@ impl Client {
             .user_agent(concat!("tidings-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token,
+            root: g.url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// A `tidings-client` publisher for the same server and token.
+    pub fn publisher(&self) -> Result<tidings_client::Publisher, String> {
+        tidings_client::Publisher::new(vec![self.root.clone()], self.token.clone())
+            .map_err(|e| e.to_string())
     }
 
     async fn send(

@@ -7,6 +7,7 @@ mod client;
 pub use client::Client;
 mod output;
 mod publish;
+mod trigger;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
@@ -77,11 +78,15 @@ pub enum Command {
     Install(InstallOpts),
     /// Publish events: one from an argument or file, or NDJSON from stdin in batches.
     Publish(publish::PublishOpts),
+    /// Publish a realistic sample of an event type (from the catalog) into a team.
+    Trigger(trigger::TriggerOpts),
     /// Published events.
     #[command(subcommand)]
     Events(EventCmd),
     /// Hold a Socket Mode connection for an app and forward its events to a local URL.
     Listen(crate::listen::ListenOpts),
+    /// A local relay: takes publishes, spools them, forwards them to Tidings through outages.
+    Relay(crate::relay::RelayOpts),
     /// Deliveries (one event for one app in one team).
     #[command(subcommand)]
     Deliveries(DeliveryCmd),
@@ -301,7 +306,11 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
     let c = Client::new(&g)?;
     let json_out = g.json;
     match cmd {
-        Command::Serve(_) | Command::Listen(_) | Command::Backup(_) | Command::Restore(_) => {
+        Command::Serve(_)
+        | Command::Listen(_)
+        | Command::Relay(_)
+        | Command::Backup(_)
+        | Command::Restore(_) => {
             unreachable!("handled by main")
         }
         Command::Enterprises(EnterpriseCmd::Create { name, id }) => {
@@ -367,6 +376,7 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
         }
         Command::Conversations(cmd) => conversations(&c, json_out, cmd).await?,
         Command::Publish(o) => publish::run(&c, json_out, o).await?,
+        Command::Trigger(o) => trigger::run(&c, json_out, o).await?,
         Command::Events(EventCmd::Show { event_id }) => {
             let v = c.get(&format!("/events/{}", seg(&event_id))).await?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

@@ -1,11 +1,13 @@
 //! `tidings publish`: one event from an argument or a file, or NDJSON from stdin sent in
 //! batches. Each line is a publish body (`{"team_id", "event", …}`) or, with `--team`, a
-//! bare inner event.
+//! bare inner event. Sent with `tidings-client`'s [`Publisher`] (typed refusals).
 
 use std::io::BufRead;
 
 use clap::Args;
 use serde_json::{json, Value};
+
+use tidings_client::{ItemResult, PublishError, Publisher};
 
 use super::client::Client;
 
@@ -99,8 +101,9 @@ pub async fn run(c: &Client, json_out: bool, o: PublishOpts) -> Result<(), Strin
         Some(text) => {
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| format!("the event is not valid JSON: {e}"))?;
-            let r = c.post("/events", &body(&o, v)?).await?;
-            report(json_out, 1, &r);
+            let p = c.publisher()?;
+            let r = p.publish(&body(&o, v)?).await.map_err(|e| describe(&e))?;
+            report(json_out, 1, &json!(r));
             Ok(())
         }
         None => {
@@ -115,12 +118,25 @@ pub async fn run(c: &Client, json_out: bool, o: PublishOpts) -> Result<(), Strin
     }
 }
 
+/// One line for a refusal or an unreachable server.
+fn describe(e: &PublishError) -> String {
+    match e {
+        PublishError::Refused {
+            status,
+            code,
+            detail,
+        } => format!("{status} {code}: {detail}"),
+        other => other.to_string(),
+    }
+}
+
 async fn many(
     c: &Client,
     json_out: bool,
     o: &PublishOpts,
     input: Box<dyn BufRead>,
 ) -> Result<(), String> {
+    let p: Publisher = c.publisher()?;
     let (mut ok, mut failed, mut n) = (0usize, 0usize, 0usize);
     let mut batch: Vec<(usize, Value)> = Vec::new();
     let mut lines = input.lines();
@@ -148,9 +164,12 @@ async fn many(
         }
         if batch.len() >= o.batch_size as usize || (done && !batch.is_empty()) {
             let events: Vec<Value> = batch.iter().map(|(_, b)| b.clone()).collect();
-            let r = c.post("/events/batch", &json!({"events": events})).await?;
-            let results = r["results"].as_array().cloned().unwrap_or_default();
+            let results = p.publish_batch(&events).await.map_err(|e| describe(&e))?;
             for ((line, _), res) in batch.drain(..).zip(results) {
+                let res = match res {
+                    ItemResult::Published(r) => json!(r),
+                    ItemResult::Refused(e) => json!({"error": {"detail": describe(&e)}}),
+                };
                 if report(json_out, line, &res) {
                     ok += 1;
                 } else {

@@ -140,10 +140,21 @@ impl Server {
         args: &[&str],
         stderr: Stdio,
     ) -> Server {
+        Self::spawn_listening(dir, env, args, stderr, "127.0.0.1:0")
+    }
+
+    /// [`Server::spawn_logging_to`] on a given listen address.
+    pub fn spawn_listening(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        args: &[&str],
+        stderr: Stdio,
+        listen: &str,
+    ) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(dir)
             .args(args)
@@ -243,6 +254,22 @@ impl Server {
     pub fn restart(mut self) -> Server {
         self.kill();
         let mut s = Self::spawn(&self.data_dir, self.env.clone(), &[]);
+        s._tmp = self._tmp.take();
+        s.schema = self.schema.take();
+        s
+    }
+
+    /// [`Server::restart`] listening on the same address, so clients keep their URL.
+    pub fn restart_on_same_port(mut self) -> Server {
+        self.kill();
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let mut s = Self::spawn_listening(
+            &self.data_dir,
+            self.env.clone(),
+            &[],
+            Stdio::inherit(),
+            &addr,
+        );
         s._tmp = self._tmp.take();
         s.schema = self.schema.take();
         s
