@@ -556,9 +556,10 @@ impl Dispatcher {
         let at = now + self.cfg.hold_recheck.as_millis() as i64;
         if self.shared {
             // Claimed but not sent: give the leases back, so no node counts a take-over.
-            let (store, seqs) = (self.store.clone(), seqs.clone());
+            let held = rows.iter().map(|r| (r.delivery.seq, r.lease)).collect();
+            let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.postpone(seqs, at).await {
+                if let Err(e) = store.postpone(held, at).await {
                     tracing::warn!(error = %e, "cannot release unsent deliveries' leases");
                 }
             });
@@ -568,7 +569,7 @@ impl Dispatcher {
 
     async fn attempt_http(self: Arc<Self>, app: Arc<App>, url: Arc<str>, row: DueDelivery) {
         let permit = self.permits.clone().acquire_owned().await;
-        let retry_num = if row.redeliver { 0 } else { row.attempts };
+        let retry_num = policy::retry_num(&self.cfg.retry_schedule, row.attempts, row.redeliver);
         let last_reason = row
             .delivery
             .reason
@@ -607,7 +608,7 @@ impl Dispatcher {
     /// acked within `ack_timeout` or failed as `timeout` (also when its socket closes first).
     async fn attempt_socket(self: Arc<Self>, app: Arc<App>, row: DueDelivery) {
         let permit = self.permits.clone().acquire_owned().await;
-        let retry_num = if row.redeliver { 0 } else { row.attempts };
+        let retry_num = policy::retry_num(&self.cfg.retry_schedule, row.attempts, row.redeliver);
         let body = match crate::envelope::for_delivery(
             &self.catalog,
             &self.key,
@@ -638,7 +639,10 @@ impl Dispatcher {
             Err(SendError::NoConnection) => {
                 // The connection went away before sending: no attempt was made.
                 let hold = now_ms() + self.cfg.hold_recheck.as_millis() as i64;
-                let _ = self.store.postpone(vec![row.delivery.seq], hold).await;
+                let _ = self
+                    .store
+                    .postpone(vec![(row.delivery.seq, row.lease)], hold)
+                    .await;
                 drop(permit);
                 // No attempt was made: nothing to write, the delivery leaves its lane now.
                 self.end_attempt(&app.id, row.delivery.seq, false, Some(hold));

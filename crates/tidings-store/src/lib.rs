@@ -149,8 +149,11 @@ pub trait Store: Send + Sync + 'static {
     async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize>;
     /// How long a claim lasts, where deliveries are claimed with leases.
     fn lease(&self) -> Option<std::time::Duration>;
-    /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
-    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
+    /// Moves held deliveries' next attempt to `until_ms` without counting an attempt,
+    /// giving their leases back. Each is `(seq, lease token)`, fenced like
+    /// [`Store::record_outcomes`]: one another node took over is left alone. Returns how
+    /// many were moved.
+    async fn postpone(&self, held: Vec<(i64, Option<i64>)>, until_ms: i64) -> StoreResult<usize>;
     /// Fails, as `connection_failed`, the app's pending deliveries created at or before
     /// `created_before` (Unix seconds): Socket Mode deliveries held past the hold time.
     async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize>;

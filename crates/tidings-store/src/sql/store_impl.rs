@@ -474,8 +474,8 @@ impl Store for SqlStore {
         (self.lease_ms > 0).then(|| std::time::Duration::from_millis(self.lease_ms as u64))
     }
 
-    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {
-        self.write(move |c| dispatch::postpone(c, &seqs, until_ms))
+    async fn postpone(&self, held: Vec<(i64, Option<i64>)>, until_ms: i64) -> StoreResult<usize> {
+        self.write(move |c| dispatch::postpone(c, &held, until_ms))
             .await
     }
 
