@@ -193,13 +193,7 @@ pub async fn uninstall(
     // tokens are being revoked, and — when nothing of it is left in the team — it is gone.
     let lifecycle = lifecycle_events(&s, &inst).await?;
     if !lifecycle.is_empty() {
-        let published = s.store.publish(&s.publish_policy, lifecycle).await?;
-        let woken: Vec<String> = published
-            .iter()
-            .flatten()
-            .flat_map(|p| p.apps.clone())
-            .collect();
-        s.engine.dispatcher.wake(woken);
+        s.store.publish(&s.publish_policy, lifecycle).await?;
     }
     Ok(Json(s.store.uninstall(&app, &id).await?))
 }

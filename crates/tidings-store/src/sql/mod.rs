@@ -19,7 +19,6 @@ pub mod conn;
 mod directory;
 mod dispatch;
 mod events;
-pub mod handoff;
 mod insights;
 pub mod migrations;
 pub mod owner_only;
@@ -27,12 +26,14 @@ pub mod pg_tls;
 pub mod pool;
 pub mod postgres;
 mod publish;
+mod queue_impl;
 pub mod retention;
 mod rows;
 mod sessions;
 pub mod sqlite;
 mod store_impl;
 mod wal;
+mod work;
 pub mod writer;
 
 use std::sync::Arc;
@@ -75,13 +76,12 @@ pub struct SqlStore {
     /// How long claimed deliveries stay this node's (ms); 0 on SQLite, where one process
     /// owns every delivery and claims are not written.
     lease_ms: i64,
-    /// Apps the batch in progress made due (work signals on PostgreSQL).
-    wakes: cluster::Wakes,
-    /// Pending deliveries the batch in progress wrote, handed to the dispatcher on commit.
-    handoff: handoff::Handoff,
+    /// The batch in progress's delivery work (hand-over rows, apps to look at), rung to
+    /// the engine on commit ([`work`]).
+    work: work::Work,
     /// Apps as last committed, for `get_app` (off when nodes share the database).
     apps: app_cache::AppCache,
-    /// Work signals from other nodes, taken once by the dispatcher.
+    /// Work signals from other nodes, forwarded to the work sink once it is set.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
     /// Revocations from every node (PostgreSQL), taken once by the server.
     revocations:
@@ -158,8 +158,7 @@ impl SqlStore {
         let context_key = events::context_key(&O::conn(&first))?;
         let index = cache::Index::default();
         let counter = insights::Counter::default();
-        let wakes = cluster::Wakes::new(lease_ms > 0);
-        let handoff = handoff::Handoff::default();
+        let work = work::Work::new(lease_ms > 0);
         let apps = app_cache::AppCache::new(lease_ms == 0);
         let hooks = writer::Hooks {
             before_batch: {
@@ -182,28 +181,27 @@ impl SqlStore {
                 })
             },
             before_commit: {
-                let (counter, wakes) = (counter.clone(), wakes.clone());
+                let (counter, work) = (counter.clone(), work.clone());
                 Box::new(move |c| {
                     counter.flush(c)?;
-                    wakes.flush(c)
+                    work.signal(c)
                 })
             },
             on_rollback: {
-                let (index, counter, wakes) = (index.clone(), counter.clone(), wakes.clone());
-                let (handoff, apps) = (handoff.clone(), apps.clone());
+                let (index, counter, work) = (index.clone(), counter.clone(), work.clone());
+                let apps = apps.clone();
                 Box::new(move || {
                     index.clear();
                     counter.clear();
-                    wakes.clear();
-                    handoff.clear();
+                    work.clear();
                     apps.rolled_back();
                 })
             },
             after_commit: {
-                let (handoff, apps) = (handoff.clone(), apps.clone());
+                let (work, apps) = (work.clone(), apps.clone());
                 Box::new(move || {
                     apps.committed();
-                    handoff.deliver();
+                    work.committed();
                 })
             },
         };
@@ -218,8 +216,7 @@ impl SqlStore {
             description: description.into(),
             node_id: format!("n-{}", tidings_core::token::random_hex(6)).into(),
             lease_ms,
-            wakes,
-            handoff,
+            work,
             apps,
             signals: Arc::new(std::sync::Mutex::new(signals)),
             revocations: Arc::default(),

@@ -21,7 +21,7 @@ use crate::{StoreError, StoreResult};
 type Outcome = Result<Published, PublishRefusal>;
 
 /// The pending deliveries a publish wrote, kept for the dispatcher (see
-/// [`super::handoff`]), up to `room` of them; the apps of the rest are woken instead.
+/// [`super::work`]), up to `room` of them; the apps of the rest are woken instead.
 pub struct Fresh {
     pub rows: Vec<DueDelivery>,
     room: usize,
