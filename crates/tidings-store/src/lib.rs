@@ -86,8 +86,17 @@ pub trait Store: Send + Sync + 'static {
         app_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<Installation>>;
-    /// Uninstalls: the installation and its tokens are revoked (kept for `token_revoked`).
-    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation>;
+    /// Uninstalls: the installation and its tokens are revoked (kept for `token_revoked`),
+    /// and in the same transaction, before the revocation, its lifecycle events are
+    /// published to the app (`tokens_revoked`; `app_uninstalled` when nothing of the app
+    /// is left in the team; see [`tidings_core::lifecycle`]). An org-wide installation
+    /// has no team to publish in.
+    async fn uninstall(
+        &self,
+        app_id: &str,
+        installation_id: &str,
+        policy: &PublishPolicy,
+    ) -> StoreResult<Installation>;
 
     // --- operator tokens and authentication --------------------------------------------
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken>;

@@ -20,6 +20,7 @@ mod directory;
 mod dispatch;
 mod events;
 mod insights;
+mod lifecycle;
 pub mod migrations;
 pub mod owner_only;
 pub mod pg_tls;

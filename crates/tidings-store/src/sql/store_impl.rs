@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use super::{
-    apps, cluster, directory as dir, dispatch, events, insights, publish, rows, sessions, SqlStore,
+    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, publish, rows,
+    sessions, SqlStore,
 };
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
@@ -232,12 +233,41 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation> {
-        let (a, i) = (app_id.to_owned(), installation_id.to_owned());
-        let idx = self.index.clone();
+    async fn uninstall(
+        &self,
+        app_id: &str,
+        installation_id: &str,
+        policy: &PublishPolicy,
+    ) -> StoreResult<Installation> {
+        let (a, i, policy) = (
+            app_id.to_owned(),
+            installation_id.to_owned(),
+            policy.clone(),
+        );
+        let (idx, counter, work) = (self.index.clone(), self.counter.clone(), self.work.clone());
         self.write_directory(move |c| {
-            idx.lock().invalidate_grants();
-            apps::uninstall(c, &a, &i)
+            let mut guard = idx.lock();
+            let mut effects = lifecycle::Effects::new(work.room());
+            let done = lifecycle::uninstall_events(c, &mut guard, &policy, &a, &i, &mut effects)
+                .and_then(|()| {
+                    guard.invalidate_grants();
+                    apps::uninstall(c, &a, &i)
+                });
+            match done {
+                // Only now, with the job's writes all made: a failed job rolls back its
+                // savepoint and must leave no counts or hand-overs behind.
+                Ok(inst) => {
+                    counter.add(effects.tally);
+                    work.wake(effects.apps);
+                    work.hand_over(effects.fresh.rows);
+                    Ok(inst)
+                }
+                Err(e) => {
+                    // The savepoint rolls back; the index may have seen its writes.
+                    *guard = Default::default();
+                    Err(e)
+                }
+            }
         })
         .await
     }
