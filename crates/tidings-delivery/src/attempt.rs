@@ -110,12 +110,14 @@ mod tests {
         }
     }
 
+    /// (attempts made before, redelivered, failure, no-retry, next step, retry number)
+    type Case = (u32, bool, Option<&'static str>, bool, NextStep, u32);
+
     #[test]
     fn each_attempt_leads_where_slacks_schedule_says() {
         let s = slack();
         let fail = Some("http_error");
-        // (attempts made before, redelivered, failure, no-retry) -> next step, retry num
-        let cases: Vec<(u32, bool, Option<&'static str>, bool, NextStep, u32)> = vec![
+        let cases: Vec<Case> = vec![
             (0, false, None, false, NextStep::Delivered, 0),
             (
                 0,

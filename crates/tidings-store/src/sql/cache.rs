@@ -156,19 +156,11 @@ impl FanoutIndex {
         )?;
         let mut grouped: Vec<(String, Vec<Grant>)> = Vec::new();
         for i in installations {
-            let g = Grant {
-                installation_id: i.id,
-                team_id: i.team_id,
-                enterprise_id: i.enterprise_id,
-                is_enterprise_install: i.is_enterprise_install,
-                installer_user_id: i.installer_user_id,
-                bot_user_id: i.bot_user_id,
-                bot_scopes: i.bot_scopes,
-                user_scopes: i.user_scopes,
-            };
+            let app_id = i.app_id.clone();
+            let g = rows::grant(i);
             match grouped.last_mut() {
-                Some((app, list)) if *app == i.app_id => list.push(g),
-                _ => grouped.push((i.app_id, vec![g])),
+                Some((app, list)) if *app == app_id => list.push(g),
+                _ => grouped.push((app_id, vec![g])),
             }
         }
         let arc = Arc::new(grouped);
