@@ -69,6 +69,45 @@ impl Index {
     }
 }
 
+/// The index's part in every batch ([`super::writer::CommitListener`]): on PostgreSQL,
+/// another node may have changed the directory (drop the fan-out cache) or counted
+/// deliveries against a rate limit (re-read the rate windows this batch touches); a batch
+/// that rolls back may have left uncommitted state in it.
+pub struct DirectoryWatch {
+    index: Index,
+    /// The directory version the index was last read at (written on the writer thread
+    /// only; an atomic so the listener is `Sync`).
+    seen: std::sync::atomic::AtomicI64,
+}
+
+impl DirectoryWatch {
+    pub fn new(index: Index) -> DirectoryWatch {
+        DirectoryWatch {
+            index,
+            seen: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl super::writer::CommitListener for DirectoryWatch {
+    fn before_batch(&self, c: &Conn) -> StoreResult<()> {
+        if c.dialect() != super::conn::Dialect::Postgres {
+            return Ok(());
+        }
+        let v = super::cluster::directory_version(c)?;
+        if self.seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
+            self.index.clear();
+        } else {
+            self.index.lock().clear_rates();
+        }
+        Ok(())
+    }
+
+    fn rolled_back(&self) {
+        self.index.clear();
+    }
+}
+
 impl FanoutIndex {
     /// Forgets the rate windows (re-read from the database on next use): another node
     /// sharing the database may have counted deliveries against them.

@@ -161,52 +161,15 @@ impl SqlStore {
         let counter = insights::Counter::default();
         let work = work::Work::new(lease_ms > 0);
         let apps = app_cache::AppCache::new(lease_ms == 0);
-        let hooks = writer::Hooks {
-            before_batch: {
-                // Nodes sharing the database: another node may have changed the directory
-                // (drop the fan-out cache) or counted deliveries against a rate limit
-                // (re-read the rate windows this batch touches).
-                let index = index.clone();
-                let seen = std::sync::atomic::AtomicI64::new(i64::MIN);
-                Box::new(move |c| {
-                    if c.dialect() != conn::Dialect::Postgres {
-                        return Ok(());
-                    }
-                    let v = cluster::directory_version(c)?;
-                    if seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
-                        index.clear();
-                    } else {
-                        index.lock().clear_rates();
-                    }
-                    Ok(())
-                })
-            },
-            before_commit: {
-                let (counter, work) = (counter.clone(), work.clone());
-                Box::new(move |c| {
-                    counter.flush(c)?;
-                    work.signal(c)
-                })
-            },
-            on_rollback: {
-                let (index, counter, work) = (index.clone(), counter.clone(), work.clone());
-                let apps = apps.clone();
-                Box::new(move || {
-                    index.clear();
-                    counter.clear();
-                    work.clear();
-                    apps.rolled_back();
-                })
-            },
-            after_commit: {
-                let (work, apps) = (work.clone(), apps.clone());
-                Box::new(move || {
-                    apps.committed();
-                    work.committed();
-                })
-            },
-        };
-        let writer = Writer::start(opener, first, hooks)
+        // Order matters: counts are written before the work signal; the app cache is
+        // current before the engine hears of the work (it reads apps to send).
+        let listeners: writer::Listeners = vec![
+            Arc::new(cache::DirectoryWatch::new(index.clone())),
+            Arc::new(counter.clone()),
+            Arc::new(apps.clone()),
+            Arc::new(work.clone()),
+        ];
+        let writer = Writer::start(opener, first, listeners)
             .map_err(|e| crate::StoreError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(SqlStore {
             writer,

@@ -148,6 +148,22 @@ impl Work {
     }
 }
 
+/// The doorbell's part in every batch: signal other nodes inside the transaction, ring
+/// once it committed, forget everything if it rolled back.
+impl super::writer::CommitListener for Work {
+    fn before_commit(&self, c: &Conn) -> StoreResult<()> {
+        self.signal(c)
+    }
+
+    fn committed(&self) {
+        Work::committed(self);
+    }
+
+    fn rolled_back(&self) {
+        self.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
