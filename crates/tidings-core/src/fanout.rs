@@ -74,6 +74,20 @@ fn scope_ok(required: &[String], granted: &[String]) -> bool {
     required.is_empty() || required.iter().any(|r| granted.contains(r))
 }
 
+/// The user ids an event of `kind` mentions as `<@U…>` in its `text`: what a
+/// `mention_only` type is seen by. Empty for other types. Publish and
+/// `apps.event.authorizations.list` both take an event's facts from here.
+pub fn event_mentions(kind: &EventType, event: &serde_json::Value) -> Vec<String> {
+    if !kind.mention_only {
+        return Vec::new();
+    }
+    event
+        .get("text")
+        .and_then(serde_json::Value::as_str)
+        .map(mentions)
+        .unwrap_or_default()
+}
+
 /// Every authorization of `app` that can see the event, in the documented order, without
 /// duplicates (the bot user is shared by an app's installations in a team).
 pub fn visible_authorizations(

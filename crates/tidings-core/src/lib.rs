@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event_context;
 pub mod fanout;
 pub mod ids;
+pub mod lifecycle;
 pub mod policy;
 pub mod publish;
 pub mod redact;

@@ -50,6 +50,18 @@ pub fn retry_delay(schedule: &[Duration], attempts_made: u32) -> Option<Duration
     schedule.get(i).copied()
 }
 
+/// The `X-Slack-Retry-Num` (and Socket Mode `retry_attempt`) of the next attempt after
+/// `attempts_made`: 0 for a first attempt or an operator's redelivery, and never more than
+/// the schedule has retries. A take-over of a lease at the last retry counts one attempt
+/// more than Slack ever sends (its result is unknown): the number stays at the last
+/// retry's.
+pub fn retry_num(schedule: &[Duration], attempts_made: u32, redeliver: bool) -> u32 {
+    if redeliver {
+        return 0;
+    }
+    attempts_made.min(u32::try_from(schedule.len()).unwrap_or(u32::MAX))
+}
+
 /// Counts per minute over a sliding window of whole minutes. Old minutes fall off as
 /// newer ones are added or read, so memory is bounded by the window.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -145,6 +157,23 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(300),
         ]
+    }
+
+    #[test]
+    fn the_retry_number_never_passes_the_schedule() {
+        let s = slack();
+        // (attempts made, redelivered) -> X-Slack-Retry-Num
+        for (made, redeliver, want) in [
+            (0, false, 0),
+            (1, false, 1),
+            (3, false, 3),
+            (4, false, 3), // a take-over at the last retry
+            (9, false, 3),
+            (2, true, 0),
+        ] {
+            assert_eq!(retry_num(&s, made, redeliver), want, "{made} {redeliver}");
+        }
+        assert_eq!(retry_num(&[], 2, false), 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stopping the delivery engine gracefully (SIGTERM): no new work is claimed, attempts
 //! under way finish and have their outcomes written within a grace period, and whatever
 //! is not finished by then is handed back to the store at once
-//! ([`tidings_store::Store::hand_back`]), so another node or the next start takes it with
+//! ([`tidings_store::DeliveryQueue::hand_back`]), so another node or the next start takes it with
 //! no attempt counted twice or lost.
 //!
 //! The [`Gate`] is what the dispatcher's attempts pass through: one lock decides, for each
@@ -128,7 +128,7 @@ impl Dispatcher {
         unsent.sort_unstable();
         unsent.dedup();
         let (handed_back_unsent, handed_back_unknown) = (unsent.len(), unknown.len());
-        if let Err(e) = self.store().hand_back(unsent, unknown).await {
+        if let Err(e) = self.queue().hand_back(unsent, unknown).await {
             tracing::warn!(error = %e, "shutdown: cannot hand back unfinished deliveries; their leases will expire");
         }
         // Outcomes already queued: give their writes a moment to commit.

@@ -1,20 +1,29 @@
-//! Getting events out: the envelope each delivery sends, the dispatcher with its per-app
-//! lanes and Slack's retry schedule, the HTTP sender with its SSRF policy, and the health
-//! tracker that disables failing apps. (The rate limit is counted where deliveries are
+//! Getting events out: the dispatcher that schedules per-app lanes ([`dispatcher`],
+//! [`lane`]), one attempt as prepare → send → conclude ([`attempt`]) over a
+//! [`transport::Transport`] (HTTP with its SSRF policy, or Socket Mode), outcomes written
+//! in batches ([`outcomes`]), and the health tracker that disables failing apps. The
+//! engine sees the store only through [`tidings_store::DeliveryQueue`], and is woken only
+//! by the store's work notices. (The rate limit is counted where deliveries are
 //! created, in the store's publish transaction, so it is exact.) Socket Mode joins here.
 //!
 //! The engine runs on a tokio runtime of its own, beside the one serving the HTTP API:
 //! thousands of delivery tasks then never queue ahead of a publish call's wake-up, and
 //! the operating system shares the cores between the two sets of threads.
 
+pub mod attempt;
+pub mod clock;
 pub mod dispatcher;
 pub mod drain;
 pub mod envelope;
 pub mod health;
 pub mod http;
 pub mod lane;
+pub mod outcomes;
 pub mod socket;
 pub mod ssrf;
+#[cfg(test)]
+mod testing;
+pub mod transport;
 
 use std::sync::Arc;
 
@@ -97,14 +106,21 @@ impl Engine {
             });
         }
         let hub = Arc::new(SocketHub::new(socket_cfg));
-        let dispatcher = Dispatcher::new(
-            store,
+        let on_attempt: dispatcher::AttemptHook = {
+            let (health, store) = (health.clone(), store.clone());
+            Arc::new(move |app: &str, ok: bool, first: bool| health.record(&store, app, ok, first))
+        };
+        let parts = dispatcher::Parts {
+            queue: store.delivery_queue(),
             catalog,
-            sender.clone(),
-            hub.clone(),
-            dispatch_cfg,
-            health.clone(),
-        );
+            http: Arc::new(transport::HttpTransport {
+                sender: sender.clone(),
+            }),
+            socket: Arc::new(transport::SocketTransport { hub: hub.clone() }),
+            on_attempt,
+            clock: Arc::new(clock::SystemClock),
+        };
+        let dispatcher = Dispatcher::new(parts, dispatch_cfg);
         runtime.enter(|| dispatcher.spawn());
         Ok(Engine {
             dispatcher,

@@ -169,7 +169,6 @@ async fn connection(
     if send(&mut tx, Message::Text(hello.into())).await {
         // Deliveries held for this app can go now.
         let _ = s.store.wake_app(&app_id).await;
-        s.engine.dispatcher.wake([app_id.clone()]);
         run(
             &s,
             &app_id,

@@ -9,12 +9,13 @@ mod error;
 pub mod insights;
 pub mod model;
 mod page;
+pub mod queue;
 pub mod sql;
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use page::{Cursor, Page, PageRequest, DEFAULT_LIMIT, MAX_LIMIT};
-pub use sql::handoff::HandoffSink;
+pub use queue::{DeliveryQueue, WorkNotice, WorkSink};
 pub use sql::postgres::PgOptions;
 pub use sql::retention::{Pruned, Retention};
 pub use sql::SqlStore;
@@ -85,8 +86,17 @@ pub trait Store: Send + Sync + 'static {
         app_id: &str,
         page: &PageRequest,
     ) -> StoreResult<Page<Installation>>;
-    /// Uninstalls: the installation and its tokens are revoked (kept for `token_revoked`).
-    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation>;
+    /// Uninstalls: the installation and its tokens are revoked (kept for `token_revoked`),
+    /// and in the same transaction, before the revocation, its lifecycle events are
+    /// published to the app (`tokens_revoked`; `app_uninstalled` when nothing of the app
+    /// is left in the team; see [`tidings_core::lifecycle`]). An org-wide installation
+    /// has no team to publish in.
+    async fn uninstall(
+        &self,
+        app_id: &str,
+        installation_id: &str,
+        policy: &PublishPolicy,
+    ) -> StoreResult<Installation>;
 
     // --- operator tokens and authentication --------------------------------------------
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken>;
@@ -133,45 +143,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<Delivery>>;
 
     // --- the delivery engine -----------------------------------------------------------
-    /// Apps with pending deliveries and when the earliest is due (ms since the epoch).
-    async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>>;
-    /// Up to `limit` of an app's pending deliveries due by `now_ms`, earliest first,
-    /// skipping the `exclude`d (in flight) ones and, with `below`, every one whose seq is
-    /// not below it (the dispatcher holds those: see its lanes' fence); and when the next
-    /// pending one neither skipped nor returned is due (`now_ms` when the limit was
-    /// reached), in one read. `below` is ignored where deliveries are claimed with leases
-    /// (nothing is handed over there).
-    async fn due_deliveries(
-        &self,
-        app_id: &str,
-        now_ms: i64,
-        limit: usize,
-        exclude: Vec<i64>,
-        below: Option<i64>,
-    ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)>;
-    /// Records attempts and their consequences (batched with other writes; on a shared
-    /// store, in a transaction of their own). An outcome whose lease token no longer
-    /// holds (another node took the delivery over) is skipped and changes nothing.
-    async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()>;
-    /// Extends this node's leases on deliveries it claimed and has not concluded (those
-    /// another node took over are left alone); returns how many were extended. Nothing
-    /// to do where deliveries are not leased.
-    async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize>;
-    /// How long a claim lasts, where deliveries are claimed with leases.
-    fn lease(&self) -> Option<std::time::Duration>;
-    /// Moves pending deliveries' next attempt to `until_ms` without counting an attempt.
-    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()>;
-    /// Shutting down: gives back deliveries this node claimed and will not finish, at once
-    /// and without waiting for their leases. `unsent` were never sent (no attempt is
-    /// counted); `unknown` were being sent (counted as an attempt of unknown result, as a
-    /// take-over is). On SQLite they stay pending for the next start the same way.
-    async fn hand_back(&self, unsent: Vec<i64>, unknown: Vec<i64>) -> StoreResult<usize>;
+    /// The store as the delivery engine sees it (see [`queue`]).
+    fn delivery_queue(&self) -> std::sync::Arc<dyn DeliveryQueue>;
     /// Shutting down: waits until every write queued before it is committed (the group
     /// commit flushed), then closes the read pool: reads after it fail with `Unavailable`.
     async fn close(&self) -> StoreResult<()>;
-    /// Fails, as `connection_failed`, the app's pending deliveries created at or before
-    /// `created_before` (Unix seconds): Socket Mode deliveries held past the hold time.
-    async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize>;
     /// Makes every pending delivery of the app due now (its Request URL was verified).
     async fn wake_app(&self, app_id: &str) -> StoreResult<()>;
     /// One new attempt now, outside the retry budget.
@@ -206,13 +182,6 @@ pub trait Store: Send + Sync + 'static {
     /// Whether other nodes may share this store (PostgreSQL): deliveries are then claimed
     /// with leases and the health rule reads every node's attempts.
     fn is_shared(&self) -> bool;
-    /// Where the pending deliveries a publish commits are handed, so they need not be read
-    /// back (on one node only; the sink may decline rows, which stay pending in the store).
-    /// Registered once, by the dispatcher.
-    fn set_handoff(&self, sink: HandoffSink);
-    /// Work signals from every node: app ids whose deliveries became due (an empty list:
-    /// look at every app). `None` on SQLite, or once taken (the dispatcher takes it).
-    fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>>;
     /// Registers this node or renews its heartbeat.
     async fn heartbeat(&self, public_url: &str) -> StoreResult<()>;
     /// Records a Socket Mode connection opened on this node with app-level token

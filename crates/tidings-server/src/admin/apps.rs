@@ -367,7 +367,6 @@ pub async fn update_app(
     }
     if verified_now || a.socket_mode != updated.socket_mode {
         s.store.wake_app(&updated.id).await?;
-        s.engine.dispatcher.wake([updated.id.clone()]);
     }
     Ok(with_etag(updated))
 }
@@ -413,7 +412,6 @@ pub async fn enable_events(
         ..AppUpdate::default()
     };
     let a = s.store.update_app(&app, u).await?;
-    s.engine.dispatcher.wake([a.id.clone()]);
     Ok(Json(a))
 }
 
@@ -451,7 +449,6 @@ pub async fn verify_request_url(
             other => other?,
         };
     s.store.wake_app(&a.id).await?;
-    s.engine.dispatcher.wake([a.id.clone()]);
     Ok(Json(a))
 }
 

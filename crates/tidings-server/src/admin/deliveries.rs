@@ -124,7 +124,6 @@ pub async fn redeliver(
         tidings_store::StoreError::NotFound(_) => Problem::not_found(pruned(&s, &id)),
         e => e.into(),
     })?;
-    s.engine.dispatcher.wake([d.app_id.clone()]);
     Ok(Json(d))
 }
 
@@ -201,6 +200,5 @@ pub async fn redeliver_many(
         until: b.until,
     };
     let n = s.store.redeliver_many(&app, &filter).await?;
-    s.engine.dispatcher.wake([app.clone()]);
     Ok(Json(Redelivered { redelivered: n }))
 }

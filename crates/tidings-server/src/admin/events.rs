@@ -139,10 +139,7 @@ pub async fn publish(
     let req = request(b, s.config.server.max_body_bytes)?;
     let mut results = s.store.publish(&s.publish_policy, vec![req]).await?;
     match results.pop() {
-        Some(Ok(p)) => {
-            s.engine.dispatcher.wake(p.apps.iter().cloned());
-            Ok((StatusCode::ACCEPTED, Json(p)).into_response())
-        }
+        Some(Ok(p)) => Ok((StatusCode::ACCEPTED, Json(p)).into_response()),
         Some(Err(r)) => Err(Problem::from(r)),
         None => Err(Problem::bad_request("nothing was published")),
     }
@@ -216,15 +213,6 @@ pub async fn publish_batch(
         .into_iter()
         .map(Some)
         .collect();
-    let mut woken: Vec<String> = published
-        .iter()
-        .flatten()
-        .flatten()
-        .flat_map(|p| p.apps.iter().cloned())
-        .collect();
-    woken.sort();
-    woken.dedup();
-    s.engine.dispatcher.wake(woken);
     let results: Vec<BatchResult> = slots
         .into_iter()
         .map(|slot| match slot {

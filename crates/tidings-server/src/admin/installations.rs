@@ -6,7 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tidings_core::ids::{self, IdKind};
 use tidings_core::token::{self, TokenKind};
-use tidings_store::{Installation, NewInstallation, Page, PublishRequest};
+use tidings_store::{Installation, NewInstallation, Page};
 
 use super::apps::app_in_path;
 use super::openapi::{AppPath, PageParams, PROBLEM_JSON};
@@ -189,82 +189,7 @@ pub async fn uninstall(
             "installation {id} is already uninstalled"
         )));
     }
-    // Tell the app first, while the installation can still authorize the events: its
-    // tokens are being revoked, and — when nothing of it is left in the team — it is gone.
-    let lifecycle = lifecycle_events(&s, &inst).await?;
-    if !lifecycle.is_empty() {
-        let published = s.store.publish(&s.publish_policy, lifecycle).await?;
-        let woken: Vec<String> = published
-            .iter()
-            .flatten()
-            .flat_map(|p| p.apps.clone())
-            .collect();
-        s.engine.dispatcher.wake(woken);
-    }
-    Ok(Json(s.store.uninstall(&app, &id).await?))
-}
-
-/// `tokens_revoked` for the installation's tokens, and `app_uninstalled` when it is the
-/// app's last active installation in its team (API.md, Apps).
-async fn lifecycle_events(
-    s: &AppState,
-    inst: &Installation,
-) -> Result<Vec<PublishRequest>, Problem> {
-    let Some(team_id) = inst.team_id.clone() else {
-        // Org-wide installs have no single team to publish in.
-        return Ok(Vec::new());
-    };
-    let mut bot = Vec::new();
-    if !inst.bot_scopes.is_empty() {
-        bot.extend(inst.bot_user_id.clone());
-    }
-    let oauth: Vec<String> = if inst.user_scopes.is_empty() {
-        vec![]
-    } else {
-        vec![inst.installer_user_id.clone()]
-    };
-    let event = |v: serde_json::Value| match v {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    let mut out = vec![PublishRequest {
-        team_id: team_id.clone(),
-        event: event(
-            serde_json::json!({"type": "tokens_revoked", "tokens": {"oauth": oauth, "bot": bot}}),
-        ),
-        event_time: None,
-        idempotency_key: None,
-        app_id: Some(inst.app_id.clone()),
-    }];
-    let mut others = false;
-    let mut page = tidings_store::PageRequest {
-        limit: 1000,
-        after: None,
-    };
-    loop {
-        let p = s.store.list_installations(&inst.app_id, &page).await?;
-        others |= p.items.iter().any(|i| {
-            i.id != inst.id
-                && i.revoked_at.is_none()
-                && i.team_id.as_deref() == Some(team_id.as_str())
-        });
-        match p
-            .next_cursor
-            .as_deref()
-            .and_then(tidings_store::Cursor::decode)
-        {
-            Some(after) if !others => page.after = Some(after),
-            _ => break,
-        }
-    }
-    if !others {
-        out.push(PublishRequest {
-            team_id,
-            event: event(serde_json::json!({"type": "app_uninstalled"})),
-            event_time: None,
-            idempotency_key: None,
-            app_id: Some(inst.app_id.clone()),
-        });
-    }
-    Ok(out)
+    // Its lifecycle events (`tokens_revoked`, `app_uninstalled`) are published in the
+    // same transaction, while the installation can still authorize them.
+    Ok(Json(s.store.uninstall(&app, &id, &s.publish_policy).await?))
 }

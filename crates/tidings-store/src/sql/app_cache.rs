@@ -95,6 +95,16 @@ impl AppCache {
     }
 }
 
+impl super::writer::CommitListener for AppCache {
+    fn committed(&self) {
+        AppCache::committed(self);
+    }
+
+    fn rolled_back(&self) {
+        AppCache::rolled_back(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -375,6 +375,17 @@ pub fn install(c: &Conn, i: NewInstallation) -> StoreResult<Installation> {
     get_installation(c, &id)?.ok_or_else(|| StoreError::Internal("installation vanished".into()))
 }
 
+/// Whether another live installation of the app remains in the team.
+pub fn others_in_team(c: &Conn, app_id: &str, team_id: &str, except: &str) -> StoreResult<bool> {
+    let n: i64 = c.query_one(
+        "SELECT COUNT(*) FROM installations
+         WHERE app_id = ?1 AND team_id = ?2 AND id <> ?3 AND revoked_at IS NULL",
+        params![app_id, team_id, except],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
 pub fn uninstall(c: &Conn, app_id: &str, id: &str) -> StoreResult<Installation> {
     let inst = get_installation(c, id)?
         .filter(|i| i.app_id == app_id)

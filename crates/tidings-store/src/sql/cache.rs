@@ -69,6 +69,45 @@ impl Index {
     }
 }
 
+/// The index's part in every batch ([`super::writer::CommitListener`]): on PostgreSQL,
+/// another node may have changed the directory (drop the fan-out cache) or counted
+/// deliveries against a rate limit (re-read the rate windows this batch touches); a batch
+/// that rolls back may have left uncommitted state in it.
+pub struct DirectoryWatch {
+    index: Index,
+    /// The directory version the index was last read at (written on the writer thread
+    /// only; an atomic so the listener is `Sync`).
+    seen: std::sync::atomic::AtomicI64,
+}
+
+impl DirectoryWatch {
+    pub fn new(index: Index) -> DirectoryWatch {
+        DirectoryWatch {
+            index,
+            seen: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl super::writer::CommitListener for DirectoryWatch {
+    fn before_batch(&self, c: &Conn) -> StoreResult<()> {
+        if c.dialect() != super::conn::Dialect::Postgres {
+            return Ok(());
+        }
+        let v = super::cluster::directory_version(c)?;
+        if self.seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
+            self.index.clear();
+        } else {
+            self.index.lock().clear_rates();
+        }
+        Ok(())
+    }
+
+    fn rolled_back(&self) {
+        self.index.clear();
+    }
+}
+
 impl FanoutIndex {
     /// Forgets the rate windows (re-read from the database on next use): another node
     /// sharing the database may have counted deliveries against them.
@@ -156,19 +195,11 @@ impl FanoutIndex {
         )?;
         let mut grouped: Vec<(String, Vec<Grant>)> = Vec::new();
         for i in installations {
-            let g = Grant {
-                installation_id: i.id,
-                team_id: i.team_id,
-                enterprise_id: i.enterprise_id,
-                is_enterprise_install: i.is_enterprise_install,
-                installer_user_id: i.installer_user_id,
-                bot_user_id: i.bot_user_id,
-                bot_scopes: i.bot_scopes,
-                user_scopes: i.user_scopes,
-            };
+            let app_id = i.app_id.clone();
+            let g = rows::grant(i);
             match grouped.last_mut() {
-                Some((app, list)) if *app == i.app_id => list.push(g),
-                _ => grouped.push((i.app_id, vec![g])),
+                Some((app, list)) if *app == app_id => list.push(g),
+                _ => grouped.push((app_id, vec![g])),
             }
         }
         let arc = Arc::new(grouped);

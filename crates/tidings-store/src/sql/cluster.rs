@@ -18,7 +18,6 @@
 //! On SQLite (one process) the same tables hold this node alone and no signals are sent.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::conn::{Conn, Dialect};
@@ -160,55 +159,23 @@ pub fn bump_directory(c: &Conn) -> StoreResult<()> {
     Ok(())
 }
 
-/// Apps whose deliveries a batch made due; sent as work signals when the batch commits.
-/// Off (nothing collected) when no other node shares the database.
-#[derive(Clone, Default)]
-pub struct Wakes {
-    apps: Arc<Mutex<BTreeSet<String>>>,
-    on: bool,
-}
-
-impl Wakes {
-    pub fn new(on: bool) -> Wakes {
-        Wakes {
-            apps: Arc::default(),
-            on,
-        }
+/// Tells every node (on commit) that these apps have due work; a no-op on SQLite.
+pub fn notify_work(c: &Conn, apps: &BTreeSet<String>) -> StoreResult<()> {
+    if apps.is_empty() || c.dialect() != Dialect::Postgres {
+        return Ok(());
     }
-
-    fn apps(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    for payload in payloads(apps) {
+        c.query_one(
+            "SELECT pg_notify('tidings_work', ?1)::text",
+            params![payload],
+            |_| Ok(()),
+        )?;
     }
-
-    pub fn add<I: IntoIterator<Item = String>>(&self, apps: I) {
-        if self.on {
-            self.apps().extend(apps);
-        }
-    }
-
-    pub fn clear(&self) {
-        self.apps().clear();
-    }
-
-    /// Sends the batch's signals inside its transaction (delivered on commit).
-    pub fn flush(&self, c: &Conn) -> StoreResult<()> {
-        let apps = std::mem::take(&mut *self.apps());
-        if apps.is_empty() || c.dialect() != Dialect::Postgres {
-            return Ok(());
-        }
-        for payload in payloads(apps) {
-            c.query_one(
-                "SELECT pg_notify('tidings_work', ?1)::text",
-                params![payload],
-                |_| Ok(()),
-            )?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// App ids joined by spaces, in payloads under PostgreSQL's limit.
-fn payloads(apps: BTreeSet<String>) -> Vec<String> {
+fn payloads(apps: &BTreeSet<String>) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for app in apps {
@@ -218,7 +185,7 @@ fn payloads(apps: BTreeSet<String>) -> Vec<String> {
         if !cur.is_empty() {
             cur.push(' ');
         }
-        cur.push_str(&app);
+        cur.push_str(app);
     }
     if !cur.is_empty() {
         out.push(cur);
@@ -342,7 +309,7 @@ mod tests {
     #[test]
     fn payloads_stay_under_the_notify_limit() {
         let apps: BTreeSet<String> = (0..3000).map(|i| format!("A{i:010}")).collect();
-        let p = payloads(apps.clone());
+        let p = payloads(&apps);
         assert!(p.len() > 1);
         assert!(p.iter().all(|s| s.len() <= PAYLOAD_MAX));
         let back: BTreeSet<String> = p

@@ -198,11 +198,11 @@ pub fn next_due(
 /// there or no longer pending (so a delivery is counted as ended once), or (nodes sharing the database) whose lease token is no longer the one it was
 /// claimed with — another node took it over — is skipped: it changes nothing, so one such
 /// row never fails the others. An attempt row whose number is already logged is skipped
-/// too (`ON CONFLICT DO NOTHING`). On SQLite the row is read first, so nothing here fails
-/// after writing but the disk itself: the writer runs it without a savepoint (see
-/// [`super::writer`]), and no statement uses RETURNING, which would open a statement
-/// journal per outcome (see `Conn::insert_seq`). PostgreSQL keeps one round trip fewer per
-/// outcome.
+/// too (`ON CONFLICT DO NOTHING`). One `UPDATE … RETURNING` per outcome on both backends
+/// (it was a SELECT, an INSERT and an UPDATE on SQLite): the update is fenced by status
+/// and lease token in the statement itself, and what follows it (the attempt row, which
+/// conflicts into nothing) fails only when the disk does, so the writer may still run
+/// the batch without a savepoint (see [`super::writer`]).
 pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<usize> {
     const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
@@ -219,37 +219,15 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
         };
         let attempted = o.attempt.is_some() as i64;
         let update = params![o.seq, attempted, status, reason, next, t, o.lease];
-        let app: Option<String> = match c.dialect() {
-            Dialect::Sqlite => {
-                let row: Option<(String, i64)> = c.query_opt(
-                    "SELECT app_id, attempts FROM deliveries
-                     WHERE seq = ?1 AND status = 'pending' AND (?2 IS NULL OR lease_token = ?2)",
-                    params![o.seq, o.lease],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                match row {
-                    Some((app, attempts)) => {
-                        if let Some(a) = &o.attempt {
-                            insert_attempt(c, o.seq, attempts + 1, a)?;
-                        }
-                        c.execute(UPDATE, update)?;
-                        Some(app)
-                    }
-                    None => None,
-                }
-            }
-            Dialect::Postgres => {
-                let row: Option<(String, i64)> = c.query_opt(
-                    &format!("{UPDATE} RETURNING app_id, attempts"),
-                    update,
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                if let (Some((_, attempts)), Some(a)) = (&row, &o.attempt) {
-                    insert_attempt(c, o.seq, *attempts, a)?;
-                }
-                row.map(|(app, _)| app)
-            }
-        };
+        let row: Option<(String, i64)> = c.query_opt(
+            &format!("{UPDATE} RETURNING app_id, attempts"),
+            update,
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if let (Some((_, attempts)), Some(a)) = (&row, &o.attempt) {
+            insert_attempt(c, o.seq, *attempts, a)?;
+        }
+        let app = row.map(|(app, _)| app);
         let Some(app) = app else {
             skipped += 1;
             tracing::debug!(
@@ -300,15 +278,20 @@ fn insert_attempt(c: &Conn, seq: i64, n: i64, a: &Attempt) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn postpone(c: &Conn, seqs: &[i64], until_ms: i64) -> StoreResult<()> {
-    for s in seqs {
-        c.execute(
+/// Moves held deliveries' next attempt to `until_ms` and gives their leases back, without
+/// counting an attempt. Fenced like [`record`]: a `(seq, lease token)` whose token no
+/// longer holds (another node took the delivery over) is left alone. Returns how many
+/// were moved.
+pub fn postpone(c: &Conn, held: &[(i64, Option<i64>)], until_ms: i64) -> StoreResult<usize> {
+    let mut moved = 0;
+    for (seq, lease) in held {
+        moved += c.execute(
             "UPDATE deliveries SET next_attempt_at = ?2, lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1 AND status = 'pending'",
-            params![s, until_ms],
+             WHERE seq = ?1 AND status = 'pending' AND (?3 IS NULL OR lease_token = ?3)",
+            params![seq, until_ms, lease],
         )?;
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Gives back deliveries this node holds but will not finish (it is shutting down), so
@@ -578,6 +561,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(status, "delivered");
+    }
+
+    #[test]
+    fn a_hold_under_a_lost_lease_changes_nothing() {
+        let db = one_delivery();
+        let c = Conn::Sqlite(&db);
+        c.execute(
+            "UPDATE deliveries SET lease_token = 2, leased_by = 'n-b', lease_until = 9000 WHERE seq = 1",
+            &[],
+        )
+        .unwrap();
+        let row = || {
+            c.query_one(
+                "SELECT next_attempt_at, leased_by FROM deliveries WHERE seq = 1",
+                &[],
+                |r| Ok((r.get::<i64>(0)?, r.get::<Option<String>>(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(postpone(&c, &[(1, Some(1))], 7_000).unwrap(), 0);
+        assert_eq!(
+            row(),
+            (0, Some("n-b".to_string())),
+            "the new holder keeps it"
+        );
+        assert_eq!(postpone(&c, &[(1, Some(2))], 7_000).unwrap(), 1);
+        assert_eq!(row(), (7_000, None), "the holder gives it back");
     }
 
     #[test]

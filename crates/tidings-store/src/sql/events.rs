@@ -219,26 +219,9 @@ pub fn audience(
             rows::installation,
         )?
         .into_iter()
-        .map(|i| Grant {
-            installation_id: i.id,
-            team_id: i.team_id,
-            enterprise_id: i.enterprise_id,
-            is_enterprise_install: i.is_enterprise_install,
-            installer_user_id: i.installer_user_id,
-            bot_user_id: i.bot_user_id,
-            bot_scopes: i.bot_scopes,
-            user_scopes: i.user_scopes,
-        })
+        .map(rows::grant)
         .collect();
-    let text_mentions = if kind.mention_only {
-        payload
-            .get("text")
-            .and_then(|t| t.as_str())
-            .map(fanout::mentions)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let text_mentions = fanout::event_mentions(kind, &payload);
     let facts = EventFacts {
         kind,
         audience,

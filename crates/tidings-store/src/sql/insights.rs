@@ -69,6 +69,17 @@ impl Counter {
     }
 }
 
+/// The batch's counts are written just before it commits, and forgotten if it rolls back.
+impl super::writer::CommitListener for Counter {
+    fn before_commit(&self, c: &Conn) -> StoreResult<()> {
+        self.flush(c)
+    }
+
+    fn rolled_back(&self) {
+        self.clear();
+    }
+}
+
 /// The number a user has in the sets, assigned on first sight. A number is taken only
 /// when the user has none (PostgreSQL spends a sequence value on every insert attempt,
 /// even one that conflicts, and the numbers must stay below 2^32); when another process

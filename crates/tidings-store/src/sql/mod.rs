@@ -19,20 +19,22 @@ pub mod conn;
 mod directory;
 mod dispatch;
 mod events;
-pub mod handoff;
 mod insights;
+mod lifecycle;
 pub mod migrations;
 pub mod owner_only;
 pub mod pg_tls;
 pub mod pool;
 pub mod postgres;
 mod publish;
+mod queue_impl;
 pub mod retention;
 mod rows;
 mod sessions;
 pub mod sqlite;
 mod store_impl;
 mod wal;
+mod work;
 pub mod writer;
 
 use std::sync::Arc;
@@ -75,13 +77,12 @@ pub struct SqlStore {
     /// How long claimed deliveries stay this node's (ms); 0 on SQLite, where one process
     /// owns every delivery and claims are not written.
     lease_ms: i64,
-    /// Apps the batch in progress made due (work signals on PostgreSQL).
-    wakes: cluster::Wakes,
-    /// Pending deliveries the batch in progress wrote, handed to the dispatcher on commit.
-    handoff: handoff::Handoff,
+    /// The batch in progress's delivery work (hand-over rows, apps to look at), rung to
+    /// the engine on commit ([`work`]).
+    work: work::Work,
     /// Apps as last committed, for `get_app` (off when nodes share the database).
     apps: app_cache::AppCache,
-    /// Work signals from other nodes, taken once by the dispatcher.
+    /// Work signals from other nodes, forwarded to the work sink once it is set.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
     /// Revocations from every node (PostgreSQL), taken once by the server.
     revocations:
@@ -169,56 +170,17 @@ impl SqlStore {
         let context_key = events::context_key(&O::conn(&first))?;
         let index = cache::Index::default();
         let counter = insights::Counter::default();
-        let wakes = cluster::Wakes::new(lease_ms > 0);
-        let handoff = handoff::Handoff::default();
+        let work = work::Work::new(lease_ms > 0);
         let apps = app_cache::AppCache::new(lease_ms == 0);
-        let hooks = writer::Hooks {
-            before_batch: {
-                // Nodes sharing the database: another node may have changed the directory
-                // (drop the fan-out cache) or counted deliveries against a rate limit
-                // (re-read the rate windows this batch touches).
-                let index = index.clone();
-                let seen = std::sync::atomic::AtomicI64::new(i64::MIN);
-                Box::new(move |c| {
-                    if c.dialect() != conn::Dialect::Postgres {
-                        return Ok(());
-                    }
-                    let v = cluster::directory_version(c)?;
-                    if seen.swap(v, std::sync::atomic::Ordering::Relaxed) != v {
-                        index.clear();
-                    } else {
-                        index.lock().clear_rates();
-                    }
-                    Ok(())
-                })
-            },
-            before_commit: {
-                let (counter, wakes) = (counter.clone(), wakes.clone());
-                Box::new(move |c| {
-                    counter.flush(c)?;
-                    wakes.flush(c)
-                })
-            },
-            on_rollback: {
-                let (index, counter, wakes) = (index.clone(), counter.clone(), wakes.clone());
-                let (handoff, apps) = (handoff.clone(), apps.clone());
-                Box::new(move || {
-                    index.clear();
-                    counter.clear();
-                    wakes.clear();
-                    handoff.clear();
-                    apps.rolled_back();
-                })
-            },
-            after_commit: {
-                let (handoff, apps) = (handoff.clone(), apps.clone());
-                Box::new(move || {
-                    apps.committed();
-                    handoff.deliver();
-                })
-            },
-        };
-        let writer = Writer::start(opener, first, hooks)
+        // Order matters: counts are written before the work signal; the app cache is
+        // current before the engine hears of the work (it reads apps to send).
+        let listeners: writer::Listeners = vec![
+            Arc::new(cache::DirectoryWatch::new(index.clone())),
+            Arc::new(counter.clone()),
+            Arc::new(apps.clone()),
+            Arc::new(work.clone()),
+        ];
+        let writer = Writer::start(opener, first, listeners)
             .map_err(|e| crate::StoreError::Internal(format!("cannot start the writer: {e}")))?;
         Ok(SqlStore {
             writer,
@@ -229,8 +191,7 @@ impl SqlStore {
             description: description.into(),
             node_id: format!("n-{}", tidings_core::token::random_hex(6)).into(),
             lease_ms,
-            wakes,
-            handoff,
+            work,
             apps,
             signals: Arc::new(std::sync::Mutex::new(signals)),
             revocations: Arc::default(),

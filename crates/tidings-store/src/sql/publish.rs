@@ -21,7 +21,7 @@ use crate::{StoreError, StoreResult};
 type Outcome = Result<Published, PublishRefusal>;
 
 /// The pending deliveries a publish wrote, kept for the dispatcher (see
-/// [`super::handoff`]), up to `room` of them; the apps of the rest are woken instead.
+/// [`super::work`]), up to `room` of them; the apps of the rest are woken instead.
 pub struct Fresh {
     pub rows: Vec<DueDelivery>,
     room: usize,
@@ -238,15 +238,7 @@ pub fn publish_one(
     if event.get("event_ts").is_none() {
         event["event_ts"] = rules::event_ts(event_time, micros).into();
     }
-    let mentions = if kind.mention_only {
-        event
-            .get("text")
-            .and_then(Value::as_str)
-            .map(fanout::mentions)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let mentions = fanout::event_mentions(kind, &event);
     let facts = EventFacts {
         kind,
         audience,

@@ -87,6 +87,21 @@ pub fn app_token(r: &Row) -> StoreResult<AppToken> {
 
 pub const INSTALLATION: &str = "id, app_id, team_id, enterprise_id, installer_user_id, \
     bot_user_id, bot_id, bot_scopes, user_scopes, created_at, revoked_at";
+/// What fan-out needs of an installation: the one mapping from installation to grant,
+/// used by publish (through the fan-out index) and `apps.event.authorizations.list`.
+pub fn grant(i: Installation) -> tidings_core::fanout::Grant {
+    tidings_core::fanout::Grant {
+        installation_id: i.id,
+        team_id: i.team_id,
+        enterprise_id: i.enterprise_id,
+        is_enterprise_install: i.is_enterprise_install,
+        installer_user_id: i.installer_user_id,
+        bot_user_id: i.bot_user_id,
+        bot_scopes: i.bot_scopes,
+        user_scopes: i.user_scopes,
+    }
+}
+
 pub fn installation(r: &Row) -> StoreResult<Installation> {
     let team_id: Option<String> = r.get(2)?;
     let enterprise_id: Option<String> = r.get(3)?;

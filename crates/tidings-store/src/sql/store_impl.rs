@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 
 use super::{
-    apps, cluster, directory as dir, dispatch, events, insights, publish, rows, sessions, SqlStore,
+    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, publish, rows,
+    sessions, SqlStore,
 };
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
@@ -135,10 +136,15 @@ impl Store for SqlStore {
 
     async fn update_app(&self, id: &str, update: AppUpdate) -> StoreResult<App> {
         let (idx, cache, id) = (self.index.clone(), self.apps.clone(), id.to_owned());
+        let work = self.work.clone();
         self.write_directory(move |c| {
             idx.lock().invalidate_app(&id);
             cache.changed(&id);
-            apps::update_app(c, &id, update)
+            let app = apps::update_app(c, &id, update)?;
+            // Enabled, disabled, a URL verified, Socket Mode turned on or off: how the
+            // app's pending deliveries go may have changed, so the engine looks again.
+            work.wake([app.id.clone()]);
+            Ok(app)
         })
         .await
     }
@@ -227,12 +233,41 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn uninstall(&self, app_id: &str, installation_id: &str) -> StoreResult<Installation> {
-        let (a, i) = (app_id.to_owned(), installation_id.to_owned());
-        let idx = self.index.clone();
+    async fn uninstall(
+        &self,
+        app_id: &str,
+        installation_id: &str,
+        policy: &PublishPolicy,
+    ) -> StoreResult<Installation> {
+        let (a, i, policy) = (
+            app_id.to_owned(),
+            installation_id.to_owned(),
+            policy.clone(),
+        );
+        let (idx, counter, work) = (self.index.clone(), self.counter.clone(), self.work.clone());
         self.write_directory(move |c| {
-            idx.lock().invalidate_grants();
-            apps::uninstall(c, &a, &i)
+            let mut guard = idx.lock();
+            let mut effects = lifecycle::Effects::new(work.room());
+            let done = lifecycle::uninstall_events(c, &mut guard, &policy, &a, &i, &mut effects)
+                .and_then(|()| {
+                    guard.invalidate_grants();
+                    apps::uninstall(c, &a, &i)
+                });
+            match done {
+                // Only now, with the job's writes all made: a failed job rolls back its
+                // savepoint and must leave no counts or hand-overs behind.
+                Ok(inst) => {
+                    counter.add(effects.tally);
+                    work.wake(effects.apps);
+                    work.hand_over(effects.fresh.rows);
+                    Ok(inst)
+                }
+                Err(e) => {
+                    // The savepoint rolls back; the index may have seen its writes.
+                    *guard = Default::default();
+                    Err(e)
+                }
+            }
         })
         .await
     }
@@ -266,8 +301,7 @@ impl Store for SqlStore {
         let jobs = requests.into_iter().map(|req| {
             let idx = self.index.clone();
             let counter = self.counter.clone();
-            let wakes = self.wakes.clone();
-            let handoff = self.handoff.clone();
+            let work = self.work.clone();
             let policy = policy.clone();
             // Every refusal of an event that leaves the directory alone comes before its
             // first write, so it needs no savepoint of its own.
@@ -279,7 +313,7 @@ impl Store for SqlStore {
             let work = move |c: &super::conn::Conn| {
                 let mut guard = idx.lock();
                 let mut tally = crate::insights::Tally::default();
-                let mut fresh = publish::Fresh::with_room(handoff.room());
+                let mut fresh = publish::Fresh::with_room(work.room());
                 let outcome =
                     publish::publish_one(c, &mut guard, &policy, req, &mut tally, &mut fresh);
                 // Counted even when refused (too old); the counts are written with the batch.
@@ -290,8 +324,8 @@ impl Store for SqlStore {
                 }
                 match outcome? {
                     Ok(p) => {
-                        wakes.add(p.apps.iter().cloned());
-                        handoff.add(fresh.rows);
+                        work.wake(p.apps.iter().cloned());
+                        work.hand_over(fresh.rows);
                         Ok(Ok(p))
                     }
                     // A refusal must leave nothing behind: fail the job so its savepoint
@@ -376,6 +410,10 @@ impl Store for SqlStore {
         self.context_key.as_ref().clone()
     }
 
+    fn delivery_queue(&self) -> std::sync::Arc<dyn crate::DeliveryQueue> {
+        std::sync::Arc::new(self.clone())
+    }
+
     async fn get_event(&self, id: &str) -> StoreResult<Option<StoredEvent>> {
         let id = id.to_owned();
         self.read(move |c| events::get_event(c, &id)).await
@@ -446,129 +484,15 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn pending_apps(&self) -> StoreResult<Vec<(String, i64)>> {
-        self.read(dispatch::pending_apps).await
-    }
-
-    async fn due_deliveries(
-        &self,
-        app_id: &str,
-        now_ms: i64,
-        limit: usize,
-        exclude: Vec<i64>,
-        below: Option<i64>,
-    ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)> {
-        let app = app_id.to_owned();
-        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
-        // One trip to a pool connection for both reads: a dispatch round waits on it.
-        self.read(move |c| {
-            let rows = if lease_ms > 0 {
-                // Nodes share the database: claim the rows (an autocommit UPDATE on a
-                // pool connection, committed before any is sent).
-                dispatch::claim(c, &app, now_ms, limit, &exclude, now_ms + lease_ms, &node)?
-            } else {
-                dispatch::due(c, &app, now_ms, limit, &exclude, below)?
-            };
-            if rows.len() == limit {
-                return Ok((rows, Some(now_ms)));
-            }
-            let mut taken = exclude;
-            taken.extend(rows.iter().map(|r| r.delivery.seq));
-            let below = below.filter(|_| lease_ms == 0);
-            let next = dispatch::next_due(c, &app, &taken, below, lease_ms > 0)?;
-            Ok((rows, next))
-        })
-        .await
-    }
-
-    async fn record_outcomes(&self, outcomes: Vec<AttemptOutcome>) -> StoreResult<()> {
-        let counter = self.counter.clone();
-        if self.lease_ms > 0 {
-            let mut outcomes = outcomes;
-            // Rows locked in seq order by every node: two batches never wait on each other
-            // in a cycle. (Stable: outcomes of one delivery keep their order.)
-            outcomes.sort_by_key(|o| o.seq);
-            // Nodes sharing the database: outcomes go in a transaction of their own on a
-            // pool connection, not behind the publish batches in the writer's queue, so
-            // an outcome is saved within a round trip of its attempt, well inside the
-            // lease. Their insight counts are written in the same transaction.
-            return self
-                .read(move |c| {
-                    c.batch("BEGIN")?;
-                    let mut tally = crate::insights::Tally::default();
-                    let counts = super::insights::Counter::default();
-                    let written = dispatch::record(c, &outcomes, &mut tally).and_then(|_| {
-                        counts.add(tally);
-                        counts.flush(c)
-                    });
-                    match written {
-                        Ok(()) => c.batch("COMMIT"),
-                        Err(e) => {
-                            let _ = c.batch("ROLLBACK");
-                            Err(e)
-                        }
-                    }
-                })
-                .await;
-        }
-        // Fails only before writing, or on the disk itself (see `dispatch::record`).
-        self.write_lean(move |c| {
-            let mut tally = crate::insights::Tally::default();
-            dispatch::record(c, &outcomes, &mut tally)?;
-            counter.add(tally);
-            Ok(())
-        })
-        .await
-    }
-
-    async fn renew_leases(&self, seqs: Vec<i64>) -> StoreResult<usize> {
-        if self.lease_ms == 0 || seqs.is_empty() {
-            return Ok(0);
-        }
-        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
-        self.read(move |c| dispatch::renew(c, &seqs, &node, dispatch::now_ms() + lease_ms))
-            .await
-    }
-
-    fn lease(&self) -> Option<std::time::Duration> {
-        (self.lease_ms > 0).then(|| std::time::Duration::from_millis(self.lease_ms as u64))
-    }
-
-    async fn postpone(&self, seqs: Vec<i64>, until_ms: i64) -> StoreResult<()> {
-        self.write(move |c| dispatch::postpone(c, &seqs, until_ms))
-            .await
-    }
-
-    async fn hand_back(&self, unsent: Vec<i64>, unknown: Vec<i64>) -> StoreResult<usize> {
-        if unsent.is_empty() && unknown.is_empty() {
-            return Ok(0);
-        }
-        let node = (self.lease_ms > 0).then(|| self.node_id.to_string());
-        self.write(move |c| dispatch::hand_back(c, &unsent, &unknown, node.as_deref()))
-            .await
-    }
-
     async fn close(&self) -> StoreResult<()> {
         self.flush_and_close().await
     }
 
-    async fn expire_held(&self, app_id: &str, created_before: i64) -> StoreResult<usize> {
-        let app = app_id.to_owned();
-        let counter = self.counter.clone();
-        self.write(move |c| {
-            let mut tally = crate::insights::Tally::default();
-            let n = dispatch::expire_held(c, &app, created_before, &mut tally)?;
-            counter.add(tally);
-            Ok(n)
-        })
-        .await
-    }
-
     async fn wake_app(&self, app_id: &str) -> StoreResult<()> {
         let app = app_id.to_owned();
-        let wakes = self.wakes.clone();
+        let work = self.work.clone();
         self.write(move |c| {
-            wakes.add([app.clone()]);
+            work.wake([app.clone()]);
             dispatch::wake_app(c, &app)
         })
         .await
@@ -576,13 +500,13 @@ impl Store for SqlStore {
 
     async fn redeliver(&self, id: &str) -> StoreResult<Delivery> {
         let id = id.to_owned();
-        let wakes = self.wakes.clone();
+        let work = self.work.clone();
         self.write(move |c| {
             dispatch::redeliver(c, &id)?;
             let d = events::get_delivery(c, &id)?.ok_or_else(|| {
                 crate::StoreError::NotFound(format!("delivery {id} does not exist"))
             })?;
-            wakes.add([d.app_id.clone()]);
+            work.wake([d.app_id.clone()]);
             Ok(d)
         })
         .await
@@ -590,11 +514,11 @@ impl Store for SqlStore {
 
     async fn redeliver_many(&self, app_id: &str, filter: &DeliveryFilter) -> StoreResult<usize> {
         let (app, f) = (app_id.to_owned(), filter.clone());
-        let wakes = self.wakes.clone();
+        let work = self.work.clone();
         self.write(move |c| {
             let n = dispatch::redeliver_many(c, &app, &f)?;
             if n > 0 {
-                wakes.add([app.clone()]);
+                work.wake([app.clone()]);
             }
             Ok(n)
         })
@@ -619,16 +543,6 @@ impl Store for SqlStore {
 
     fn is_shared(&self) -> bool {
         self.lease_ms > 0
-    }
-
-    fn set_handoff(&self, sink: crate::HandoffSink) {
-        if self.lease_ms == 0 {
-            self.handoff.set_sink(sink);
-        }
-    }
-
-    fn take_work_signals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>> {
-        self.signals.lock().ok().and_then(|mut s| s.take())
     }
 
     async fn heartbeat(&self, public_url: &str) -> StoreResult<()> {

@@ -112,34 +112,30 @@ where
     }
 }
 
-/// Work run inside a batch's transaction just before it commits.
-pub type BeforeCommit = Box<dyn Fn(&Conn) -> StoreResult<()> + Send>;
-
-/// What the store does around each batch.
-pub struct Hooks {
-    /// Runs inside the transaction before the batch's jobs (refreshing what other nodes
-    /// may have changed). An error fails the batch.
-    pub before_batch: BeforeCommit,
-    /// Runs inside the transaction after the batch's jobs and before the commit (writes
-    /// that summarize the batch, such as insight counters). An error fails the batch.
-    pub before_commit: BeforeCommit,
-    /// Runs after a batch failed to commit (callers drop caches that may have seen its
-    /// uncommitted state).
-    pub on_rollback: Box<dyn Fn() + Send>,
-    /// Runs after a batch committed, before any of its callers is answered.
-    pub after_commit: Box<dyn Fn() + Send>,
-}
-
-impl Default for Hooks {
-    fn default() -> Hooks {
-        Hooks {
-            before_batch: Box::new(|_| Ok(())),
-            before_commit: Box::new(|_| Ok(())),
-            on_rollback: Box::new(|| {}),
-            after_commit: Box::new(|| {}),
-        }
+/// A participant in every batch's life, implemented next to the state it keeps (the
+/// fan-out index, the insight counter, the work notice, the app cache). Called on the
+/// writer thread, in the order the listeners were given; every method defaults to
+/// nothing.
+pub trait CommitListener: Send + Sync {
+    /// Inside the transaction, before the batch's jobs (refreshing what other nodes may
+    /// have changed). An error fails the batch.
+    fn before_batch(&self, _c: &Conn) -> StoreResult<()> {
+        Ok(())
     }
+    /// Inside the transaction, after the batch's jobs and before the commit (writes that
+    /// summarize the batch, such as insight counters). An error fails the batch.
+    fn before_commit(&self, _c: &Conn) -> StoreResult<()> {
+        Ok(())
+    }
+    /// The batch committed; runs before any of its callers is answered.
+    fn committed(&self) {}
+    /// The batch failed to commit, or the connection was lost (drop what may have seen
+    /// uncommitted state).
+    fn rolled_back(&self) {}
 }
+
+/// The listeners of a writer, in call order.
+pub type Listeners = Vec<std::sync::Arc<dyn CommitListener>>;
 
 /// Handle to the writer thread; cheap to clone. The thread ends when the last handle is
 /// dropped and the queue has drained.
@@ -155,14 +151,18 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn` (reopened through `opener` when lost) with its
-    /// [`Hooks`].
-    pub fn start<O: Opener>(opener: O, conn: O::Owned, hooks: Hooks) -> std::io::Result<Writer> {
+    /// [`CommitListener`]s.
+    pub fn start<O: Opener>(
+        opener: O,
+        conn: O::Owned,
+        listeners: Listeners,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Queued>(QUEUE_DEPTH);
         let busy_since = Arc::new(AtomicI64::new(0));
         let busy = busy_since.clone();
         std::thread::Builder::new()
             .name("tidings-store-writer".into())
-            .spawn(move || run(opener, Some(conn), rx, hooks, busy))?;
+            .spawn(move || run(opener, Some(conn), rx, listeners, busy))?;
         Ok(Writer {
             tx,
             busy_since,
@@ -315,7 +315,7 @@ fn run<O: Opener>(
     opener: O,
     mut conn: Option<O::Owned>,
     mut rx: mpsc::Receiver<Queued>,
-    hooks: Hooks,
+    listeners: Listeners,
     busy_since: Arc<AtomicI64>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
@@ -331,7 +331,7 @@ fn run<O: Opener>(
         }
         if conn.as_ref().is_some_and(|c| !O::usable(c)) {
             conn = None;
-            (hooks.on_rollback)();
+            listeners.iter().for_each(|h| h.rolled_back());
         }
         if conn.is_none() {
             match opener.open() {
@@ -358,16 +358,15 @@ fn run<O: Opener>(
             O::conn(owned),
             &mut batch,
             &mut finishers,
-            &*hooks.before_batch,
-            &*hooks.before_commit,
+            &listeners,
             &busy_since,
         );
         metrics::histogram!("tidings_store_batch_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
-            Ok(()) => (hooks.after_commit)(),
+            Ok(()) => listeners.iter().for_each(|h| h.committed()),
             Err(e) => {
                 tracing::error!(error = %e, "a write batch failed to commit");
-                (hooks.on_rollback)();
+                listeners.iter().for_each(|h| h.rolled_back());
             }
         }
         for finish in finishers.drain(..) {
@@ -394,8 +393,7 @@ fn commit_batch(
     conn: Conn,
     batch: &mut Vec<Box<dyn Job>>,
     finishers: &mut Vec<Finisher>,
-    before_batch: &dyn Fn(&Conn) -> StoreResult<()>,
-    before_commit: &dyn Fn(&Conn) -> StoreResult<()>,
+    listeners: &Listeners,
     progress: &AtomicI64,
 ) -> StoreResult<()> {
     let progressed = || progress.store(now_ms(), Ordering::Relaxed);
@@ -412,7 +410,7 @@ fn commit_batch(
         refuse_rest(batch, &err);
         return Err(err);
     }
-    if let Err(err) = before_batch(&conn) {
+    if let Err(err) = listeners.iter().try_for_each(|h| h.before_batch(&conn)) {
         let _ = conn.batch("ROLLBACK");
         refuse_rest(batch, &err);
         return Err(err);
@@ -463,7 +461,7 @@ fn commit_batch(
     drop(iter);
     *batch = jobs;
     progressed();
-    if let Err(e) = before_commit(&conn) {
+    if let Err(e) = listeners.iter().try_for_each(|h| h.before_commit(&conn)) {
         let _ = conn.batch("ROLLBACK");
         return Err(e);
     }
@@ -499,7 +497,7 @@ mod tests {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY)")
             .unwrap();
-        Writer::start(InMemory, conn, Hooks::default()).unwrap()
+        Writer::start(InMemory, conn, Vec::new()).unwrap()
     }
 
     #[tokio::test]
