@@ -22,6 +22,7 @@ mod events;
 pub mod handoff;
 mod insights;
 pub mod migrations;
+mod oauth;
 pub mod owner_only;
 pub mod pg_tls;
 pub mod pool;
