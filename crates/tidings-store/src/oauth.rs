@@ -85,12 +85,14 @@ pub struct CodeExchange {
     pub now: Timestamp,
 }
 
-/// A refresh: the presented refresh token (hash) and the new pair.
+/// A refresh: the presented refresh token (hash) and a new pair for either side (the
+/// store uses the one of the side the refresh token belongs to).
 #[derive(Debug, Clone)]
 pub struct Refresh {
     pub refresh_hash: String,
     pub app_id: String,
-    pub access: IssuedToken,
+    pub bot: IssuedToken,
+    pub user: IssuedToken,
     pub now: Timestamp,
 }
 

@@ -189,9 +189,26 @@ pub async fn uninstall(
             "installation {id} is already uninstalled"
         )));
     }
+    Ok(Json(uninstall_with_events(&s, &inst).await?))
+}
+
+/// Uninstalls, telling the app first (also `apps.uninstall` and a last `auth.revoke`).
+pub(crate) async fn uninstall_with_events(
+    s: &AppState,
+    inst: &Installation,
+) -> Result<Installation, tidings_store::StoreError> {
     // Tell the app first, while the installation can still authorize the events: its
     // tokens are being revoked, and — when nothing of it is left in the team — it is gone.
-    let lifecycle = lifecycle_events(&s, &inst).await?;
+    let lifecycle = lifecycle_events(s, inst).await?;
+    publish_lifecycle(s, lifecycle).await?;
+    s.store.uninstall(&inst.app_id, &inst.id).await
+}
+
+/// Publishes lifecycle events and wakes the dispatcher for them.
+pub(crate) async fn publish_lifecycle(
+    s: &AppState,
+    lifecycle: Vec<PublishRequest>,
+) -> Result<(), tidings_store::StoreError> {
     if !lifecycle.is_empty() {
         let published = s.store.publish(&s.publish_policy, lifecycle).await?;
         let woken: Vec<String> = published
@@ -201,7 +218,29 @@ pub async fn uninstall(
             .collect();
         s.engine.dispatcher.wake(woken);
     }
-    Ok(Json(s.store.uninstall(&app, &id).await?))
+    Ok(())
+}
+
+/// `tokens_revoked` for some of an installation's tokens (user ids under `oauth`, bot
+/// user ids under `bot`); `None` for org-wide installs (no single team to publish in).
+pub(crate) fn tokens_revoked(
+    inst: &Installation,
+    oauth: Vec<String>,
+    bot: Vec<String>,
+) -> Option<PublishRequest> {
+    let team_id = inst.team_id.clone()?;
+    let event = match serde_json::json!({"type": "tokens_revoked", "tokens": {"oauth": oauth, "bot": bot}})
+    {
+        serde_json::Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    Some(PublishRequest {
+        team_id,
+        event,
+        event_time: None,
+        idempotency_key: None,
+        app_id: Some(inst.app_id.clone()),
+    })
 }
 
 /// `tokens_revoked` for the installation's tokens, and `app_uninstalled` when it is the
@@ -209,7 +248,7 @@ pub async fn uninstall(
 async fn lifecycle_events(
     s: &AppState,
     inst: &Installation,
-) -> Result<Vec<PublishRequest>, Problem> {
+) -> Result<Vec<PublishRequest>, tidings_store::StoreError> {
     let Some(team_id) = inst.team_id.clone() else {
         // Org-wide installs have no single team to publish in.
         return Ok(Vec::new());

@@ -247,11 +247,12 @@ pub fn refresh(c: &Conn, x: Refresh) -> StoreResult<Result<Refreshed, OAuthRefus
     if n == 0 {
         return Ok(Err(OAuthRefusal::InvalidRefreshToken));
     }
+    let access = if kind == "bot" { &x.bot } else { &x.user };
     c.execute(
         "INSERT INTO tokens (hash, kind, installation_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![x.access.hash, kind, inst.id, x.now],
+        params![access.hash, kind, inst.id, x.now],
     )?;
-    track(c, &inst.id, &kind, &x.access, x.now)?;
+    track(c, &inst.id, &kind, access, x.now)?;
     Ok(Ok(Refreshed {
         installation: inst,
         kind,
