@@ -1,0 +1,170 @@
+// Issue 21's proof: an unmodified slack_bolt app (compat/python/oauth_app.py, with
+// OAuthSettings and a FileInstallationStore, pointed at Tidings only by authorization_url
+// and its client's base_url) is installed by a person in headless Chromium: the app's
+// /slack/install, "Add to Slack", the platform's login hand-off (a test platform on
+// 127.0.0.1 that signs an HS256 assertion), the consent page's Allow. Then an event
+// reaches the app, whose handler calls auth.test with the installed token; Bolt rotates
+// the token through oauth.v2.access itself; apps.uninstall makes the app's
+// tokens_revoked / app_uninstalled listeners empty its installation store.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+const { launch, newPage, screenshot, startTidings, until } = require('./support');
+
+const LOGIN_SECRET = 'ui-tests-login-secret-0123456789abcdef';
+const PYTHON = process.env.COMPAT_PYTHON || path.join(__dirname, '..', 'compat', 'python', '.venv', 'bin', 'python');
+const APP = path.join(__dirname, '..', 'compat', 'python', 'oauth_app.py');
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { if (browser) await browser.close(); });
+
+const b64url = (x) => Buffer.from(x).toString('base64url');
+
+// HS256 by hand is fine for the test platform: Tidings verifies with the jsonwebtoken crate.
+function assertion(claims) {
+  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const body = b64url(JSON.stringify(claims));
+  const mac = crypto.createHmac('sha256', LOGIN_SECRET).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${mac}`;
+}
+
+// The platform: signs `who` in and sends the browser back to Tidings with an assertion.
+async function startPlatform(who) {
+  const state = { tidings: null, logins: 0 };
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const returnTo = u.searchParams.get('return_to') || '';
+    state.logins += 1;
+    const jwt = assertion({
+      sub: who.userId, team_id: who.teamId, exp: Math.floor(Date.now() / 1000) + 120, jti: crypto.randomUUID(),
+    });
+    const to = `${state.tidings}/oauth/v2/login?assertion=${encodeURIComponent(jwt)}&return_to=${encodeURIComponent(returnTo)}`;
+    res.writeHead(302, { location: to });
+    res.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  state.url = `http://127.0.0.1:${server.address().port}/login`;
+  state.close = () => new Promise((r) => { server.close(r); server.closeAllConnections(); });
+  return state;
+}
+
+// The Bolt app as a child process; its JSON lines collected.
+async function startBoltApp(env) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-bolt-'));
+  const proc = spawn(PYTHON, [APP], { env: { ...process.env, ...env, INSTALL_DIR: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  let stderr = '';
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (c) => { stderr += c; });
+  readline.createInterface({ input: proc.stdout }).on('line', (l) => {
+    try { lines.push(JSON.parse(l)); } catch { /* not ours */ }
+  });
+  const exited = new Promise((r) => proc.once('exit', r));
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const listening = await until('the Bolt app to listen', () => lines.find((l) => l.kind === 'listening'), 30000);
+    return { port: listening.port, lines, dir, stop, log: () => stderr };
+  } catch (e) {
+    await stop();
+    throw new Error(`${e.message}; its stderr:\n${stderr}`);
+  }
+}
+
+function findFiles(dir, name) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => {
+    const p = path.join(dir, d.name);
+    return d.isDirectory() ? findFiles(p, name) : (d.name === name ? [p] : []);
+  });
+}
+
+const digest = (t) => crypto.createHash('sha256').update(t || '').digest('hex').slice(0, 16);
+
+test('a slack_bolt app with OAuthSettings is installed in Chromium, gets events, rotates and is uninstalled', async (t) => {
+  const who = { userId: 'U0ALICE01', teamId: 'T0ACME001' };
+  const platform = await startPlatform(who);
+  const td = await startTidings({
+    TIDINGS_OAUTH_LOGIN_URL: platform.url,
+    TIDINGS_OAUTH_LOGIN_SECRET: LOGIN_SECRET,
+    // Shorter than Bolt's 120-minute refresh window: Bolt rotates at its first authorize.
+    TIDINGS_OAUTH_ACCESS_TOKEN_TTL: '1h',
+  });
+  platform.tidings = td.url;
+  let bolt;
+  const page = await newPage(browser);
+  try {
+    await td.admin('POST', '/teams', { id: who.teamId, name: 'Acme', domain: `acme-${Date.now() % 1e6}` }, 201);
+    await td.admin('POST', `/teams/${who.teamId}/users`, { id: who.userId, name: 'alice' }, 201);
+    const app = (await td.admin('POST', '/apps', {
+      name: 'Bolt OAuth', bot_events: ['message.channels', 'tokens_revoked', 'app_uninstalled'], token_rotation_enabled: true,
+    }, 201)).body;
+    bolt = await startBoltApp({
+      TIDINGS_URL: td.url, SLACK_CLIENT_ID: app.client_id, SLACK_CLIENT_SECRET: app.client_secret,
+      SLACK_SIGNING_SECRET: app.signing_secret,
+    });
+    await td.admin('PATCH', `/apps/${app.id}/oauth`, { redirect_urls: [`http://localhost:${bolt.port}/slack/oauth_redirect`] }, 200);
+
+    // The person installs it.
+    await page.goto(`http://localhost:${bolt.port}/slack/install`);
+    await screenshot(page, 'oauth-bolt-install-page');
+    await Promise.all([page.waitForURL(/\/oauth\/v2\/authorize\?/), page.click('a[href*="/oauth/v2/authorize"]')]);
+    assert.equal(platform.logins, 1, 'the platform signed the person in');
+    assert.match(await page.textContent('h1'), /Bolt OAuth is asking for permission to access Acme/);
+    await screenshot(page, 'oauth-consent');
+    await Promise.all([page.waitForURL(/\/slack\/oauth_redirect\?/), page.click('button:text-is("Allow")')]);
+    assert.match(await page.textContent('body'), /Thank you|success|installed/i, 'Bolt reports a completed install');
+    await screenshot(page, 'oauth-bolt-done');
+    const [botFile] = await until('the installation store to hold the bot', () => findFiles(bolt.dir, 'bot-latest').length && findFiles(bolt.dir, 'bot-latest'));
+    const installed = JSON.parse(fs.readFileSync(botFile, 'utf8'));
+    assert.ok(installed.bot_token.startsWith('xoxe.xoxb-1-'), 'a rotating bot token');
+    assert.ok(installed.bot_refresh_token.startsWith('xoxe-1-'));
+    assert.ok(installed.bot_id.startsWith('B'), 'bot_id from auth.test');
+    assert.equal(installed.team_id, who.teamId);
+
+    // An event reaches it; the handler's client calls auth.test with the (rotated) token.
+    await td.admin('PATCH', `/apps/${app.id}`, { request_url: `http://127.0.0.1:${bolt.port}/slack/events` }, 200);
+    await td.admin('PUT', `/teams/${who.teamId}/conversations/C0GENERAL`, {
+      name: 'general', kind: 'public', members: [who.userId, installed.bot_user_id],
+    });
+    await td.admin('POST', '/events', { team_id: who.teamId, event: { type: 'message', channel: 'C0GENERAL', user: who.userId, text: 'hello bolt' } }, 202);
+    const seen = await until('the message handler to run', () => bolt.lines.find((l) => l.kind === 'message'));
+    assert.equal(seen.ok, true);
+    assert.equal(seen.bot_id, installed.bot_id);
+    assert.equal(seen.user_id, installed.bot_user_id);
+    const rotated = JSON.parse(fs.readFileSync(botFile, 'utf8'));
+    assert.notEqual(rotated.bot_token, installed.bot_token, "Bolt's own refresh stored a new token");
+    assert.notEqual(rotated.bot_refresh_token, installed.bot_refresh_token);
+    assert.equal(seen.token, digest(rotated.bot_token), 'the handler used the rotated token');
+
+    // Uninstall: the app's own revocation listeners empty its store.
+    const form = new URLSearchParams({ client_id: app.client_id, client_secret: app.client_secret });
+    const res = await fetch(`${td.url}/api/apps.uninstall`, {
+      method: 'POST', headers: { authorization: `Bearer ${rotated.bot_token}`, 'content-type': 'application/x-www-form-urlencoded' }, body: form,
+    });
+    assert.deepEqual(await res.json(), { ok: true });
+    await until('tokens_revoked and app_uninstalled to reach the app', () => ['tokens_revoked', 'app_uninstalled']
+      .every((ty) => bolt.lines.some((l) => l.kind === 'event' && l.type === ty)));
+    await until('the installation store to be emptied', () => findFiles(bolt.dir, 'bot-latest').length === 0);
+  } catch (e) {
+    process.stderr.write(`--- tidings stderr ---\n${td.log()}\n--- bolt stderr ---\n${bolt ? bolt.log() : ''}\n--- bolt lines ---\n${JSON.stringify(bolt ? bolt.lines : [])}\n`);
+    throw e;
+  } finally {
+    await page.context().close();
+    if (bolt) await bolt.stop();
+    await td.stop();
+    await platform.close();
+  }
+});
