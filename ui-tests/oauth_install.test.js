@@ -5,7 +5,8 @@
 // 127.0.0.1 that signs an HS256 assertion), the consent page's Allow. Then an event
 // reaches the app, whose handler calls auth.test with the installed token; Bolt rotates
 // the token through oauth.v2.access itself; apps.uninstall makes the app's
-// tokens_revoked / app_uninstalled listeners empty its installation store.
+// tokens_revoked / app_uninstalled listeners empty its installation store. The same with
+// @slack/bolt's installerOptions (@slack/oauth InstallProvider) from compat/node.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -160,6 +161,117 @@ test('a slack_bolt app with OAuthSettings is installed in Chromium, gets events,
     await until('the installation store to be emptied', () => findFiles(bolt.dir, 'bot-latest').length === 0);
   } catch (e) {
     process.stderr.write(`--- tidings stderr ---\n${td.log()}\n--- bolt stderr ---\n${bolt ? bolt.log() : ''}\n--- bolt lines ---\n${JSON.stringify(bolt ? bolt.lines : [])}\n`);
+    throw e;
+  } finally {
+    await page.context().close();
+    if (bolt) await bolt.stop();
+    await td.stop();
+    await platform.close();
+  }
+});
+
+// @slack/bolt and its InstallProvider, from compat/node's pinned packages.
+const NODE_MODULES = path.join(__dirname, '..', 'compat', 'node', 'node_modules');
+
+async function freePort() {
+  const srv = http.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+test('@slack/bolt with installerOptions is installed in Chromium, gets events, rotates and is uninstalled', async () => {
+  const { App, LogLevel } = require(path.join(NODE_MODULES, '@slack', 'bolt'));
+  const who = { userId: 'U0BOB0001', teamId: 'T0NODE001' };
+  const platform = await startPlatform(who);
+  const td = await startTidings({
+    TIDINGS_OAUTH_LOGIN_URL: platform.url,
+    TIDINGS_OAUTH_LOGIN_SECRET: LOGIN_SECRET,
+    TIDINGS_OAUTH_ACCESS_TOKEN_TTL: '1h',
+  });
+  platform.tidings = td.url;
+  const page = await newPage(browser);
+  let bolt;
+  try {
+    await td.admin('POST', '/teams', { id: who.teamId, name: 'Nodeland', domain: `node-${Date.now() % 1e6}` }, 201);
+    await td.admin('POST', `/teams/${who.teamId}/users`, { id: who.userId, name: 'bob' }, 201);
+    const created = (await td.admin('POST', '/apps', {
+      name: 'Node OAuth', bot_events: ['message.channels', 'tokens_revoked', 'app_uninstalled'], token_rotation_enabled: true,
+    }, 201)).body;
+    const port = await freePort();
+    const redirectUri = `http://localhost:${port}/slack/oauth_redirect`;
+    await td.admin('PATCH', `/apps/${created.id}/oauth`, { redirect_urls: [redirectUri] }, 200);
+    // The installation store: a map the test can look into.
+    const saved = new Map();
+    const installationStore = {
+      storeInstallation: async (i) => { saved.set(i.team.id, JSON.parse(JSON.stringify(i))); },
+      fetchInstallation: async (q) => {
+        const i = saved.get(q.teamId);
+        if (!i) throw new Error('no installation');
+        return JSON.parse(JSON.stringify(i));
+      },
+      deleteInstallation: async (q) => { saved.delete(q.teamId); },
+    };
+    const seen = [];
+    bolt = new App({
+      signingSecret: created.signing_secret,
+      clientId: created.client_id,
+      clientSecret: created.client_secret,
+      stateSecret: 'node-state-secret',
+      scopes: ['channels:history', 'chat:write'],
+      redirectUri,
+      installationStore,
+      logLevel: LogLevel.ERROR,
+      clientOptions: { slackApiUrl: `${td.url}/api/` },
+      installerOptions: { authorizationUrl: `${td.url}/oauth/v2/authorize`, redirectUriPath: '/slack/oauth_redirect' },
+    });
+    bolt.message(async ({ message, client }) => {
+      const r = await client.auth.test();
+      seen.push({ kind: 'message', text: message.text, ok: r.ok, bot_id: r.bot_id, token: digest(client.token) });
+    });
+    for (const ty of ['tokens_revoked', 'app_uninstalled']) {
+      bolt.event(ty, async ({ body }) => {
+        seen.push({ kind: 'event', type: ty });
+        await installationStore.deleteInstallation({ teamId: body.team_id });
+      });
+    }
+    await bolt.start({ port, host: '127.0.0.1' });
+
+    await page.goto(`http://localhost:${port}/slack/install`);
+    await Promise.all([page.waitForURL(/\/oauth\/v2\/authorize\?/), page.click('a[href*="/oauth/v2/authorize"]')]);
+    assert.match(await page.textContent('h1'), /Node OAuth is asking for permission to access Nodeland/);
+    await Promise.all([page.waitForURL(/\/slack\/oauth_redirect\?/), page.click('button:text-is("Allow")')]);
+    await screenshot(page, 'oauth-node-done');
+    const installed = await until('the installation store to hold the bot', () => saved.get(who.teamId));
+    assert.ok(installed.bot.token.startsWith('xoxe.xoxb-1-'));
+    assert.ok(installed.bot.refreshToken.startsWith('xoxe-1-'));
+    assert.ok(installed.bot.id.startsWith('B'), 'bot id from auth.test');
+    assert.equal(installed.user.id, who.userId);
+    assert.equal(installed.authVersion, 'v2');
+
+    await td.admin('PATCH', `/apps/${created.id}`, { request_url: `http://127.0.0.1:${port}/slack/events` }, 200);
+    await td.admin('PUT', `/teams/${who.teamId}/conversations/C0GENERAL`, {
+      name: 'general', kind: 'public', members: [who.userId, installed.bot.userId],
+    });
+    await td.admin('POST', '/events', { team_id: who.teamId, event: { type: 'message', channel: 'C0GENERAL', user: who.userId, text: 'hello node' } }, 202);
+    const msg = await until('the message handler to run', () => seen.find((l) => l.kind === 'message'));
+    assert.equal(msg.ok, true);
+    assert.equal(msg.bot_id, installed.bot.id);
+    const rotated = saved.get(who.teamId);
+    assert.notEqual(rotated.bot.token, installed.bot.token, "InstallProvider's own refresh stored a new token");
+    assert.equal(msg.token, digest(rotated.bot.token));
+
+    const form = new URLSearchParams({ client_id: created.client_id, client_secret: created.client_secret });
+    const res = await fetch(`${td.url}/api/apps.uninstall`, {
+      method: 'POST', headers: { authorization: `Bearer ${rotated.bot.token}`, 'content-type': 'application/x-www-form-urlencoded' }, body: form,
+    });
+    assert.deepEqual(await res.json(), { ok: true });
+    await until('tokens_revoked and app_uninstalled to reach the app', () => ['tokens_revoked', 'app_uninstalled']
+      .every((ty) => seen.some((l) => l.kind === 'event' && l.type === ty)));
+    assert.equal(saved.size, 0, 'the listeners emptied the store');
+  } catch (e) {
+    process.stderr.write(`--- tidings stderr ---\n${td.log()}\n`);
     throw e;
   } finally {
     await page.context().close();
