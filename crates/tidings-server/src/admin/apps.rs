@@ -51,7 +51,8 @@ pub struct NewApp {
     #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
     /// OAuth redirect URLs (see `PATCH /apps/{app}/oauth`).
-    #[schema(max_items = 20)]
+    #[schema(inline, max_items = 20, value_type = Option<Vec<String>>, max_length = 2048,
+        pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$")]
     redirect_urls: Option<Vec<String>>,
     /// Access tokens expire and come with refresh tokens.
     token_rotation_enabled: Option<bool>,

@@ -25,7 +25,8 @@ const MAX_REDIRECT_URLS: usize = 20;
 pub struct OAuthSettings {
     /// The only redirect targets allowed: absolute http(s) URLs; a `redirect_uri` must
     /// match one's scheme, host and port, and its path or a subdirectory of it.
-    #[schema(max_items = 20, value_type = Option<Vec<String>>)]
+    #[schema(inline, max_items = 20, value_type = Option<Vec<String>>, max_length = 2048,
+        pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$")]
     pub redirect_urls: Option<Vec<String>>,
     /// Access tokens expire (`[oauth] access_token_ttl`) and come with refresh tokens.
     pub token_rotation_enabled: Option<bool>,
@@ -67,7 +68,7 @@ pub fn settings(b: OAuthSettings) -> Result<OAuthClientUpdate, Problem> {
         if let Some(bad) = urls.iter().find(|u| !redirect::valid_registration(u)) {
             return Err(Problem::invalid_field(
                 "redirect_urls",
-                format!("{bad:?} is not an absolute http:// or https:// URL without a fragment"),
+                format!("{bad:?} does not match {}", redirect::REGISTRATION_PATTERN),
             ));
         }
     }

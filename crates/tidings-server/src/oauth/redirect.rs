@@ -25,7 +25,8 @@ fn parts(url: &str) -> Option<Parts<'_>> {
     let after = &rest[end..];
     let path_end = after.find(['?', '#']).unwrap_or(after.len());
     let path = &after[..path_end];
-    if path.contains("..") || path.contains('\\') || path.contains("//") {
+    let dots = path.split('/').any(|seg| seg == "." || seg == "..");
+    if dots || path.contains('\\') || path.contains("//") {
         return None;
     }
     let mut authority = authority.to_ascii_lowercase();
@@ -56,9 +57,42 @@ pub fn allowed_by(url: &str, redirect_uri: &str) -> bool {
         && (r.path.trim_end_matches('/') == base || r.path.starts_with(&format!("{base}/")))
 }
 
-/// Whether a URL is acceptable as a registered redirect URL (an absolute http(s) URL).
+/// What a registered redirect URL must look like (the operator API documents it):
+/// http(s), a host name or address, an optional port, and a path of plain segments.
+pub const REGISTRATION_PATTERN: &str =
+    "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$";
+
+/// Whether a URL is acceptable as a registered redirect URL: exactly
+/// [`REGISTRATION_PATTERN`], at most 2048 characters.
 pub fn valid_registration(url: &str) -> bool {
-    parts(url).is_some() && !url.contains('#') && url.len() <= 2048
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let label =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let seg_ok = |(i, seg): (usize, &&str)| {
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"_~-".contains(&b);
+        (seg.is_empty() && i + 1 == segs.len())
+            || (seg.bytes().next().is_some_and(plain) && seg.bytes().all(|b| plain(b) || b == b'.'))
+    };
+    url.len() <= 2048
+        && host.split('.').all(label)
+        && port_ok
+        && segs.iter().enumerate().all(seg_ok)
 }
 
 /// The redirect target for an authorize request: the one named, if registered; without
@@ -126,6 +160,33 @@ mod tests {
         assert_eq!(resolve(&reg, None).as_deref(), Some("http://a.example/cb"));
         assert_eq!(resolve(&[], None), None);
         assert_eq!(resolve(&reg, Some("http://c.example/cb")), None);
+    }
+
+    #[test]
+    fn registrations_are_plain_http_urls() {
+        for ok in [
+            "http://localhost:3000/slack/oauth_redirect",
+            "https://a.example",
+            "https://a.example/",
+            "http://a/b.c/d/",
+        ] {
+            assert!(valid_registration(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "http://a//b",
+            "http://a/../b",
+            "http://a/.x",
+            "http://a:123456/",
+            "http://a b/",
+            "http://u@a/",
+            "http://a/#f",
+            "ftp://a/",
+            "http://a/?q=1",
+            "http://",
+        ] {
+            assert!(!valid_registration(bad), "{bad}");
+        }
     }
 
     #[test]
