@@ -118,6 +118,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         x: oauth::Refresh,
     ) -> StoreResult<Result<oauth::Refreshed, oauth::OAuthRefusal>>;
+    /// Replaces a live long-lived token of the app with a rotating one (`oauth.v2.exchange`);
+    /// `None` when it is not a live token of the app. The old token stops working.
+    async fn exchange_oauth_token(
+        &self,
+        old_hash: &str,
+        app_id: &str,
+        access: oauth::IssuedToken,
+    ) -> StoreResult<Option<oauth::Refreshed>>;
     /// When a token (by hash) expires; `None`: never.
     async fn token_expires_at(&self, token_hash: &str) -> StoreResult<Option<i64>>;
     /// Revokes one side (`bot`/`user`) of an installation; answers the live tokens left.

@@ -774,3 +774,69 @@ async fn the_client_secret_rotates_and_the_old_one_stops_working() {
     assert_eq!(p["redirect_urls"], json!([REDIRECT]));
     assert!(p.get("client_secret").is_none() && p.get("client_secret_hash").is_none());
 }
+
+#[tokio::test]
+async fn a_long_lived_token_is_exchanged_once_for_a_rotating_pair() {
+    let s = start(&[]);
+    let (id, secret) = app(&s, false, None).await;
+    let code = code_for(&s, &id, "channels:history").await;
+    let r = access_basic(
+        &s,
+        &id,
+        &secret,
+        &[("code", &code), ("redirect_uri", REDIRECT)],
+    )
+    .await;
+    let old = r["access_token"].as_str().unwrap().to_string();
+    let form = |t: &str| {
+        vec![
+            ("client_id", id.clone()),
+            ("client_secret", secret.clone()),
+            ("token", t.to_string()),
+        ]
+    };
+    let call = |f: Vec<(&'static str, String)>| {
+        let url = format!("{}/api/oauth.v2.exchange", s.url);
+        async move {
+            Server::client()
+                .post(url)
+                .form(&f)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        call(form(&old)).await["error"],
+        "token_rotation_not_enabled"
+    );
+    assert_eq!(
+        s.admin(
+            "PATCH",
+            "/apps/A0OAUTH/oauth",
+            Some(json!({"token_rotation_enabled": true}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(form("xoxb-unknown")).await["error"],
+        "authorization_not_found"
+    );
+    let e = call(form(&old)).await;
+    assert_eq!(e["ok"], true, "{e}");
+    assert_eq!(e["token_type"], "bot");
+    let fresh = e["access_token"].as_str().unwrap();
+    assert!(fresh.starts_with("xoxe.xoxb-1-"));
+    assert!(e["refresh_token"].as_str().unwrap().starts_with("xoxe-1-"));
+    assert_eq!(s.api("auth.test", Some(fresh), &[]).await.1["ok"], true);
+    assert_eq!(
+        s.api("auth.test", Some(&old), &[]).await.1["error"],
+        "token_revoked"
+    );
+    assert_eq!(call(form(fresh)).await["error"], "token_already_exchanged");
+}

@@ -29,6 +29,7 @@ const METHODS: &[&str] = &[
     "apps.connections.open",
     "api.test",
     "oauth.v2.access",
+    "oauth.v2.exchange",
     "auth.revoke",
     "apps.uninstall",
 ];
@@ -81,6 +82,7 @@ pub async fn dispatch(
         "apps.connections.open" => connections::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
         "oauth.v2.access" => oauth_access::handle(&s, &params).await,
+        "oauth.v2.exchange" => oauth_access::exchange(&s, &params).await,
         "auth.revoke" => revoke::auth_revoke(&s, &params).await,
         "apps.uninstall" => revoke::apps_uninstall(&s, &params).await,
         _ => Err(SlackError::new("unknown_method")),

@@ -203,3 +203,52 @@ async fn refresh(s: &AppState, p: &Params, client: &OAuthClient) -> Result<Respo
     merge(&mut body, workspace(s, inst).await?);
     Ok(axum::Json(body).into_response())
 }
+
+/// `oauth.v2.exchange` (OAUTH-RTM-WIRE.md A8): a long-lived bot or user token of the
+/// client's app, given as `token` with the client's credentials, becomes a rotating
+/// access token with a refresh token; the old token stops working.
+pub async fn exchange(s: &AppState, p: &Params) -> Result<Response, SlackError> {
+    let client = client(s, p).await?;
+    let presented = p
+        .get("token")
+        .or(p.token())
+        .filter(|t| !t.is_empty())
+        .ok_or(SlackError::new("invalid_token"))?;
+    if presented.starts_with(token::ROTATING_PREFIX) {
+        return Err(SlackError::new("token_already_exchanged"));
+    }
+    let kind = match TokenKind::of(presented) {
+        Some(k @ (TokenKind::Bot | TokenKind::User)) => k,
+        _ => return Err(SlackError::new("invalid_token")),
+    };
+    if !client.token_rotation_enabled {
+        return Err(SlackError::new("token_rotation_not_enabled"));
+    }
+    let (access, refresh, issued) = issue(s, &client, kind);
+    let done = s
+        .store
+        .exchange_oauth_token(&token::hash(presented), &client.app_id, issued)
+        .await?
+        .ok_or(SlackError::new("authorization_not_found"))?;
+    let inst = &done.installation;
+    let scopes = if done.kind == "bot" {
+        &inst.bot_scopes
+    } else {
+        &inst.user_scopes
+    };
+    let mut body = json!({
+        "ok": true, "app_id": inst.app_id, "scope": scopes.join(","), "token_type": done.kind,
+        "access_token": access, "refresh_token": refresh, "expires_in": ttl(s),
+        "response_metadata": {"warnings": []},
+    });
+    if done.kind == "bot" {
+        merge(&mut body, json!({"bot_user_id": inst.bot_user_id}));
+    } else {
+        merge(
+            &mut body,
+            json!({"authed_user": {"id": inst.installer_user_id}}),
+        );
+    }
+    merge(&mut body, workspace(s, inst).await?);
+    Ok(axum::Json(body).into_response())
+}

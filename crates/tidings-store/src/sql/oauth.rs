@@ -300,3 +300,47 @@ pub fn use_assertion(c: &Conn, id: &str, expires_at: i64, now: i64) -> StoreResu
     )?;
     Ok(n == 1)
 }
+
+/// `oauth.v2.exchange`: replaces a live long-lived token of the app (by hash) with a
+/// rotating one; answers the installation and the side, or `None` when the token is not
+/// a live token of one of the app's live installations.
+pub fn exchange_token(
+    c: &Conn,
+    old_hash: &str,
+    app_id: &str,
+    access: &IssuedToken,
+    now: i64,
+) -> StoreResult<Option<Refreshed>> {
+    let row: Option<(String, Option<String>, Option<i64>)> = c.query_opt(
+        "SELECT kind, installation_id, revoked_at FROM tokens WHERE hash = ?1",
+        params![old_hash],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let Some((kind, Some(inst_id), None)) = row else {
+        return Ok(None);
+    };
+    if kind != "bot" && kind != "user" {
+        return Ok(None);
+    }
+    let Some(inst) = apps::get_installation(c, &inst_id)?
+        .filter(|i| i.app_id == app_id && i.revoked_at.is_none())
+    else {
+        return Ok(None);
+    };
+    let n = c.execute(
+        "UPDATE tokens SET revoked_at = ?2 WHERE hash = ?1 AND revoked_at IS NULL",
+        params![old_hash, now],
+    )?;
+    if n == 0 {
+        return Ok(None);
+    }
+    c.execute(
+        "INSERT INTO tokens (hash, kind, installation_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![access.hash, kind, inst.id, now],
+    )?;
+    track(c, &inst.id, &kind, access, now)?;
+    Ok(Some(Refreshed {
+        installation: inst,
+        kind,
+    }))
+}

@@ -310,6 +310,21 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn exchange_oauth_token(
+        &self,
+        old_hash: &str,
+        app_id: &str,
+        access: crate::oauth::IssuedToken,
+    ) -> StoreResult<Option<crate::oauth::Refreshed>> {
+        let (h, a) = (old_hash.to_owned(), app_id.to_owned());
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_grants();
+            oauth::exchange_token(c, &h, &a, &access, super::now())
+        })
+        .await
+    }
+
     async fn token_expires_at(&self, token_hash: &str) -> StoreResult<Option<i64>> {
         let h = token_hash.to_owned();
         self.read(move |c| oauth::token_expires_at(c, &h)).await
