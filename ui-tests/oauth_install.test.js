@@ -280,3 +280,39 @@ test('@slack/bolt with installerOptions is installed in Chromium, gets events, r
     await platform.close();
   }
 });
+
+test('the app page shows the install link and who installed when, and uninstalls', async () => {
+  const { login, show } = require('./support');
+  const td = await startTidings({});
+  const page = await newPage(browser);
+  try {
+    await td.admin('POST', '/teams', { id: 'T0DASH001', name: 'Dash', domain: `dash-${Date.now() % 1e6}` }, 201);
+    await td.admin('POST', '/teams/T0DASH001/users', { id: 'U0CAROL01', name: 'carol' }, 201);
+    const app = (await td.admin('POST', '/apps', {
+      name: 'Dash OAuth', bot_events: ['message.channels'], redirect_urls: ['http://localhost:9/slack/oauth_redirect'],
+    }, 201)).body;
+    const inst = (await td.admin('POST', `/apps/${app.id}/installations`, {
+      team_id: 'T0DASH001', installer_user_id: 'U0CAROL01', bot_scopes: ['channels:history'],
+    }, 201)).body;
+    await login(page, td);
+    await show(page, `#/apps/${app.id}`);
+    const href = await page.getAttribute('#install-link', 'href');
+    assert.ok(href.startsWith(`${td.url}/oauth/v2/authorize?client_id=${app.client_id}&scope=channels%3Ahistory`), href);
+    const row = page.locator(`tr[data-installation="${inst.id}"]`);
+    assert.match(await row.textContent(), /U0CAROL01/);
+    assert.match(await row.textContent(), /installed/);
+    await screenshot(page, 'oauth-app-installations');
+    await row.locator('[data-action=uninstall]').click();
+    await row.locator('[data-action=uninstall-confirm]').click();
+    await until('the row to show the uninstall', async () => /uninstalled/.test(await page.locator(`tr[data-installation="${inst.id}"]`).textContent()));
+    const after = (await td.admin('GET', `/apps/${app.id}/installations/${inst.id}`, undefined, 200)).body;
+    assert.ok(after.revoked_at, 'uninstalled through the operator API');
+    if (page.problems.length) throw new Error(page.problems.join('\n'));
+  } catch (e) {
+    process.stderr.write(`--- tidings stderr ---\n${td.log()}\n`);
+    throw e;
+  } finally {
+    await page.context().close();
+    await td.stop();
+  }
+});

@@ -42,6 +42,53 @@ pub struct ClientWithSecret {
     pub client_secret: String,
 }
 
+/// The client as the operator API shows it, with the link that starts an install.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClientView {
+    #[serde(flatten)]
+    pub client: OAuthClient,
+    /// `/oauth/v2/authorize` with the client and the scopes the app's subscriptions need
+    /// (the first scope the catalog names for each event); `null` until a redirect URL is
+    /// registered or when no subscription needs a scope.
+    pub install_url: Option<String>,
+}
+
+/// The install link for an app (see [`ClientView::install_url`]).
+fn install_url(s: &AppState, app: &tidings_store::App, c: &OAuthClient) -> Option<String> {
+    if c.redirect_urls.is_empty() {
+        return None;
+    }
+    let pick = |events: &[String], bot: bool| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in events {
+            let Some(t) = s.catalog.get(e) else { continue };
+            let scopes = if bot { &t.bot_scopes } else { &t.user_scopes };
+            if let Some(sc) = scopes
+                .iter()
+                .find(|sc| crate::oauth::scopes::describe(sc).is_some())
+            {
+                if !out.contains(sc) {
+                    out.push(sc.clone());
+                }
+            }
+        }
+        out
+    };
+    let bot = pick(&app.bot_events, true);
+    let user = pick(&app.user_events, false);
+    if bot.is_empty() && user.is_empty() {
+        return None;
+    }
+    Some(redirect::with_query(
+        &format!("{}/oauth/v2/authorize", s.public_url),
+        &[
+            ("client_id", &c.client_id),
+            ("scope", &bot.join(",")),
+            ("user_scope", &user.join(",")),
+        ],
+    ))
+}
+
 /// A `client_id` shaped like Slack's: `<digits>.<digits>`.
 pub fn new_client_id() -> String {
     let mut b = [0u8; 16];
@@ -104,14 +151,19 @@ async fn client_of(s: &AppState, app_id: &str) -> Result<OAuthClient, Problem> {
 #[utoipa::path(
     get, path = "/apps/{app}/oauth", operation_id = "get_oauth_client", tag = "apps",
     params(AppPath),
-    responses((status = 200, description = "The app's OAuth client (without its secret)", body = OAuthClient)),
+    responses((status = 200, description = "The app's OAuth client (without its secret) and its install link", body = ClientView)),
 )]
 pub async fn get_client(
     State(s): State<AppState>,
     Path(app): Path<String>,
-) -> Result<Json<OAuthClient>, Problem> {
+) -> Result<Json<ClientView>, Problem> {
     let a = app_in_path(&s, &app).await?;
-    Ok(Json(client_of(&s, &a.id).await?))
+    let client = client_of(&s, &a.id).await?;
+    let install_url = install_url(&s, &a, &client);
+    Ok(Json(ClientView {
+        client,
+        install_url,
+    }))
 }
 
 #[utoipa::path(
