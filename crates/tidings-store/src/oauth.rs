@@ -38,7 +38,10 @@ pub struct OAuthGrant {
     /// The `redirect_uri` of the authorize request, when it named one: the exchange must
     /// name the same.
     pub redirect_uri: Option<String>,
-    pub team_id: String,
+    /// The team installed in; `None` for an org-wide install.
+    pub team_id: Option<String>,
+    /// Set for an org-wide install (by an org admin, for an app with `org_deploy_enabled`).
+    pub enterprise_id: Option<String>,
     pub user_id: String,
     pub bot_scopes: Vec<String>,
     pub user_scopes: Vec<String>,

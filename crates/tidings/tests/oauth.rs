@@ -840,3 +840,101 @@ async fn a_long_lived_token_is_exchanged_once_for_a_rotating_pair() {
     );
     assert_eq!(call(form(fresh)).await["error"], "token_already_exchanged");
 }
+
+#[tokio::test]
+async fn an_org_admin_installs_an_org_ready_app_org_wide() {
+    let s = start(&[]);
+    let (id, secret) = app(&s, false, None).await;
+    assert_eq!(
+        s.admin(
+            "PATCH",
+            "/apps/A0OAUTH/oauth",
+            Some(json!({"org_deploy_enabled": true}))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        s.admin(
+            "POST",
+            "/enterprises",
+            Some(json!({"id": "E0ORG", "name": "Grid Org"}))
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(s.admin("POST", "/teams", Some(json!({"id": "T0GRID", "name": "Grid Team", "domain": "grid", "enterprise_id": "E0ORG"}))).await.0, 201);
+    assert_eq!(
+        s.admin(
+            "POST",
+            "/teams/T0GRID/users",
+            Some(json!({"id": "U0ADMIN", "name": "root"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let q = python_query(&id, "channels:history", REDIRECT);
+    let jwt = assertion(
+        json!({"sub": "U0ADMIN", "team_id": "T0GRID", "enterprise_id": "E0ORG", "org_admin": true, "exp": now() + 60, "jti": "org-1"}),
+        SECRET,
+    );
+    let back = format!("/oauth/v2/authorize?{q}");
+    let r = browser()
+        .get(format!("{}/oauth/v2/login", s.url))
+        .query(&[("assertion", jwt.as_str()), ("return_to", back.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (st, html, csrf) = consent(&s, &cookie, &q).await;
+    assert_eq!(st, 200);
+    assert!(
+        html.contains("Grid Org (every workspace of the organization)"),
+        "{html}"
+    );
+    let (_, to) = decide(
+        &s,
+        &cookie,
+        &[
+            ("client_id", &id),
+            ("scope", "channels:history"),
+            ("redirect_uri", REDIRECT),
+            ("state", "s"),
+            ("csrf", &csrf),
+            ("decision", "allow"),
+        ],
+    )
+    .await;
+    let code = url_param(&to, "code");
+    let r = access_basic(
+        &s,
+        &id,
+        &secret,
+        &[("code", &code), ("redirect_uri", REDIRECT)],
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["is_enterprise_install"], true);
+    assert_eq!(r["team"], Value::Null);
+    assert_eq!(r["enterprise"], json!({"id": "E0ORG", "name": "Grid Org"}));
+    let t = s
+        .api("auth.test", Some(r["access_token"].as_str().unwrap()), &[])
+        .await
+        .1;
+    assert_eq!(t["is_enterprise_install"], true, "{t}");
+    assert_eq!(t["enterprise_id"], "E0ORG");
+    assert!(t["url"].as_str().is_some());
+    let list = installations(&s).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["team_id"], Value::Null);
+    assert_eq!(list[0]["enterprise_id"], "E0ORG");
+}

@@ -63,6 +63,7 @@ impl Request {
 
 /// An authorize request that is safe to act on.
 struct Checked {
+    client: OAuthClient,
     app: App,
     redirect: String,
     bot_scopes: Vec<String>,
@@ -122,6 +123,7 @@ async fn check(s: &AppState, r: &Request) -> Result<Checked, Response> {
         ));
     }
     Ok(Checked {
+        client,
         app,
         redirect,
         bot_scopes,
@@ -158,9 +160,44 @@ fn sign_in(s: &AppState, query: &str) -> Response {
     )
 }
 
+/// Where the install goes: the person's team, or — for an app with `org_deploy_enabled`
+/// and a person the platform vouches for as an org admin of the team's enterprise — the
+/// whole organization. Answers (enterprise id for an org-wide install, the place's name).
+async fn place(
+    s: &AppState,
+    c: &Checked,
+    p: &Person,
+    team: Option<&str>,
+) -> Result<(Option<String>, String), Response> {
+    let t = may_install(s, p, team).await?;
+    let org = c.client.org_deploy_enabled
+        && p.org_admin
+        && p.enterprise_id.is_some()
+        && t.enterprise_id == p.enterprise_id;
+    if !org {
+        return Ok((None, t.name));
+    }
+    let e = t.enterprise_id.unwrap_or_default();
+    match s.store.get_enterprise(&e).await {
+        Ok(Some(ent)) => Ok((
+            Some(ent.id),
+            format!("{} (every workspace of the organization)", ent.name),
+        )),
+        _ => Err(page::error(
+            StatusCode::FORBIDDEN,
+            "Cannot install here",
+            "Your organization is not known to this server.",
+        )),
+    }
+}
+
 /// The person may install in their team: a member (not a bot) of it, and of the team the
 /// link names, if any.
-async fn may_install(s: &AppState, p: &Person, team: Option<&str>) -> Result<String, Response> {
+async fn may_install(
+    s: &AppState,
+    p: &Person,
+    team: Option<&str>,
+) -> Result<tidings_store::Team, Response> {
     let forbidden = |d: &str| page::error(StatusCode::FORBIDDEN, "Cannot install here", d);
     if team.is_some_and(|t| t != p.team_id) {
         return Err(forbidden(
@@ -170,7 +207,7 @@ async fn may_install(s: &AppState, p: &Person, team: Option<&str>) -> Result<Str
     match s.store.get_user(&p.user_id).await {
         Ok(Some(u)) if !u.is_bot && u.team_id.as_deref() == Some(p.team_id.as_str()) => {
             match s.store.get_team(&p.team_id).await {
-                Ok(Some(t)) => Ok(t.name),
+                Ok(Some(t)) => Ok(t),
                 _ => Err(forbidden("Your workspace is not known to this server.")),
             }
         }
@@ -193,8 +230,8 @@ pub async fn show(
     let Some((cookie, p)) = person(&s, &headers) else {
         return sign_in(&s, &query);
     };
-    let team_name = match may_install(&s, &p, r.team.as_deref()).await {
-        Ok(n) => n,
+    let team_name = match place(&s, &c, &p, r.team.as_deref()).await {
+        Ok((_, n)) => n,
         Err(page) => return page,
     };
     let csrf = session::Key::of(&s).csrf(&cookie);
@@ -274,9 +311,10 @@ pub async fn decide(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
             "The form did not come from this page (CSRF check failed). Start again from the app.",
         );
     }
-    if let Err(page) = may_install(&s, &p, r.team.as_deref()).await {
-        return page;
-    }
+    let org = match place(&s, &c, &p, r.team.as_deref()).await {
+        Ok((org, _)) => org,
+        Err(page) => return page,
+    };
     match r.decision.as_deref() {
         Some("allow") => {}
         Some("cancel") => {
@@ -292,7 +330,12 @@ pub async fn decide(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
     let grant = OAuthGrant {
         app_id: c.app.id.clone(),
         redirect_uri: r.redirect_uri.clone(),
-        team_id: p.team_id.clone(),
+        team_id: if org.is_some() {
+            None
+        } else {
+            Some(p.team_id.clone())
+        },
+        enterprise_id: org,
         user_id: p.user_id.clone(),
         bot_scopes: c.bot_scopes,
         user_scopes: c.user_scopes,

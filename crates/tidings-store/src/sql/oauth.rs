@@ -100,8 +100,8 @@ pub fn put_grant(c: &Conn, code_hash: &str, g: &OAuthGrant, now: i64) -> StoreRe
         params![now],
     )?;
     c.execute(
-        "INSERT INTO oauth_codes (code_hash, app_id, redirect_uri, team_id, user_id, bot_scopes,
-            user_scopes, expires_at, used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+        "INSERT INTO oauth_codes (code_hash, app_id, redirect_uri, team_id, enterprise_id, user_id,
+            bot_scopes, user_scopes, expires_at, used_at) VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, NULL)",
         params![
             code_hash,
             g.app_id,
@@ -110,7 +110,8 @@ pub fn put_grant(c: &Conn, code_hash: &str, g: &OAuthGrant, now: i64) -> StoreRe
             g.user_id,
             rows::to_json(&g.bot_scopes),
             rows::to_json(&g.user_scopes),
-            g.expires_at
+            g.expires_at,
+            g.enterprise_id
         ],
     )?;
     Ok(())
@@ -119,7 +120,8 @@ pub fn put_grant(c: &Conn, code_hash: &str, g: &OAuthGrant, now: i64) -> StoreRe
 type CodeRow = (
     String,
     Option<String>,
-    String,
+    Option<String>,
+    Option<String>,
     String,
     String,
     String,
@@ -133,7 +135,8 @@ pub fn exchange_code(
     x: CodeExchange,
 ) -> StoreResult<Result<(Installation, OAuthGrant), OAuthRefusal>> {
     let row: Option<CodeRow> = c.query_opt(
-        "SELECT app_id, redirect_uri, team_id, user_id, bot_scopes, user_scopes, expires_at, used_at
+        "SELECT app_id, redirect_uri, team_id, enterprise_id, user_id, bot_scopes, user_scopes,
+            expires_at, used_at
          FROM oauth_codes WHERE code_hash = ?1",
         params![x.code_hash],
         |r| {
@@ -146,10 +149,22 @@ pub fn exchange_code(
                 r.get(5)?,
                 r.get(6)?,
                 r.get(7)?,
+                r.get(8)?,
             ))
         },
     )?;
-    let Some((app_id, redirect_uri, team_id, user_id, bot, user, expires_at, used_at)) = row else {
+    let Some((
+        app_id,
+        redirect_uri,
+        team_id,
+        enterprise_id,
+        user_id,
+        bot,
+        user,
+        expires_at,
+        used_at,
+    )) = row
+    else {
         return Ok(Err(OAuthRefusal::InvalidCode));
     };
     if app_id != x.app_id || used_at.is_some() || expires_at < x.now {
@@ -169,6 +184,7 @@ pub fn exchange_code(
         app_id,
         redirect_uri,
         team_id,
+        enterprise_id,
         user_id,
         bot_scopes: rows::json_list(bot)?,
         user_scopes: rows::json_list(user)?,
@@ -179,8 +195,8 @@ pub fn exchange_code(
         NewInstallation {
             id: x.installation_id,
             app_id: grant.app_id.clone(),
-            team_id: Some(grant.team_id.clone()),
-            enterprise_id: None,
+            team_id: grant.team_id.clone(),
+            enterprise_id: grant.enterprise_id.clone(),
             installer_user_id: grant.user_id.clone(),
             bot_scopes: grant.bot_scopes.clone(),
             user_scopes: grant.user_scopes.clone(),
