@@ -131,6 +131,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn oauth_secrets_never_reach_a_log_line() {
+        let line =
+            "GET /oauth/v2/login?assertion=eyJhbGciOi.eyJzdWIi.c2ln&return_to=/x code=1.2.abc \
+                    rotated xoxe.xoxb-1-S3cret refresh xoxe-1-R3fresh csrf=Tok3n";
+        let r = text(line);
+        for secret in ["eyJhbGciOi", "1.2.abc", "S3cret", "R3fresh", "Tok3n"] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert!(r.contains("return_to=/x"), "{r}");
+    }
+
+    #[test]
     fn tokens_keep_their_prefix_only() {
         let line = "auth ok for xoxb-AbC_123-xyz and xapp-1-A01-s3cr3t, admin tdk_admin_test_token_0123456789 pub tdk_pub_abc whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let r = text(line);

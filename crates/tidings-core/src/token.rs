@@ -36,6 +36,8 @@ impl TokenKind {
 
     /// The kind a presented token claims by its prefix.
     pub fn of(token: &str) -> Option<TokenKind> {
+        // Rotating access tokens are the kind's token behind `xoxe.` (`xoxe.xoxb-1-…`).
+        let token = token.strip_prefix(ROTATING_PREFIX).unwrap_or(token);
         [
             TokenKind::Bot,
             TokenKind::User,
@@ -57,6 +59,20 @@ impl TokenKind {
             TokenKind::Publisher => "publisher",
         }
     }
+}
+
+/// What rotating access tokens start with, before their kind's prefix.
+pub const ROTATING_PREFIX: &str = "xoxe.";
+
+/// A rotating access token of this kind, as Slack shapes them: `xoxe.xoxb-1-…`.
+pub fn generate_rotating(kind: TokenKind) -> String {
+    format!("{ROTATING_PREFIX}{}1-{}", kind.prefix(), random_secret())
+}
+
+/// A refresh token, as Slack shapes them: `xoxe-1-…` (not itself a credential for any
+/// method: only `oauth.v2.access` takes it).
+pub fn generate_refresh() -> String {
+    format!("xoxe-1-{}", random_secret())
 }
 
 /// 256 random bits as URL-safe text.
@@ -110,6 +126,18 @@ mod tests {
         let a = generate(TokenKind::App, Some("A0123456789"));
         assert!(a.starts_with("xapp-1-A0123456789-"));
         assert_eq!(TokenKind::of(&a), Some(TokenKind::App));
+    }
+
+    #[test]
+    fn rotating_tokens_keep_their_kind_and_refresh_tokens_have_none() {
+        let t = generate_rotating(TokenKind::Bot);
+        assert!(t.starts_with("xoxe.xoxb-1-"));
+        assert_eq!(TokenKind::of(&t), Some(TokenKind::Bot));
+        assert_eq!(
+            TokenKind::of(&generate_rotating(TokenKind::User)),
+            Some(TokenKind::User)
+        );
+        assert_eq!(TokenKind::of(&generate_refresh()), None);
     }
 
     #[test]

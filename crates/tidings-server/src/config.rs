@@ -21,6 +21,7 @@ pub struct Config {
     pub socket_mode: SocketModeConfig,
     pub database: DatabaseConfig,
     pub retention: RetentionConfig,
+    pub oauth: OAuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,7 +303,37 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The OAuth v2 install flow (`/oauth/v2/*`, `oauth.v2.access`; see `crate::oauth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// How long an access token lasts for apps with token rotation (Slack: 12 hours).
+    #[serde(with = "duration")]
+    pub access_token_ttl: Duration,
+    /// How long the code the consent page hands out may be exchanged (Slack: 10 minutes).
+    #[serde(with = "duration")]
+    pub code_ttl: Duration,
+    /// Where the platform signs its users in: an authorize page without a session sends
+    /// the browser to `login_url?return_to=<the authorize URL>`. Unset: only `--dev`'s
+    /// user picker can sign someone in.
+    pub login_url: Option<String>,
+    /// The HS256 secret the platform signs its login assertions with (at least 32 bytes).
+    pub login_secret: Option<String>,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            access_token_ttl: Duration::from_secs(12 * 3600),
+            code_ttl: Duration::from_secs(600),
+            login_url: None,
+            login_secret: None,
+        }
+    }
+}
+
 const SECTIONS: &[&str] = &[
+    "oauth",
     "retention",
     "database",
     "server",
@@ -418,6 +449,30 @@ impl Config {
         }
         if r.interval < Duration::from_millis(100) {
             return Err("retention.interval must be at least 100ms".into());
+        }
+        self.validate_oauth()
+    }
+
+    /// The `[oauth]` section.
+    fn validate_oauth(&self) -> Result<(), String> {
+        let o = &self.oauth;
+        if o.access_token_ttl < Duration::from_secs(1) || o.code_ttl < Duration::from_secs(1) {
+            return Err("oauth.access_token_ttl and oauth.code_ttl must be at least 1s".into());
+        }
+        if let Some(u) = &o.login_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!(
+                    "oauth.login_url {u:?} must start with http:// or https://"
+                ));
+            }
+            if o.login_secret.is_none() {
+                return Err("oauth.login_url needs oauth.login_secret".into());
+            }
+        }
+        if let Some(k) = &o.login_secret {
+            if k.len() < 32 {
+                return Err("oauth.login_secret must be at least 32 characters".into());
+            }
         }
         Ok(())
     }

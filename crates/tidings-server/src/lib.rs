@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod oauth;
 pub mod observe;
 pub mod retention;
 pub mod revocation;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/link/", get(socket::link))
         .nest("/admin/v1", admin::router(state.clone()))
         .merge(ui::router())
+        .merge(oauth::router())
         .fallback(|| async {
             error::Problem::not_found(
                 "no such route; the Web API is under /api/, the operator API under /admin/v1/",

@@ -8,6 +8,7 @@
 mod error;
 pub mod insights;
 pub mod model;
+pub mod oauth;
 mod page;
 pub mod queue;
 pub mod sql;
@@ -97,6 +98,51 @@ pub trait Store: Send + Sync + 'static {
         installation_id: &str,
         policy: &PublishPolicy,
     ) -> StoreResult<Installation>;
+
+    // --- OAuth v2 installs (sql::oauth) -------------------------------------------------
+    /// The app's OAuth client, if it has one.
+    async fn oauth_client(&self, app_id: &str) -> StoreResult<Option<oauth::OAuthClient>>;
+    /// The OAuth client with this `client_id`.
+    async fn oauth_client_by_id(&self, client_id: &str) -> StoreResult<Option<oauth::OAuthClient>>;
+    /// Creates the app's OAuth client (with `client_id`), or replaces its secret's hash.
+    async fn put_oauth_secret(
+        &self,
+        app_id: &str,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> StoreResult<oauth::OAuthClient>;
+    async fn update_oauth_client(
+        &self,
+        app_id: &str,
+        update: oauth::OAuthClientUpdate,
+    ) -> StoreResult<oauth::OAuthClient>;
+    /// Records what the consent page allowed, under the code's hash.
+    async fn put_oauth_grant(&self, code_hash: &str, grant: oauth::OAuthGrant) -> StoreResult<()>;
+    /// Redeems a code once and installs what it grants, in one transaction.
+    async fn exchange_oauth_code(
+        &self,
+        x: oauth::CodeExchange,
+    ) -> StoreResult<Result<(Installation, oauth::OAuthGrant), oauth::OAuthRefusal>>;
+    /// Uses a refresh token once for a new access token.
+    async fn refresh_oauth_token(
+        &self,
+        x: oauth::Refresh,
+    ) -> StoreResult<Result<oauth::Refreshed, oauth::OAuthRefusal>>;
+    /// Replaces a live long-lived token of the app with a rotating one (`oauth.v2.exchange`);
+    /// `None` when it is not a live token of the app. The old token stops working.
+    async fn exchange_oauth_token(
+        &self,
+        old_hash: &str,
+        app_id: &str,
+        access: oauth::IssuedToken,
+    ) -> StoreResult<Option<oauth::Refreshed>>;
+    /// When a token (by hash) expires; `None`: never.
+    async fn token_expires_at(&self, token_hash: &str) -> StoreResult<Option<i64>>;
+    /// Revokes one side (`bot`/`user`) of an installation; answers the live tokens left.
+    async fn revoke_installation_side(&self, installation_id: &str, kind: &str)
+        -> StoreResult<i64>;
+    /// Records a login assertion's id until `expires_at`; false if already used.
+    async fn use_login_assertion(&self, id: &str, expires_at: i64) -> StoreResult<bool>;
 
     // --- operator tokens and authentication --------------------------------------------
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken>;

@@ -214,3 +214,70 @@ async fn cli_publish_names_the_refusal_code_and_exits_non_zero() {
     .unwrap();
     drop(s);
 }
+
+#[tokio::test]
+async fn the_cli_shows_changes_and_rotates_an_apps_oauth_client() {
+    let s = Server::start();
+    tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = cli(
+            &s,
+            &[
+                "apps",
+                "create",
+                "--name",
+                "Oauth",
+                "--id",
+                "A0CLI",
+                "--bot-events",
+                "message.channels",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let created = json(&out);
+        let client_id = created["client_id"].as_str().unwrap().to_string();
+        assert!(created["client_secret"]
+            .as_str()
+            .is_some_and(|x| x.len() == 32));
+        let (ok, out, err) = cli(
+            &s,
+            &[
+                "apps",
+                "oauth",
+                "A0CLI",
+                "--redirect-urls",
+                "http://localhost:3000/slack/oauth_redirect",
+                "--token-rotation-enabled",
+                "true",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let c = json(&out);
+        assert_eq!(c["client_id"], client_id.as_str());
+        assert_eq!(c["token_rotation_enabled"], true);
+        assert!(c["install_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("client_id={client_id}")));
+        let (ok, out, err) = cli(&s, &["apps", "client-secret", "A0CLI", "--json"]);
+        assert!(ok, "{err}");
+        let r = json(&out);
+        assert_ne!(r["client_secret"], created["client_secret"]);
+        let (ok, _, err) = cli(
+            &s,
+            &[
+                "apps",
+                "oauth",
+                "A0CLI",
+                "--redirect-urls",
+                "javascript:alert(1)",
+            ],
+        );
+        assert!(!ok);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("redirect_urls"), "{err}");
+    })
+    .await
+    .unwrap();
+}

@@ -50,6 +50,26 @@ pub struct NewApp {
     /// `authorizations` (default) or `legacy`.
     #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
+    /// OAuth redirect URLs (see `PATCH /apps/{app}/oauth`).
+    #[schema(inline, max_items = 20, value_type = Option<Vec<String>>, max_length = 2048,
+        pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$")]
+    redirect_urls: Option<Vec<String>>,
+    /// Access tokens expire and come with refresh tokens.
+    token_rotation_enabled: Option<bool>,
+    /// The app may be installed org-wide.
+    org_deploy_enabled: Option<bool>,
+}
+
+/// A new app with its OAuth client and `client_secret`, shown only here.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedApp {
+    #[serde(flatten)]
+    app: App,
+    client_id: String,
+    client_secret: String,
+    redirect_urls: Vec<String>,
+    token_rotation_enabled: bool,
+    org_deploy_enabled: bool,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -143,7 +163,8 @@ async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
     post, path = "/apps", operation_id = "create_app", tag = "apps",
     request_body = NewApp,
     responses(
-        (status = 201, description = "The app, with its `signing_secret` and `verification_token`", body = App,
+        (status = 201, description = "The app, with its `signing_secret`, `verification_token` \
+         and OAuth `client_id` / `client_secret`", body = CreatedApp,
          links(
              ("GetApp" = (operation_id = "get_app", parameters(("app" = "$response.body#/id")))),
              ("UpdateApp" = (operation_id = "update_app", parameters(("app" = "$response.body#/id")))),
@@ -158,7 +179,12 @@ async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
 pub async fn create_app(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewApp>,
-) -> Result<(StatusCode, Json<App>), Problem> {
+) -> Result<(StatusCode, Json<CreatedApp>), Problem> {
+    let oauth = super::oauth_clients::settings(super::oauth_clients::OAuthSettings {
+        redirect_urls: b.redirect_urls,
+        token_rotation_enabled: b.token_rotation_enabled,
+        org_deploy_enabled: b.org_deploy_enabled,
+    })?;
     let mut app = App {
         id: validate::id_or_new(IdKind::App, b.id)?,
         name: validate::name("name", &b.name)?,
@@ -190,7 +216,20 @@ pub async fn create_app(
         verify(&s, &app, &url).await?;
         app.request_url_verified = true;
     }
-    Ok((StatusCode::CREATED, Json(s.store.create_app(app).await?)))
+    let app = s.store.create_app(app).await?;
+    let created = super::oauth_clients::rotate(&s, &app.id).await?;
+    let client = s.store.update_oauth_client(&app.id, oauth).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApp {
+            app,
+            client_id: client.client_id,
+            client_secret: created.client_secret,
+            redirect_urls: client.redirect_urls,
+            token_rotation_enabled: client.token_rotation_enabled,
+            org_deploy_enabled: client.org_deploy_enabled,
+        }),
+    ))
 }
 
 #[utoipa::path(

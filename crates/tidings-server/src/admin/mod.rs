@@ -10,8 +10,9 @@ mod directory;
 mod dry_run;
 pub(crate) mod events;
 pub(crate) mod insights;
-mod installations;
+pub(crate) mod installations;
 mod key_events;
+mod oauth_clients;
 pub mod openapi;
 mod operator_tokens;
 pub mod validate;
@@ -80,6 +81,11 @@ pub fn routes(
         .routes(routes!(apps::create_app, apps::list_apps))
         .routes(routes!(apps::get_app, apps::update_app))
         .routes(routes!(apps::rotate_signing_secret))
+        .routes(routes!(
+            oauth_clients::get_client,
+            oauth_clients::update_client
+        ))
+        .routes(routes!(oauth_clients::rotate_client_secret))
         .routes(routes!(apps::enable_events))
         .routes(routes!(apps::verify_request_url))
         .routes(routes!(connections::list))

@@ -39,6 +39,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("assets/overview.js", JS),
     asset!("assets/apps.js", JS),
     asset!("assets/app_detail.js", JS),
+    asset!("assets/app_installs.js", JS),
     asset!("assets/events.js", JS),
     asset!("assets/key_events.js", JS),
     asset!("vendor/chart.umd.js", JS),

@@ -6,7 +6,9 @@
 mod auth_test;
 mod authorizations;
 mod connections;
+mod oauth_access;
 pub(crate) mod params;
+mod revoke;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -26,6 +28,10 @@ const METHODS: &[&str] = &[
     "apps.event.authorizations.list",
     "apps.connections.open",
     "api.test",
+    "oauth.v2.access",
+    "oauth.v2.exchange",
+    "auth.revoke",
+    "apps.uninstall",
 ];
 
 /// `/api/{method}` for every HTTP verb.
@@ -75,6 +81,10 @@ pub async fn dispatch(
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
         "apps.connections.open" => connections::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
+        "oauth.v2.access" => oauth_access::handle(&s, &params).await,
+        "oauth.v2.exchange" => oauth_access::exchange(&s, &params).await,
+        "auth.revoke" => revoke::auth_revoke(&s, &params).await,
+        "apps.uninstall" => revoke::apps_uninstall(&s, &params).await,
         _ => Err(SlackError::new("unknown_method")),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -146,6 +156,14 @@ async fn authenticate_token(
         .ok_or(SlackError::new("invalid_auth"))?;
     if grant.revoked {
         return Err(SlackError::new("token_revoked"));
+    }
+    // Rotating access tokens expire (`[oauth] access_token_ttl`); the others never do.
+    if presented.starts_with(token::ROTATING_PREFIX) {
+        if let Some(at) = s.store.token_expires_at(&token::hash(presented)).await? {
+            if at <= crate::oauth::now() {
+                return Err(SlackError::new("token_expired"));
+            }
+        }
     }
     Ok((kind, grant))
 }

@@ -14,6 +14,9 @@ use crate::error::SlackError;
 pub struct Params {
     values: BTreeMap<String, String>,
     header_token: Option<String>,
+    /// `Authorization: Basic` credentials (`client_id`, `client_secret`), as Python's
+    /// `oauth.v2.access` sends them.
+    basic: Option<(String, String)>,
     /// A token already authenticated before the body was read, with its grant
     /// (`super::dispatch`), so it is not looked up twice.
     pub(crate) authenticated: Option<(String, (TokenKind, TokenGrant))>,
@@ -31,6 +34,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
                 .then(|| rest.trim().to_string())
         })
         .filter(|t| !t.is_empty())
+}
+
+/// The credentials in `Authorization: Basic <base64(id:secret)>`, if any.
+pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
 }
 
 impl Params {
@@ -81,6 +100,7 @@ impl Params {
         Ok(Params {
             values,
             header_token: bearer(headers),
+            basic: basic(headers),
             authenticated: None,
         })
     }
@@ -98,6 +118,14 @@ impl Params {
     /// Whether the token came only as a parameter (an error for some methods).
     pub fn token_only_in_params(&self) -> bool {
         self.header_token.is_none() && self.values.contains_key("token")
+    }
+
+    /// Client credentials: from the form (Node) or HTTP Basic (Python).
+    pub fn client_credentials(&self) -> Option<(String, String)> {
+        match (self.get("client_id"), self.get("client_secret")) {
+            (Some(i), Some(s)) if !i.is_empty() => Some((i.to_string(), s.to_string())),
+            _ => self.basic.clone(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

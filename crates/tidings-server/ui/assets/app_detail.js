@@ -1,9 +1,11 @@
 // One app: subscriptions, how it receives events, its open Socket Mode connections, its
 // delivery log (with attempts, a status filter, "load more" and Redeliver), and signing
-// secret rotation (confirmed first; the new secret is shown once).
+// secret rotation (confirmed first; the new secret is shown once). Its installations and
+// install link are in app_installs.js.
 import { get, post, query } from './api.js';
 import { h, replace, badge, card, chips, errorBox, flash, ms, num, table, time, timeMs, withButton } from './dom.js';
 import { reenable } from './apps.js';
+import { installsCard } from './app_installs.js';
 
 const STATUSES = ['', 'pending', 'delivered', 'failed', 'dropped'];
 const PAGE = 25;
@@ -95,6 +97,7 @@ export async function render(main, [appId], alive) {
   if (app.status === 'rejected') throw app.reason;
   const a = app.value;
   const log = deliveryLog(a.id);
+  const installs = installsCard(a.id);
   const refresh = () => render(main, [appId], alive);
 
   const reenableButton = a.events_enabled ? null : h('button', { type: 'button', class: 'primary', 'data-action': 'reenable' }, 'Re-enable');
@@ -125,8 +128,9 @@ export async function render(main, [appId], alive) {
           h('dt', {}, 'Verified'), h('dd', {}, a.request_url ? (a.request_url_verified ? badge('verified', 'ok') : badge('not verified', 'bad')) : '—'),
           h('dt', {}, 'Created'), h('dd', {}, time(a.created_at))))),
     card('Socket Mode connections', connections),
+    installs.section,
     log.section,
     rotateBox(a),
   );
-  await log.load(true);
+  await Promise.all([installs.load(), log.load(true)]);
 }

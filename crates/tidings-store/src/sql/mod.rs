@@ -22,6 +22,7 @@ mod events;
 mod insights;
 mod lifecycle;
 pub mod migrations;
+mod oauth;
 pub mod owner_only;
 pub mod pg_tls;
 pub mod pool;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::{
-    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, publish, rows,
+    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, oauth, publish, rows,
     sessions, SqlStore,
 };
 use crate::model::*;
@@ -270,6 +270,118 @@ impl Store for SqlStore {
             }
         })
         .await
+    }
+
+    async fn oauth_client(&self, app_id: &str) -> StoreResult<Option<crate::oauth::OAuthClient>> {
+        let a = app_id.to_owned();
+        self.read(move |c| oauth::get_client(c, &a)).await
+    }
+
+    async fn oauth_client_by_id(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<crate::oauth::OAuthClient>> {
+        let a = client_id.to_owned();
+        self.read(move |c| oauth::client_by_id(c, &a)).await
+    }
+
+    async fn put_oauth_secret(
+        &self,
+        app_id: &str,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> StoreResult<crate::oauth::OAuthClient> {
+        let (a, i, h) = (
+            app_id.to_owned(),
+            client_id.to_owned(),
+            secret_hash.to_owned(),
+        );
+        self.write(move |c| oauth::put_secret(c, &a, &i, &h)).await
+    }
+
+    async fn update_oauth_client(
+        &self,
+        app_id: &str,
+        update: crate::oauth::OAuthClientUpdate,
+    ) -> StoreResult<crate::oauth::OAuthClient> {
+        let a = app_id.to_owned();
+        self.write(move |c| oauth::update_client(c, &a, update))
+            .await
+    }
+
+    async fn put_oauth_grant(
+        &self,
+        code_hash: &str,
+        grant: crate::oauth::OAuthGrant,
+    ) -> StoreResult<()> {
+        let h = code_hash.to_owned();
+        self.write(move |c| oauth::put_grant(c, &h, &grant, super::now()))
+            .await
+    }
+
+    async fn exchange_oauth_code(
+        &self,
+        x: crate::oauth::CodeExchange,
+    ) -> StoreResult<Result<(Installation, crate::oauth::OAuthGrant), crate::oauth::OAuthRefusal>>
+    {
+        let idx = self.index.clone();
+        self.write_directory(move |c| {
+            idx.lock().invalidate_grants();
+            oauth::exchange_code(c, x)
+        })
+        .await
+    }
+
+    async fn refresh_oauth_token(
+        &self,
+        x: crate::oauth::Refresh,
+    ) -> StoreResult<Result<crate::oauth::Refreshed, crate::oauth::OAuthRefusal>> {
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_grants();
+            oauth::refresh(c, x)
+        })
+        .await
+    }
+
+    async fn exchange_oauth_token(
+        &self,
+        old_hash: &str,
+        app_id: &str,
+        access: crate::oauth::IssuedToken,
+    ) -> StoreResult<Option<crate::oauth::Refreshed>> {
+        let (h, a) = (old_hash.to_owned(), app_id.to_owned());
+        let idx = self.index.clone();
+        self.write(move |c| {
+            idx.lock().invalidate_grants();
+            oauth::exchange_token(c, &h, &a, &access, super::now())
+        })
+        .await
+    }
+
+    async fn token_expires_at(&self, token_hash: &str) -> StoreResult<Option<i64>> {
+        let h = token_hash.to_owned();
+        self.read(move |c| oauth::token_expires_at(c, &h)).await
+    }
+
+    async fn revoke_installation_side(
+        &self,
+        installation_id: &str,
+        kind: &str,
+    ) -> StoreResult<i64> {
+        let (i, k) = (installation_id.to_owned(), kind.to_owned());
+        let idx = self.index.clone();
+        self.write_directory(move |c| {
+            idx.lock().invalidate_grants();
+            oauth::revoke_side(c, &i, &k, super::now())
+        })
+        .await
+    }
+
+    async fn use_login_assertion(&self, id: &str, expires_at: i64) -> StoreResult<bool> {
+        let i = id.to_owned();
+        self.write(move |c| oauth::use_assertion(c, &i, expires_at, super::now()))
+            .await
     }
 
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken> {

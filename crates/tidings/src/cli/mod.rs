@@ -282,6 +282,21 @@ pub enum AppCmd {
         )]
         scopes: Vec<String>,
     },
+    /// Show the app's OAuth client (client_id, redirect URLs, install link), or change it.
+    Oauth {
+        app: String,
+        /// Comma-separated redirect URLs (replaces the list).
+        #[arg(long, value_delimiter = ',')]
+        redirect_urls: Option<Vec<String>>,
+        #[arg(long)]
+        token_rotation_enabled: Option<bool>,
+        #[arg(long)]
+        org_deploy_enabled: Option<bool>,
+    },
+    /// Give the app a new OAuth client_secret; prints it once (the old one stops working).
+    ClientSecret {
+        app: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -524,6 +539,20 @@ const APP_FIELDS: &[&str] = &[
     "disabled_reason",
     "signing_secret",
     "verification_token",
+    "client_id",
+    "client_secret",
+    "redirect_urls",
+    "token_rotation_enabled",
+];
+
+const OAUTH_FIELDS: &[&str] = &[
+    "app_id",
+    "client_id",
+    "client_secret",
+    "redirect_urls",
+    "token_rotation_enabled",
+    "org_deploy_enabled",
+    "install_url",
 ];
 
 async fn apps(c: &Client, json_out: bool, cmd: AppCmd) -> Result<(), String> {
@@ -567,6 +596,37 @@ async fn apps(c: &Client, json_out: bool, cmd: AppCmd) -> Result<(), String> {
                 )
                 .await?;
             print_item(json_out, &v, &["id", "app_id", "scopes", "token"]);
+        }
+        AppCmd::Oauth {
+            app,
+            redirect_urls,
+            token_rotation_enabled,
+            org_deploy_enabled,
+        } => {
+            let path = format!("/apps/{}/oauth", seg(&app));
+            let mut body = json!({});
+            if let Some(u) = redirect_urls {
+                body["redirect_urls"] = u.into();
+            }
+            if let Some(t) = token_rotation_enabled {
+                body["token_rotation_enabled"] = t.into();
+            }
+            if let Some(o) = org_deploy_enabled {
+                body["org_deploy_enabled"] = o.into();
+            }
+            if body.as_object().is_some_and(|o| !o.is_empty()) {
+                c.patch(&path, &body).await?;
+            }
+            print_item(json_out, &c.get(&path).await?, OAUTH_FIELDS);
+        }
+        AppCmd::ClientSecret { app } => {
+            let v = c
+                .post(
+                    &format!("/apps/{}/client_secret/rotate", seg(&app)),
+                    &json!({}),
+                )
+                .await?;
+            print_item(json_out, &v, OAUTH_FIELDS);
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (6, "lease tokens", V6),
     (7, "app versions", V7),
     (8, "retention indexes", V8),
+    (9, "oauth", V9),
 ];
 
 const V1: &str = r#"
@@ -321,6 +322,47 @@ const V8: &str = r#"
 CREATE INDEX deliveries_finished ON deliveries(status, updated_at) WHERE status <> 'pending';
 CREATE INDEX events_created ON events(created_at, id);
 CREATE INDEX insight_events_bucket ON insight_events(g, bucket);
+"#;
+
+/// OAuth v2 installs (issue 21): app clients, consent codes, token expiry, refresh
+/// tokens and the login assertions already used.
+const V9: &str = r#"
+CREATE TABLE oauth_clients (
+    app_id TEXT COLLATE "C" PRIMARY KEY REFERENCES apps(id),
+    client_id TEXT COLLATE "C" NOT NULL UNIQUE,
+    client_secret_hash TEXT NOT NULL,
+    redirect_urls TEXT NOT NULL,
+    token_rotation_enabled BIGINT NOT NULL DEFAULT 0,
+    org_deploy_enabled BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE oauth_codes (
+    code_hash TEXT COLLATE "C" PRIMARY KEY,
+    app_id TEXT COLLATE "C" NOT NULL REFERENCES apps(id),
+    redirect_uri TEXT,
+    team_id TEXT COLLATE "C",
+    enterprise_id TEXT COLLATE "C",
+    user_id TEXT COLLATE "C" NOT NULL,
+    bot_scopes TEXT NOT NULL,
+    user_scopes TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE TABLE token_expiry (
+    token_hash TEXT COLLATE "C" PRIMARY KEY REFERENCES tokens(hash),
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE refresh_tokens (
+    hash TEXT COLLATE "C" PRIMARY KEY,
+    installation_id TEXT COLLATE "C" NOT NULL REFERENCES installations(id),
+    kind TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX refresh_tokens_installation ON refresh_tokens(installation_id);
+CREATE TABLE oauth_assertions (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
 "#;
 
 /// Applies every migration newer than the database's version.

@@ -1,0 +1,79 @@
+//! `auth.revoke` and `apps.uninstall` (OAUTH-RTM-WIRE.md A9), with their lifecycle
+//! events (`tokens_revoked`, `app_uninstalled`) published through the operator API's
+//! uninstall path.
+
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tidings_core::token::TokenKind;
+
+use super::{authenticate, Params};
+use crate::admin::installations::{publish_lifecycle, tokens_revoked, uninstall_with_events};
+use crate::error::SlackError;
+use crate::state::AppState;
+
+fn truthy(v: Option<&str>) -> bool {
+    matches!(v, Some("1" | "true" | "True" | "TRUE"))
+}
+
+/// `auth.revoke`: revokes the calling bot or user token (with `test`, only says it
+/// would). The side's other tokens (earlier rotations) and refresh tokens go with it;
+/// when nothing of the installation is left, it is uninstalled.
+pub async fn auth_revoke(s: &AppState, p: &Params) -> Result<Response, SlackError> {
+    let (kind, grant) = authenticate(s, p).await?;
+    let side = match kind {
+        TokenKind::Bot => "bot",
+        TokenKind::User => "user",
+        _ => return Err(SlackError::new("not_allowed_token_type")),
+    };
+    if truthy(p.get("test")) {
+        return Ok(axum::Json(json!({"ok": true, "revoked": false})).into_response());
+    }
+    let inst_id = grant
+        .installation_id
+        .ok_or(SlackError::new("invalid_auth"))?;
+    let inst = s
+        .store
+        .get_installation(&inst_id)
+        .await?
+        .ok_or(SlackError::new("invalid_auth"))?;
+    let user = grant.user_id.unwrap_or_default();
+    let (oauth, bot) = if side == "bot" {
+        (vec![], vec![user])
+    } else {
+        (vec![user], vec![])
+    };
+    // Told first, while the installation can still authorize the event.
+    publish_lifecycle(s, tokens_revoked(&inst, oauth, bot).into_iter().collect()).await?;
+    let left = s.store.revoke_installation_side(&inst.id, side).await?;
+    if left == 0 {
+        // Nothing of it is left: it is uninstalled (app_uninstalled when it was the last
+        // in its team).
+        match uninstall_with_events(s, &inst).await {
+            Ok(_) | Err(tidings_store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(axum::Json(json!({"ok": true, "revoked": true})).into_response())
+}
+
+/// `apps.uninstall`: the client's credentials and a token of the installation.
+pub async fn apps_uninstall(s: &AppState, p: &Params) -> Result<Response, SlackError> {
+    let (_, grant) = authenticate(s, p).await?;
+    let client = super::oauth_access::client(s, p).await?;
+    if grant.app_id.as_deref() != Some(client.app_id.as_str()) {
+        return Err(SlackError::new("client_id_token_mismatch"));
+    }
+    let inst_id = grant
+        .installation_id
+        .ok_or(SlackError::new("invalid_auth"))?;
+    let inst = s
+        .store
+        .get_installation(&inst_id)
+        .await?
+        .ok_or(SlackError::new("invalid_auth"))?;
+    match uninstall_with_events(s, &inst).await {
+        Ok(_) | Err(tidings_store::StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(axum::Json(json!({"ok": true})).into_response())
+}
