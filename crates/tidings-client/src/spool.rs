@@ -147,7 +147,7 @@ impl Spool {
                     let (Some(id), Some(body)) = (v["id"].as_u64(), v.get("body")) else {
                         break;
                     };
-                    self.next_id = self.next_id.max(id + 1);
+                    self.next_id = self.next_id.max(id.saturating_add(1));
                     self.live.insert(id, body.clone());
                 }
                 DONE => {

@@ -8,7 +8,6 @@
 //! and `SameSite=Lax` (the platform's redirect back to Tidings is a top-level GET that
 //! must carry it), scoped to `/oauth/`.
 
-use axum::http::header::COOKIE;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -95,15 +94,7 @@ impl Key {
 
 /// The session cookie's value in the request, if any (not yet verified).
 pub fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v.trim())
-        .filter(|v| !v.is_empty())
+    crate::ui::session::cookie_named(headers, COOKIE_NAME)
 }
 
 /// `Set-Cookie` for a new session.
