@@ -92,14 +92,26 @@ async fn every_event_arrives_when_one_of_three_nodes_is_killed_mid_load() {
         json!({"id": "A01", "name": "a", "bot_events": ["message.channels"], "request_url": r.url}),
     )
     .await;
-    // Publish round-robin to the three nodes; node C's share stops when it dies.
+    // Publish round-robin to the three nodes; node C's share stops when it dies. Nothing
+    // is sent to C's address once it is dead: the port it frees may be taken at once by a
+    // server another test starts (same admin token, same app and team ids), which would
+    // accept the batch into its own store. The lock makes "C is dead" and "a request to C
+    // is in flight" exclusive.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let c_dead = Arc::new(tokio::sync::RwLock::new(false));
     let urls = [a.url.clone(), b.url.clone(), c.url.clone()];
     let publisher = {
-        let acked = acked.clone();
+        let (acked, c_dead) = (acked.clone(), c_dead.clone());
         tokio::spawn(async move {
             for (k, from) in (0..EVENTS).step_by(BATCH).enumerate() {
-                if let Some(ids) = publish_batch(&urls[k % 3], from, BATCH).await {
+                let to_c = k % 3 == 2;
+                let guard = c_dead.read().await;
+                if to_c && *guard {
+                    continue;
+                }
+                let ids = publish_batch(&urls[k % 3], from, BATCH).await;
+                drop(guard);
+                if let Some(ids) = ids {
                     acked.lock().unwrap().extend(ids);
                 }
             }
@@ -107,7 +119,11 @@ async fn every_event_arrives_when_one_of_three_nodes_is_killed_mid_load() {
     };
     r.wait_for(60, "deliveries flowing before the kill", |h| h.len() > 600)
         .await;
-    c.kill();
+    {
+        let mut dead = c_dead.write().await;
+        *dead = true;
+        c.kill();
+    }
     publisher.await.unwrap();
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
     assert!(
@@ -285,7 +301,7 @@ async fn the_health_rule_counts_attempts_made_by_other_nodes() {
         b.say(&format!("on B {i}")).await;
     }
     let mut app = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..600 {
         app = b.admin("GET", "/apps/A01", None).await.1;
         if app["events_enabled"] == false {
             break;
@@ -296,11 +312,9 @@ async fn the_health_rule_counts_attempts_made_by_other_nodes() {
         app["events_enabled"], false,
         "12 failed events across nodes: {app}"
     );
-    assert!(
-        app["disabled_reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("(10 of 10)"),
-        "{app}"
-    );
+    // The rule is checked as outcomes are written, and one write may carry several
+    // failures: it trips at the 10th attempt or in the batch that holds it.
+    let reason = app["disabled_reason"].as_str().unwrap_or("");
+    let counted = (10..=12).find(|n| reason.contains(&format!("({n} of {n})")));
+    assert!(counted.is_some(), "{app}");
 }
