@@ -111,6 +111,14 @@ pub fn window_minutes(window: Duration) -> i64 {
 }
 
 /// Whether one more delivery fits under the rate limit, given how many the window holds.
+/// An (app, team) pair's rate window: deliveries per minute, and the last minute an
+/// `app_rate_limited` notice went out.
+#[derive(Debug, Default, Clone)]
+pub struct RateState {
+    pub window: MinuteWindow,
+    pub notified_minute: Option<i64>,
+}
+
 pub fn rate_allows(delivered_in_window: u64, max_deliveries: u32) -> bool {
     delivered_in_window < u64::from(max_deliveries)
 }

@@ -107,6 +107,21 @@ impl DirectoryChange {
     }
 }
 
+impl DirectoryChange {
+    /// The (conversation, user) membership the change adds, if any.
+    pub fn added_member(&self) -> Option<(&str, &str)> {
+        match self {
+            DirectoryChange::Join { channel, user } => Some((channel, user)),
+            DirectoryChange::CreateChannel {
+                id,
+                creator: Some(u),
+                ..
+            } => Some((id, u)),
+            _ => None,
+        }
+    }
+}
+
 /// Whether events of this inner type change the directory (channels, members, users).
 pub fn changes_directory(inner_type: &str) -> bool {
     matches!(

@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tidings_core::fanout::{AppSubscriptions, Grant};
-use tidings_core::policy::MinuteWindow;
+pub use tidings_core::plan::{ConversationFacts, TeamGrants};
+pub use tidings_core::policy::RateState;
 
 use super::conn::Conn;
 use super::rows;
@@ -21,38 +22,17 @@ use crate::model::ConversationKind;
 use crate::params;
 use crate::StoreResult;
 
-/// An app as publish needs it.
-#[derive(Debug)]
-pub struct AppEntry {
-    pub subs: AppSubscriptions,
-}
-
-#[derive(Debug)]
-pub struct ConversationEntry {
-    pub kind: ConversationKind,
-    pub members: HashSet<String>,
-}
-
-/// A team's active installations, grouped by app id.
-pub type TeamGrants = Arc<Vec<(String, Vec<Grant>)>>;
-
 #[derive(Default)]
 pub struct FanoutIndex {
     /// team → enterprise (teams never change enterprise).
     teams: HashMap<String, Option<String>>,
-    apps: HashMap<String, Arc<AppEntry>>,
+    apps: HashMap<String, Arc<AppSubscriptions>>,
     /// team → active installations covering it, grouped by app (app order is stable).
     grants: HashMap<String, TeamGrants>,
-    conversations: HashMap<(String, String), Option<Arc<ConversationEntry>>>,
+    conversations: HashMap<(String, String), Option<Arc<ConversationFacts>>>,
     /// (app, team) → deliveries per minute in the rate window, and the last minute an
     /// `app_rate_limited` notice went out. Exact because only the writer counts.
     rates: HashMap<(String, String), RateState>,
-}
-
-#[derive(Debug, Default)]
-pub struct RateState {
-    pub window: MinuteWindow,
-    pub notified_minute: Option<i64>,
 }
 
 /// Shared handle to the index.
@@ -145,7 +125,7 @@ impl FanoutIndex {
         Ok(row)
     }
 
-    pub fn app(&mut self, c: &Conn, id: &str) -> StoreResult<Option<Arc<AppEntry>>> {
+    pub fn app(&mut self, c: &Conn, id: &str) -> StoreResult<Option<Arc<AppSubscriptions>>> {
         if let Some(a) = self.apps.get(id) {
             return Ok(Some(a.clone()));
         }
@@ -155,13 +135,11 @@ impl FanoutIndex {
             rows::app,
         )?;
         Ok(app.map(|a| {
-            let e = Arc::new(AppEntry {
-                subs: AppSubscriptions {
-                    id: a.id.clone(),
-                    bot_events: a.bot_events,
-                    user_events: a.user_events,
-                    events_enabled: a.events_enabled,
-                },
+            let e = Arc::new(AppSubscriptions {
+                id: a.id.clone(),
+                bot_events: a.bot_events,
+                user_events: a.user_events,
+                events_enabled: a.events_enabled,
             });
             self.apps.insert(a.id, e.clone());
             e
@@ -212,7 +190,7 @@ impl FanoutIndex {
         c: &Conn,
         team: &str,
         id: &str,
-    ) -> StoreResult<Option<Arc<ConversationEntry>>> {
+    ) -> StoreResult<Option<Arc<ConversationFacts>>> {
         let key = (team.to_string(), id.to_string());
         if let Some(e) = self.conversations.get(&key) {
             return Ok(e.clone());
@@ -233,7 +211,10 @@ impl FanoutIndex {
                     )?
                     .into_iter()
                     .collect();
-                Some(Arc::new(ConversationEntry { kind, members }))
+                Some(Arc::new(ConversationFacts {
+                    channel_type: kind.channel_type(),
+                    members,
+                }))
             }
         };
         self.conversations.insert(key, entry.clone());
