@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod policy;
 pub mod publish;
 pub mod redact;
+pub mod rtm;
 pub mod sample;
 pub mod signing;
 pub mod socket_mode;
