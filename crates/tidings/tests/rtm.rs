@@ -390,3 +390,46 @@ async fn a_connection_says_goodbye_at_the_end_of_its_lifetime() {
     let frames = until_closed(&mut ws).await;
     assert_eq!(frames, vec![json!({"type": "goodbye"})]);
 }
+
+#[tokio::test]
+async fn an_expired_rotating_token_is_refused_and_its_open_connection_gets_goodbye() {
+    let s = Server::start_with(&[("TIDINGS_OAUTH_ACCESS_TOKEN_TTL", "2s")]);
+    s.acme().await;
+    let (st, app) = s
+        .admin(
+            "POST",
+            "/apps",
+            Some(json!({"id": "A0RTM", "name": "rtm", "bot_events": ["message.channels"], "token_rotation_enabled": true})),
+        )
+        .await;
+    assert_eq!(st, 201, "{app}");
+    let (st, inst) = s
+        .admin(
+            "POST",
+            "/apps/A0RTM/installations",
+            Some(json!({"team_id": "T01", "installer_user_id": "U01", "bot_scopes": ["channels:history"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{inst}");
+    // The long-lived bot token exchanged for a rotating one that lasts 2 s.
+    let (_, pair) = s
+        .api(
+            "oauth.v2.exchange",
+            None,
+            &[
+                ("client_id", app["client_id"].as_str().unwrap()),
+                ("client_secret", app["client_secret"].as_str().unwrap()),
+                ("token", inst["bot_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(pair["ok"], true, "{pair}");
+    let rotating = pair["access_token"].as_str().unwrap().to_string();
+    let mut ws = connect(&s, &rotating).await;
+    let frames = until_closed(&mut ws).await;
+    assert_eq!(frames, vec![json!({"type": "goodbye"})], "goodbye once it expired");
+    assert_eq!(
+        s.api("rtm.connect", Some(&rotating), &[]).await.1["error"],
+        "token_expired"
+    );
+}
