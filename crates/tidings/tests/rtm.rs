@@ -427,9 +427,40 @@ async fn an_expired_rotating_token_is_refused_and_its_open_connection_gets_goodb
     let rotating = pair["access_token"].as_str().unwrap().to_string();
     let mut ws = connect(&s, &rotating).await;
     let frames = until_closed(&mut ws).await;
-    assert_eq!(frames, vec![json!({"type": "goodbye"})], "goodbye once it expired");
+    assert_eq!(
+        frames,
+        vec![json!({"type": "goodbye"})],
+        "goodbye once it expired"
+    );
     assert_eq!(
         s.api("rtm.connect", Some(&rotating), &[]).await.1["error"],
         "token_expired"
     );
+}
+
+#[tokio::test]
+async fn with_several_nodes_events_published_on_one_reach_connections_on_another() {
+    if !Server::on_postgres() {
+        eprintln!("skipped: nodes share a PostgreSQL store (set TIDINGS_TEST_DATABASE_URL)");
+        return;
+    }
+    let a = Server::start();
+    let bot = rtm_app(&a).await;
+    let b = a.peer();
+    // The URL is node A's; the connection is on A.
+    let mut ws = connect(&a, &bot).await;
+    // Published through node B: A hears of it by the work signal and reads it.
+    let (st, r) = b
+        .admin("POST", "/events", Some(json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": "from node b"}})))
+        .await;
+    assert_eq!(st, 202, "{r}");
+    assert_eq!(next_json(&mut ws).await["text"], "from node b");
+    // A URL issued by A is unknown to B.
+    let url = rtm_url(&a, &bot).await;
+    let on_b = url.replace(
+        &a.url.replace("http://", "ws://"),
+        &b.url.replace("http://", "ws://"),
+    );
+    let mut other = open(&on_b).await;
+    assert_eq!(until_closed(&mut other).await[0]["error"]["code"], 3);
 }
