@@ -103,11 +103,11 @@ def test_rtm_v2_client_receives_events_keeps_its_connection_through_pings_and_re
 
         # goodbye at the end of the lifetime, and a new connection on a new URL.
         wait_for(lambda: goodbyes and rtm.wss_uri != first_url and rtm.is_connected(), what="goodbye and a reconnect")
-        # The first connection lasted its lifetime: its pings were answered (a missed pong
-        # would have made the client close it itself after 4 s).
+        # A connection lasted its whole lifetime (6 s): its pings were answered, since the
+        # client drops a connection whose pong is 4 s late, and goodbye comes only at the end.
         reasons = closed_reasons(tidings)
         assert reasons.get("lifetime", 0) >= 1, reasons
-        assert reasons.get("client_closed", 0) == 0 and reasons.get("peer_silent", 0) == 0, reasons
+        assert reasons.get("peer_silent", 0) == 0, reasons
 
         say(tidings, "after goodbye")
         wait_for(lambda: any(m.get("text") == "after goodbye" for m in list(messages)), what="a message on the new connection")
