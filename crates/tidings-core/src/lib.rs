@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod publish;
 pub mod redact;
+pub mod rtm;
 pub mod sample;
 pub mod signing;
 pub mod socket_mode;

@@ -101,7 +101,13 @@ pub struct Dispatcher {
     shared: bool,
     /// Which attempts go ahead while the engine stops (see [`crate::drain`]).
     gate: crate::drain::Gate,
+    /// Also told of every notice (the apps it names), before the lanes take it: RTM
+    /// connections read the deliveries a commit made (see [`Dispatcher::observe_work`]).
+    observer: OnceLock<WorkObserver>,
 }
+
+/// Told which apps a commit made deliveries for (`None`: maybe every app).
+pub type WorkObserver = Arc<dyn Fn(Option<&[String]>) + Send + Sync>;
 
 /// A round's store read: the seqs to skip, and the lane's fence (read only below it).
 type StoreRead = (Vec<i64>, Option<i64>);
@@ -142,6 +148,7 @@ impl Dispatcher {
             wake: Notify::new(),
             rescan_now: Notify::new(),
             outcomes: OnceLock::new(),
+            observer: OnceLock::new(),
             gate: Default::default(),
         })
     }
@@ -200,6 +207,21 @@ impl Dispatcher {
     /// [`Lanes::offer`]); named apps are looked at now, and since their work may lie above
     /// a lane's fence (deliveries a publish did not hand over), their lanes spill.
     pub(crate) fn notice(&self, n: WorkNotice) {
+        if let Some(observe) = self.observer.get() {
+            if n.everything {
+                observe(None);
+            } else {
+                let mut apps: Vec<String> = n
+                    .handed_over
+                    .iter()
+                    .map(|d| d.delivery.app_id.clone())
+                    .chain(n.apps.iter().cloned())
+                    .collect();
+                apps.sort();
+                apps.dedup();
+                observe(Some(&apps));
+            }
+        }
         let now = self.now();
         {
             let mut lanes = self.lanes();
@@ -239,6 +261,13 @@ impl Dispatcher {
                 false
             }
         }
+    }
+
+    /// Registers a second listener on the doorbell (once; later calls are ignored): it
+    /// hears which apps each commit made deliveries for, and must only note it (it runs
+    /// on the writer's after-commit step).
+    pub fn observe_work(&self, observer: WorkObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// Registers the doorbell and spawns the claim loop ([`Dispatcher::run`]), the outcome

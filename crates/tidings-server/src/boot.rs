@@ -96,6 +96,15 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
     if store.is_shared() {
         spawn_heartbeat(store.clone(), public_url.clone()).await?;
     }
+    let rtm = crate::rtm::RtmHub::new(
+        config.rtm.url_ttl,
+        config.rtm.max_connections_per_token as usize,
+    );
+    // RTM connections read the deliveries each commit made: the doorbell tells them.
+    let woken = rtm.clone();
+    engine
+        .dispatcher
+        .observe_work(std::sync::Arc::new(move |apps| woken.wake(apps)));
     let state = AppState::new(Inner {
         store,
         config,
@@ -105,6 +114,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
         public_url,
         dev,
         engine,
+        rtm,
         metrics: crate::observe::prometheus(),
     });
     // After the metrics recorder is installed (in `AppState::new`'s `metrics`): the

@@ -19,6 +19,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub events: EventsConfig,
     pub socket_mode: SocketModeConfig,
+    pub rtm: RtmConfig,
     pub database: DatabaseConfig,
     pub retention: RetentionConfig,
     pub oauth: OAuthConfig,
@@ -225,6 +226,38 @@ impl Default for SocketModeConfig {
     }
 }
 
+/// The RTM API (`rtm.connect`, `rtm.start` and their WebSocket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtmConfig {
+    /// How long a URL from `rtm.connect` can be opened (it is single-use).
+    #[serde(with = "duration")]
+    pub url_ttl: Duration,
+    /// Open RTM connections per token on this node at most; more get an `error` frame.
+    pub max_connections_per_token: u32,
+    /// A connection gets `goodbye` and is closed after this long.
+    #[serde(with = "duration")]
+    pub connection_lifetime: Duration,
+    /// WebSocket pings to catch dead peers, this often.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// A write the client does not take within this time (it is not reading) drops it.
+    #[serde(with = "duration")]
+    pub write_timeout: Duration,
+}
+
+impl Default for RtmConfig {
+    fn default() -> Self {
+        RtmConfig {
+            url_ttl: Duration::from_secs(30),
+            max_connections_per_token: 16,
+            connection_lifetime: Duration::from_secs(8 * 3600),
+            ping_interval: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// PostgreSQL only (`server.database_url` set): how this node uses the shared database.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -342,6 +375,7 @@ const SECTIONS: &[&str] = &[
     "health",
     "events",
     "socket_mode",
+    "rtm",
 ];
 
 impl Config {
@@ -442,6 +476,17 @@ impl Config {
         }
         if self.socket_mode.max_connections_per_app == 0 {
             return Err("socket_mode.max_connections_per_app must be at least 1".into());
+        }
+        let rtm = &self.rtm;
+        if rtm.max_connections_per_token == 0 {
+            return Err("rtm.max_connections_per_token must be at least 1".into());
+        }
+        if rtm.url_ttl.is_zero()
+            || rtm.connection_lifetime.is_zero()
+            || rtm.write_timeout.is_zero()
+            || rtm.ping_interval < Duration::from_millis(100)
+        {
+            return Err("rtm.url_ttl, rtm.connection_lifetime and rtm.write_timeout must be longer than 0s, rtm.ping_interval at least 100ms".into());
         }
         let r = &self.retention;
         if !(1..=100_000).contains(&r.batch) {

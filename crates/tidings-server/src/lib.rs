@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod observe;
 pub mod retention;
 pub mod revocation;
+pub mod rtm;
 pub mod shutdown;
 pub mod socket;
 pub mod state;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{method}", any(webapi::dispatch))
         .route("/link", get(socket::link))
         .route("/link/", get(socket::link))
+        .route("/rtm/websocket", get(rtm::socket::endpoint))
         .nest("/admin/v1", admin::router(state.clone()))
         .merge(ui::router())
         .merge(oauth::router())

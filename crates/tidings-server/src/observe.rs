@@ -45,7 +45,11 @@ pub fn prometheus() -> PrometheusHandle {
             }
             // Gauges the dashboard shows, there before the first Socket Mode connection
             // or delivery moves them.
-            for name in ["tidings_socket_connections", "tidings_deliveries_in_flight"] {
+            for name in [
+                "tidings_socket_connections",
+                "tidings_rtm_connections",
+                "tidings_deliveries_in_flight",
+            ] {
                 metrics::gauge!(name).increment(0.0);
             }
             handle

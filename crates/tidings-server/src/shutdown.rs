@@ -7,6 +7,7 @@
 //! 2. every Socket Mode connection gets `{"type":"disconnect","reason":"refresh_requested"}`
 //!    (SLACK-WIRE.md §2.6), so its client opens a new one (on another node, or here after
 //!    the restart), and is then closed;
+//!    At the same time every RTM connection gets `{"type":"goodbye"}` and is closed;
 //! 3. the store's writer is flushed (everything queued is committed) and its read pool
 //!    closed.
 //!
@@ -29,7 +30,9 @@ pub struct Report {
     pub deliveries: Drained,
     /// Socket Mode connections told to reconnect and closed.
     pub sockets: usize,
-    /// Whether every socket had closed in time.
+    /// RTM connections told `goodbye` and closed.
+    pub rtm: usize,
+    /// Whether every socket (Socket Mode and RTM) had closed in time.
     pub sockets_closed: bool,
     /// Whether the writer's last commit succeeded.
     pub flushed: bool,
@@ -41,7 +44,7 @@ impl std::fmt::Display for Report {
         let d = &self.deliveries;
         write!(
             f,
-            "shutdown complete in {} ms: {} attempts drained, {} deliveries handed back ({} unsent, {} of unknown outcome), {} outcomes unwritten, {} socket mode connections closed{}, store {}",
+            "shutdown complete in {} ms: {} attempts drained, {} deliveries handed back ({} unsent, {} of unknown outcome), {} outcomes unwritten, {} socket mode connections closed, {} rtm connections closed{}, store {}",
             self.took.as_millis(),
             d.finished,
             d.handed_back_unsent + d.handed_back_unknown,
@@ -49,6 +52,7 @@ impl std::fmt::Display for Report {
             d.handed_back_unknown,
             d.unwritten,
             self.sockets,
+            self.rtm,
             if self.sockets_closed { "" } else { " (some did not close in time)" },
             if self.flushed { "flushed" } else { "NOT flushed" },
         )
@@ -62,9 +66,13 @@ pub async fn run(state: &AppState, signalled: Instant) -> Report {
     let deliveries = engine.dispatcher.drain(deadline).await;
     let frame = socket_mode::disconnect(DisconnectReason::RefreshRequested, HOST);
     let sockets = engine.hub.end_all(&frame);
-    let sockets_closed = tokio::time::timeout(SOCKETS_CLOSE_WITHIN, engine.hub.all_closed())
-        .await
-        .is_ok();
+    let rtm = state.rtm.end_all();
+    let sockets_closed = tokio::time::timeout(SOCKETS_CLOSE_WITHIN, async {
+        engine.hub.all_closed().await;
+        state.rtm.all_closed().await;
+    })
+    .await
+    .is_ok();
     let flushed = match state.store.close().await {
         Ok(()) => true,
         Err(e) => {
@@ -75,6 +83,7 @@ pub async fn run(state: &AppState, signalled: Instant) -> Report {
     Report {
         deliveries,
         sockets,
+        rtm,
         sockets_closed,
         flushed,
         took: signalled.elapsed(),

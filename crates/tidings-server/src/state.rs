@@ -25,6 +25,8 @@ pub struct Inner {
     pub dev: bool,
     /// The delivery engine (dispatcher, HTTP sender, health).
     pub engine: tidings_delivery::Engine,
+    /// The RTM API's URLs and connections on this node.
+    pub rtm: Arc<crate::rtm::RtmHub>,
     pub metrics: PrometheusHandle,
 }
 

@@ -188,6 +188,19 @@ pub trait Store: Send + Sync + 'static {
         page: &PageRequest,
     ) -> StoreResult<Page<Delivery>>;
 
+    // --- RTM (reads the deliveries publish wrote; writes nothing) -----------------------
+    /// The app's newest delivery `seq`, where a new RTM connection starts reading.
+    async fn rtm_watermark(&self, app_id: &str) -> StoreResult<i64>;
+    /// Up to `limit` inner events of the app's deliveries in `scope` after `after_seq`,
+    /// oldest first (dropped deliveries and `app_rate_limited` notices left out).
+    async fn rtm_events_after(
+        &self,
+        app_id: &str,
+        scope: &RtmScope,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<RtmEvent>>;
+
     // --- the delivery engine -----------------------------------------------------------
     /// The store as the delivery engine sees it (see [`queue`]).
     fn delivery_queue(&self) -> std::sync::Arc<dyn DeliveryQueue>;

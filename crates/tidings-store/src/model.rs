@@ -545,3 +545,20 @@ pub struct AttemptTally {
     /// First attempts: events the app received.
     pub events: u64,
 }
+
+/// Which of an app's deliveries an RTM connection receives: those for the workspace its
+/// token belongs to, or for an org-wide install every workspace of the enterprise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtmScope {
+    Team(String),
+    Enterprise(String),
+}
+
+/// One inner event for an RTM connection: its delivery's `seq` (the connection's read
+/// position), the event id and the inner event's JSON as published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtmEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub payload: String,
+}

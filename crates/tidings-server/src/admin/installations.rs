@@ -200,9 +200,13 @@ pub(crate) async fn uninstall_with_events(
     // Its lifecycle events (`tokens_revoked`, and `app_uninstalled` when nothing of it is
     // left in the team) are published in the uninstall's own transaction, while the
     // installation can still authorize them.
-    s.store
+    let done = s
+        .store
         .uninstall(&inst.app_id, &inst.id, &s.publish_policy)
-        .await
+        .await;
+    // Its RTM connections here say goodbye now (other nodes' within their re-check).
+    s.rtm.recheck_tokens();
+    done
 }
 
 /// Publishes lifecycle events (the store's commit rings the dispatcher).

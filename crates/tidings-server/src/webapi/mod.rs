@@ -9,6 +9,7 @@ mod connections;
 mod oauth_access;
 pub(crate) mod params;
 mod revoke;
+mod rtm;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -32,6 +33,8 @@ const METHODS: &[&str] = &[
     "oauth.v2.exchange",
     "auth.revoke",
     "apps.uninstall",
+    "rtm.connect",
+    "rtm.start",
 ];
 
 /// `/api/{method}` for every HTTP verb.
@@ -85,6 +88,8 @@ pub async fn dispatch(
         "oauth.v2.exchange" => oauth_access::exchange(&s, &params).await,
         "auth.revoke" => revoke::auth_revoke(&s, &params).await,
         "apps.uninstall" => revoke::apps_uninstall(&s, &params).await,
+        "rtm.connect" => rtm::handle(&s, &params, false).await,
+        "rtm.start" => rtm::handle(&s, &params, true).await,
         _ => Err(SlackError::new("unknown_method")),
     };
     result.unwrap_or_else(IntoResponse::into_response)

@@ -53,6 +53,8 @@ pub async fn auth_revoke(s: &AppState, p: &Params) -> Result<Response, SlackErro
             Err(e) => return Err(e.into()),
         }
     }
+    // Its RTM connections here say goodbye now (other nodes' within their re-check).
+    s.rtm.recheck_tokens();
     Ok(axum::Json(json!({"ok": true, "revoked": true})).into_response())
 }
 

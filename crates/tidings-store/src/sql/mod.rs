@@ -31,6 +31,7 @@ mod publish;
 mod queue_impl;
 pub mod retention;
 mod rows;
+mod rtm;
 mod sessions;
 pub mod sqlite;
 mod store_impl;

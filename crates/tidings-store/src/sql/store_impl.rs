@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::{
     apps, cluster, directory as dir, dispatch, events, insights, lifecycle, oauth, publish, rows,
-    sessions, SqlStore,
+    rtm, sessions, SqlStore,
 };
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
@@ -534,6 +534,23 @@ impl Store for SqlStore {
     async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>> {
         let id = event_id.to_owned();
         self.read(move |c| events::event_deliveries(c, &id)).await
+    }
+
+    async fn rtm_watermark(&self, app_id: &str) -> StoreResult<i64> {
+        let app = app_id.to_owned();
+        self.read(move |c| rtm::watermark(c, &app)).await
+    }
+
+    async fn rtm_events_after(
+        &self,
+        app_id: &str,
+        scope: &RtmScope,
+        after_seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<RtmEvent>> {
+        let (app, scope) = (app_id.to_owned(), scope.clone());
+        self.read(move |c| rtm::events_after(c, &app, &scope, after_seq, limit))
+            .await
     }
 
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>> {
