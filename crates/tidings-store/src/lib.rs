@@ -264,6 +264,10 @@ pub trait Store: Send + Sync + 'static {
     /// minute rollups; never a pending delivery or its event. Call again while
     /// [`Pruned::more`] (see `sql::retention`).
     async fn prune(&self, retention: Retention, now: i64) -> StoreResult<Pruned>;
+    /// After pruning that deleted `pruned`: PostgreSQL `VACUUM`s the tables it deleted
+    /// from (outside a transaction, under the pruner's advisory lock); the tables
+    /// vacuumed, none on SQLite or while another node holds the lock.
+    async fn vacuum_pruned(&self, pruned: Pruned) -> StoreResult<Vec<&'static str>>;
 
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.

@@ -645,6 +645,10 @@ impl Store for SqlStore {
         super::retention::prune(self, retention, now).await
     }
 
+    async fn vacuum_pruned(&self, pruned: crate::Pruned) -> StoreResult<Vec<&'static str>> {
+        super::retention::vacuum(self, pruned).await
+    }
+
     async fn pending_count(&self) -> StoreResult<u64> {
         self.read(dispatch::pending_count).await
     }
