@@ -8,11 +8,12 @@
 //!   already under way when it appended does not, the next one does, and covers every
 //!   hand-over waiting for it.
 //! - Sending: batches of up to `batch_size`, sent when that many are waiting or `linger`
-//!   after the first; an event past `max_event_age` is dropped before sending (counted);
+//!   after the first, up to `max_in_flight` at once (see [`send_loop`]); an event past `max_event_age` is dropped before sending (counted);
 //!   an acknowledged event (published or duplicate) is done; one the node refused (4xx) is
 //!   written to `dead-letter.ndjson` in the spool directory and done; when no node answers
 //!   (or 5xx/408/429) the batch is resent after an exponential backoff with jitter.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::error::{Error, PublishError};
 use crate::publisher::{ItemResult, Publisher};
@@ -40,6 +43,9 @@ pub struct Config {
     pub batch_size: usize,
     /// How long a partial batch waits for more.
     pub linger: Duration,
+    /// Batches sent at once, awaiting their answers (1 to 64): while one crosses the
+    /// network and is written by the node, the next ones are on their way.
+    pub max_in_flight: usize,
     /// The server's `events.max_event_age`: older events are dropped before sending.
     pub max_event_age: Duration,
     pub backoff_min: Duration,
@@ -47,8 +53,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: 1 GiB spool, batches of 500 after at most 100 ms, 72 h age limit,
-    /// backoff from 200 ms to 30 s.
+    /// Defaults: 1 GiB spool, batches of 500 after at most 100 ms, 4 batches in flight,
+    /// 72 h age limit, backoff from 200 ms to 30 s.
     pub fn new(upstreams: Vec<String>, token: String, spool_dir: PathBuf) -> Config {
         Config {
             upstreams,
@@ -57,6 +63,7 @@ impl Config {
             max_spool_bytes: 1 << 30,
             batch_size: 500,
             linger: Duration::from_millis(100),
+            max_in_flight: 4,
             max_event_age: Duration::from_secs(72 * 3600),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
@@ -83,6 +90,9 @@ pub struct Stats {
     pub retries: u64,
     /// Batches sent (answered or not).
     pub batches: u64,
+    /// Batches awaiting their answer now, and the most there ever were at once.
+    pub in_flight: u64,
+    pub peak_in_flight: u64,
     /// Events in the spool not yet done.
     pub pending: u64,
     pub spool_bytes: u64,
@@ -100,6 +110,8 @@ struct Counters {
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     batches: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
 }
 
 struct Shared {
@@ -244,6 +256,8 @@ impl Client {
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            peak_in_flight: c.peak_in_flight.load(Ordering::Relaxed),
             pending: spool.events,
             spool_bytes: spool.bytes,
             torn_bytes: spool.torn_bytes,
@@ -317,114 +331,174 @@ fn hand_over(shared: &Shared, bodies: Vec<Value>) -> Result<(), Error> {
     Ok(())
 }
 
+/// One batch on its way: what was sent, and the answer.
+struct Sent {
+    batch: Vec<(u64, Value)>,
+    outcome: Result<Vec<ItemResult>, PublishError>,
+}
+
+/// Sends the spool, keeping up to `max_in_flight` batches in flight. An event is in at
+/// most one of them (`in_flight`): [`take`] passes over events being sent, so a later
+/// batch never repeats an earlier one's events. Answers are settled in whatever order they
+/// come: the spool records each acknowledged event as done on its own (by id, not an
+/// offset), so an event stays live, and is resent, until its own batch is acknowledged,
+/// whatever happened to the batches around it. A full batch goes whenever the window has
+/// room; a partial one only when nothing is in flight, after `linger`. After a failed batch
+/// no new batch starts until the backoff has passed; the failed batch's events are resent
+/// then (with the same idempotency keys).
 async fn send_loop(shared: Arc<Shared>, publisher: Publisher) {
+    let publisher = Arc::new(publisher);
     let cfg = shared.config.clone();
     let batch_size = cfg.batch_size.clamp(1, 1000);
+    let window = cfg.max_in_flight.clamp(1, 64);
+    let mut in_flight: HashMap<tokio::task::Id, Vec<u64>> = HashMap::new();
+    let mut busy: HashSet<u64> = HashSet::new();
+    let mut sends: JoinSet<Sent> = JoinSet::new();
     let mut attempt: u32 = 0;
+    let mut retry_at: Option<Instant> = None;
     loop {
-        if shared.closed.load(Ordering::Relaxed) {
+        let closed = shared.closed.load(Ordering::Relaxed);
+        if closed && sends.is_empty() {
             return;
         }
-        let mut batch = take(&shared, batch_size);
-        if batch.is_empty() {
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
-        }
-        if batch.len() < batch_size && attempt == 0 {
-            tokio::time::sleep(cfg.linger).await;
-            batch = take(&shared, batch_size);
-        }
-        // Past the server's age limit: dropped here, counted.
-        let oldest = now_secs() - cfg.max_event_age.as_secs() as i64;
-        let (old, batch): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|(_, b)| b["event_time"].as_i64().is_some_and(|t| t < oldest));
-        if !old.is_empty() {
-            tracing::warn!(count = old.len(), "dropped events past max_event_age");
-            shared
-                .counters
-                .dropped_too_old
-                .fetch_add(old.len() as u64, Ordering::Relaxed);
-            done(&shared, old.iter().map(|(id, _)| *id).collect());
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let bodies: Vec<Value> = batch.iter().map(|(_, b)| b.clone()).collect();
-        shared.counters.batches.fetch_add(1, Ordering::Relaxed);
-        let outcome = publisher.publish_batch(&bodies).await;
-        let failed = match outcome {
-            Ok(results) => {
-                let mut finished = Vec::new();
-                let mut retry = false;
-                for ((id, body), r) in batch.iter().zip(results) {
-                    match r {
-                        ItemResult::Published(p) => {
-                            shared.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
-                            if p.duplicate {
-                                shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                            }
-                            finished.push(*id);
-                        }
-                        ItemResult::Refused(e @ PublishError::Refused { .. }) => {
-                            if keep_aside(&shared, body, &e) {
-                                finished.push(*id);
-                            } else {
-                                retry = true;
-                            }
-                        }
-                        ItemResult::Refused(e) => {
-                            set_error(&shared, Some(e.to_string()));
-                            retry = true;
-                        }
-                    }
+        let backing_off = retry_at.is_some_and(|t| Instant::now() < t);
+        if !closed && !backing_off && sends.len() < window {
+            let mut batch = take(&shared, batch_size, &busy);
+            let full = batch.len() >= batch_size;
+            if !batch.is_empty() && (full || sends.is_empty()) {
+                if !full && attempt == 0 {
+                    tokio::time::sleep(cfg.linger).await;
+                    batch = take(&shared, batch_size, &busy);
                 }
-                done(&shared, finished);
-                retry
+                let batch = drop_too_old(&shared, batch, cfg.max_event_age);
+                if !batch.is_empty() {
+                    let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+                    busy.extend(ids.iter().copied());
+                    shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    let p = publisher.clone();
+                    let task = sends.spawn(async move {
+                        let bodies: Vec<Value> = batch.iter().map(|(_, b)| b.clone()).collect();
+                        let outcome = p.publish_batch(&bodies).await;
+                        Sent { batch, outcome }
+                    });
+                    in_flight.insert(task.id(), ids);
+                    let c = &shared.counters;
+                    c.in_flight.store(sends.len() as u64, Ordering::Relaxed);
+                    c.peak_in_flight
+                        .fetch_max(sends.len() as u64, Ordering::Relaxed);
+                }
+                continue;
             }
-            Err(e @ PublishError::Refused { .. }) => {
-                tracing::error!(error = %e, events = batch.len(), "the node refused the batch; kept aside");
-                let finished: Vec<u64> = batch
-                    .iter()
-                    .filter(|(_, body)| keep_aside(&shared, body, &e))
-                    .map(|(id, _)| *id)
-                    .collect();
-                let all = finished.len() == batch.len();
-                done(&shared, finished);
-                !all
+        }
+        // Nothing to start now: wait for an answer, new events, the backoff's end, or close.
+        let wake_at = retry_at
+            .filter(|t| *t > Instant::now())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            Some(joined) = sends.join_next_with_id(), if !sends.is_empty() => {
+                let (task, sent) = match joined {
+                    Ok((task, sent)) => (task, Some(sent)),
+                    Err(e) => (e.id(), None),
+                };
+                for id in in_flight.remove(&task).unwrap_or_default() {
+                    busy.remove(&id);
+                }
+                shared
+                    .counters
+                    .in_flight
+                    .store(sends.len() as u64, Ordering::Relaxed);
+                let failed = match sent {
+                    Some(sent) => settle(&shared, sent),
+                    None => true,
+                };
+                if failed {
+                    shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    let base = cfg
+                        .backoff_min
+                        .saturating_mul(1u32 << attempt.min(16))
+                        .min(cfg.backoff_max);
+                    // Full jitter over the upper half: nodes coming back are not hit in step.
+                    let jitter = rand::random::<f64>() * 0.5 + 0.5;
+                    attempt = attempt.saturating_add(1);
+                    retry_at = Some(Instant::now() + base.mul_f64(jitter));
+                } else {
+                    attempt = 0;
+                    retry_at = None;
+                    set_error(&shared, None);
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "no node accepted the batch; it will be resent");
-                set_error(&shared, Some(e.to_string()));
-                true
-            }
-        };
-        if failed {
-            shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-            let base = cfg
-                .backoff_min
-                .saturating_mul(1u32 << attempt.min(16))
-                .min(cfg.backoff_max);
-            // Full jitter over the upper half: nodes coming back are not hit in step.
-            let jitter = rand::random::<f64>() * 0.5 + 0.5;
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
-                _ = wait_closed(&shared) => {}
-            }
-        } else {
-            attempt = 0;
-            set_error(&shared, None);
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep_until(wake_at) => {}
         }
     }
 }
 
-async fn wait_closed(shared: &Shared) {
-    while !shared.closed.load(Ordering::Relaxed) {
-        shared.wake.notified().await;
+/// Drops the events past the server's age limit (counted); the rest.
+fn drop_too_old(shared: &Shared, batch: Vec<(u64, Value)>, max_age: Duration) -> Vec<(u64, Value)> {
+    let oldest = now_secs() - max_age.as_secs() as i64;
+    let (old, batch): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|(_, b)| b["event_time"].as_i64().is_some_and(|t| t < oldest));
+    if !old.is_empty() {
+        tracing::warn!(count = old.len(), "dropped events past max_event_age");
+        shared
+            .counters
+            .dropped_too_old
+            .fetch_add(old.len() as u64, Ordering::Relaxed);
+        done(shared, old.iter().map(|(id, _)| *id).collect());
+    }
+    batch
+}
+
+/// Records a batch's answer: acknowledged and kept-aside events are done; whether some
+/// of it must be resent.
+fn settle(shared: &Shared, sent: Sent) -> bool {
+    let Sent { batch, outcome } = sent;
+    match outcome {
+        Ok(results) => {
+            let mut finished = Vec::new();
+            let mut retry = false;
+            for ((id, body), r) in batch.iter().zip(results) {
+                match r {
+                    ItemResult::Published(p) => {
+                        shared.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                        if p.duplicate {
+                            shared.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        finished.push(*id);
+                    }
+                    ItemResult::Refused(e @ PublishError::Refused { .. }) => {
+                        if keep_aside(shared, body, &e) {
+                            finished.push(*id);
+                        } else {
+                            retry = true;
+                        }
+                    }
+                    ItemResult::Refused(e) => {
+                        set_error(shared, Some(e.to_string()));
+                        retry = true;
+                    }
+                }
+            }
+            done(shared, finished);
+            retry
+        }
+        Err(e @ PublishError::Refused { .. }) => {
+            tracing::error!(error = %e, events = batch.len(), "the node refused the batch; kept aside");
+            let finished: Vec<u64> = batch
+                .iter()
+                .filter(|(_, body)| keep_aside(shared, body, &e))
+                .map(|(id, _)| *id)
+                .collect();
+            let all = finished.len() == batch.len();
+            done(shared, finished);
+            !all
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no node accepted the batch; it will be resent");
+            set_error(shared, Some(e.to_string()));
+            true
+        }
     }
 }
 
@@ -434,11 +508,18 @@ fn set_error(shared: &Shared, e: Option<String>) {
     }
 }
 
-fn take(shared: &Shared, n: usize) -> Vec<(u64, Value)> {
+/// Up to `n` live events, oldest first, passing over those being sent.
+fn take(shared: &Shared, n: usize, busy: &HashSet<u64>) -> Vec<(u64, Value)> {
     shared
         .spool
         .lock()
-        .map(|s| s.live().take(n).map(|(id, v)| (id, v.clone())).collect())
+        .map(|s| {
+            s.live()
+                .filter(|(id, _)| !busy.contains(id))
+                .take(n)
+                .map(|(id, v)| (id, v.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -6,7 +6,8 @@
 //!   fsynced in groups, bounded in bytes, with torn-tail detection on open.
 //! - [`Client`]: both together. [`Client::publish`] returns once the event is in the
 //!   spool (its idempotency key and `event_time` fixed then); a background task sends
-//!   spooled events in batches (by size and by time), resends what the server did not
+//!   spooled events in batches (by size and by time; up to `max_in_flight` batches at
+//!   once, each event in one of them at a time), resends what the server did not
 //!   acknowledge with exponential backoff and jitter, drops events past
 //!   `max_event_age` before sending (counted), and keeps events a node refused (4xx)
 //!   aside in a dead-letter file. [`Client::stats`] exposes the counters.

@@ -319,6 +319,10 @@ pub struct RetentionConfig {
     pub interval: Duration,
     /// Rows one transaction deletes at most (per table).
     pub batch: u32,
+    /// PostgreSQL: after a run that deleted rows, `VACUUM` the tables pruned, at most
+    /// this often (`"0"` never: autovacuum's job alone). SQLite reuses freed pages itself.
+    #[serde(with = "age")]
+    pub vacuum_interval: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -332,6 +336,7 @@ impl Default for RetentionConfig {
             minute_rollups: Duration::from_secs(2 * DAY),
             interval: Duration::from_secs(60),
             batch: 1000,
+            vacuum_interval: Duration::from_secs(600),
         }
     }
 }
@@ -494,6 +499,9 @@ impl Config {
         }
         if r.interval < Duration::from_millis(100) {
             return Err("retention.interval must be at least 100ms".into());
+        }
+        if !r.vacuum_interval.is_zero() && r.vacuum_interval < Duration::from_secs(1) {
+            return Err("retention.vacuum_interval must be 0 (never) or at least 1s".into());
         }
         self.validate_oauth()
     }
@@ -838,6 +846,15 @@ mod tests {
         assert!(e.contains("retention.batch"), "{e}");
         let e = Config::load(None, env(&[("TIDINGS_RETENTION_INTERVAL", "1ms")])).unwrap_err();
         assert!(e.contains("retention.interval"), "{e}");
+        let e =
+            Config::load(None, env(&[("TIDINGS_RETENTION_VACUUM_INTERVAL", "10ms")])).unwrap_err();
+        assert!(e.contains("retention.vacuum_interval"), "{e}");
+        let c = Config::load(None, env(&[("TIDINGS_RETENTION_VACUUM_INTERVAL", "0")])).unwrap();
+        assert!(c.retention.vacuum_interval.is_zero());
+        assert_eq!(
+            Config::default().retention.vacuum_interval,
+            Duration::from_secs(600)
+        );
         let e = Config::load(None, env(&[("TIDINGS_RETENTION_KEEP", "1d")])).unwrap_err();
         assert!(e.contains("keep"), "{e}");
     }

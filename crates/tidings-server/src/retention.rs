@@ -7,8 +7,12 @@
 //! minute_rollups), `tidings_retention_last_run_seconds` (how long the last run took),
 //! `tidings_retention_last_run_timestamp_seconds` (when the last run that did not fail
 //! ended; set at start, so `time() - it` is the pruner's lag from the first minute on) and
-//! `tidings_retention_errors_total` (runs the store failed). Each run logs at debug, or at
-//! info when it pruned something.
+//! `tidings_retention_errors_total` (runs or vacuums the store failed). Each run logs at
+//! debug, or at info when it pruned something.
+//!
+//! After a run that deleted rows, [`Vacuum`] has the store `VACUUM` the pruned tables
+//! (PostgreSQL only), at most every `retention.vacuum_interval`:
+//! `tidings_retention_vacuums_total`, `tidings_retention_last_vacuum_seconds`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,13 +71,70 @@ pub fn spawn(store: Arc<dyn Store>, config: &Config) {
     metrics::counter!("tidings_retention_errors_total").increment(0);
     metrics::gauge!("tidings_retention_last_run_seconds").set(0.0);
     metrics::gauge!("tidings_retention_last_run_timestamp_seconds").set(chrono_now() as f64);
+    metrics::counter!("tidings_retention_vacuums_total").increment(0);
     let interval = r.interval;
+    let mut vacuum = Vacuum::new(r.vacuum_interval);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(interval).await;
-            run(store.as_ref(), policy).await;
+            let pruned = run(store.as_ref(), policy).await;
+            vacuum.after(store.as_ref(), pruned).await;
         }
     });
+}
+
+/// When to `VACUUM` after pruning (PostgreSQL; the store does nothing on SQLite): what
+/// the runs since the last vacuum deleted, and when that was. A vacuum follows a run once
+/// something was deleted and `every` has passed since the last one (or none ran yet).
+pub struct Vacuum {
+    every: std::time::Duration,
+    last: Option<Instant>,
+    pending: Pruned,
+}
+
+impl Vacuum {
+    pub fn new(every: std::time::Duration) -> Vacuum {
+        Vacuum {
+            every,
+            last: None,
+            pending: Pruned::default(),
+        }
+    }
+
+    /// Called after each run with what it deleted; vacuums when due.
+    pub async fn after(&mut self, store: &dyn Store, pruned: Pruned) {
+        if self.every.is_zero() {
+            return;
+        }
+        self.pending.add(pruned);
+        let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
+        if self.pending.total() == 0 || !due {
+            return;
+        }
+        let started = Instant::now();
+        match store.vacuum_pruned(self.pending).await {
+            Ok(tables) if tables.is_empty() => {
+                // SQLite, or another node holds the pruner's lock: nothing ran.
+                self.pending = Pruned::default();
+            }
+            Ok(tables) => {
+                let took = started.elapsed();
+                metrics::counter!("tidings_retention_vacuums_total").increment(1);
+                metrics::gauge!("tidings_retention_last_vacuum_seconds").set(took.as_secs_f64());
+                tracing::info!(
+                    tables = tables.join(","),
+                    ms = took.as_millis() as u64,
+                    "retention: vacuumed"
+                );
+                self.pending = Pruned::default();
+                self.last = Some(Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: VACUUM failed; retrying after the next run");
+                metrics::counter!("tidings_retention_errors_total").increment(1);
+            }
+        }
+    }
 }
 
 const TABLES: [&str; 4] = ["deliveries", "attempts", "events", "minute_rollups"];

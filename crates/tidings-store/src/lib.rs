@@ -138,9 +138,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<oauth::Refreshed>>;
     /// When a token (by hash) expires; `None`: never.
     async fn token_expires_at(&self, token_hash: &str) -> StoreResult<Option<i64>>;
-    /// Revokes one side (`bot`/`user`) of an installation; answers the live tokens left.
-    async fn revoke_installation_side(&self, installation_id: &str, kind: &str)
-        -> StoreResult<i64>;
+    /// `auth.revoke` of one side (`bot`/`user`; `user_id` the token's user) of an
+    /// installation of `app_id`, in one transaction: the side's tokens are revoked and its
+    /// `tokens_revoked` published; when no live token is left the installation is
+    /// uninstalled too (`app_uninstalled` when it was the app's last in the team; no second
+    /// `tokens_revoked`). Each event is published once and commits with the change.
+    /// Answers the live tokens left (0: uninstalled); `Conflict` if already uninstalled.
+    async fn revoke_installation_side(
+        &self,
+        app_id: &str,
+        installation_id: &str,
+        kind: &str,
+        user_id: &str,
+        policy: &PublishPolicy,
+    ) -> StoreResult<i64>;
     /// Records a login assertion's id until `expires_at`; false if already used.
     async fn use_login_assertion(&self, id: &str, expires_at: i64) -> StoreResult<bool>;
 
@@ -277,6 +288,10 @@ pub trait Store: Send + Sync + 'static {
     /// minute rollups; never a pending delivery or its event. Call again while
     /// [`Pruned::more`] (see `sql::retention`).
     async fn prune(&self, retention: Retention, now: i64) -> StoreResult<Pruned>;
+    /// After pruning that deleted `pruned`: PostgreSQL `VACUUM`s the tables it deleted
+    /// from (outside a transaction, under the pruner's advisory lock); the tables
+    /// vacuumed, none on SQLite or while another node holds the lock.
+    async fn vacuum_pruned(&self, pruned: Pruned) -> StoreResult<Vec<&'static str>>;
 
     /// Every installation of the app that can see the event now (for
     /// `apps.event.authorizations.list`); `None` if the event or app does not exist.

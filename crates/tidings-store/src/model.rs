@@ -180,6 +180,9 @@ pub struct AppUpdate {
     pub disabled_reason: Option<Option<String>>,
     pub disabled_at: Option<Option<Timestamp>>,
     pub enabled_at_ms: Option<Option<Timestamp>>,
+    /// OAuth settings written in the same transaction, under the same guards (the app's
+    /// OAuth client must exist).
+    pub oauth: Option<crate::oauth::OAuthClientUpdate>,
 }
 
 impl AppUpdate {
@@ -201,6 +204,7 @@ impl AppUpdate {
             disabled_reason,
             disabled_at,
             enabled_at_ms,
+            oauth,
         } = self;
         name.is_none()
             && request_url.is_none()
@@ -214,6 +218,7 @@ impl AppUpdate {
             && disabled_reason.is_none()
             && disabled_at.is_none()
             && enabled_at_ms.is_none()
+            && oauth.is_none()
     }
 }
 

@@ -23,7 +23,7 @@ pub struct OAuthClient {
 }
 
 /// A change to an app's OAuth settings: only the `Some` fields are written.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OAuthClientUpdate {
     pub redirect_urls: Option<Vec<String>>,
     pub token_rotation_enabled: Option<bool>,

@@ -38,6 +38,9 @@ pub struct RelayOpts {
     /// How long a partial batch waits for more, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub linger_ms: u64,
+    /// Batches sent upstream at once, awaiting their answers (1 to 64).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_in_flight: u32,
     /// The nodes' `events.max_event_age` in seconds: older events are dropped, counted.
     #[arg(long, default_value_t = 72 * 3600)]
     pub max_event_age_secs: u64,
@@ -225,6 +228,18 @@ async fn metrics(State(r): State<Relay>) -> Response {
         s.batches,
     );
     line(
+        "tidings_relay_batches_in_flight",
+        "gauge",
+        "Batches sent upstream and awaiting their answer.",
+        s.in_flight,
+    );
+    line(
+        "tidings_relay_batches_in_flight_peak",
+        "gauge",
+        "The most batches that were in flight at once since the relay started.",
+        s.peak_in_flight,
+    );
+    line(
         "tidings_relay_unauthorized_total",
         "counter",
         "Local requests with a missing or wrong token.",
@@ -272,6 +287,7 @@ pub async fn run(o: RelayOpts) -> Result<(), String> {
     cfg.max_spool_bytes = o.max_spool_bytes;
     cfg.batch_size = o.batch_size as usize;
     cfg.linger = Duration::from_millis(o.linger_ms);
+    cfg.max_in_flight = o.max_in_flight as usize;
     cfg.max_event_age = Duration::from_secs(o.max_event_age_secs);
     let client = Client::open(cfg).map_err(|e| e.to_string())?;
     let stats = client.stats();

@@ -6,6 +6,7 @@ mod support;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use support::receiver::Receiver;
 use support::Server;
 
@@ -702,7 +703,7 @@ async fn revoking_and_uninstalling_deliver_lifecycle_events() {
 }
 
 #[tokio::test]
-async fn auth_revoke_of_the_last_token_uninstalls() {
+async fn a_last_auth_revoke_uninstalls_with_one_tokens_revoked_and_one_app_uninstalled() {
     let rx = Receiver::start().await;
     let s = start(&[]);
     let (id, secret) = app(&s, false, Some(&rx.url)).await;
@@ -715,21 +716,132 @@ async fn auth_revoke_of_the_last_token_uninstalls() {
     )
     .await;
     let bot = r["access_token"].as_str().unwrap().to_string();
+    let bot_user = r["bot_user_id"].as_str().unwrap().to_string();
     let (_, t) = s.api("auth.revoke", Some(&bot), &[]).await;
     assert_eq!(t, json!({"ok": true, "revoked": true}));
     assert_eq!(
         s.api("auth.test", Some(&bot), &[]).await.1["error"],
         "token_revoked"
     );
-    rx.wait_for(20, "app_uninstalled", |hits| {
+    let ids_of = |hits: &[support::receiver::Hit], ty: &str| -> HashSet<String> {
         hits.iter()
-            .any(|h| !h.is_verification() && h.json()["event"]["type"] == "app_uninstalled")
+            .filter(|h| !h.is_verification() && h.json()["event"]["type"] == ty)
+            .map(|h| h.json()["event_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    rx.wait_for(20, "tokens_revoked and app_uninstalled", |hits| {
+        !ids_of(hits, "app_uninstalled").is_empty() && !ids_of(hits, "tokens_revoked").is_empty()
     })
     .await;
+    // Both were written in the revocation's one transaction: what the server holds is
+    // exactly one event of each (no second tokens_revoked from the uninstall).
+    for ty in ["tokens_revoked", "app_uninstalled"] {
+        let (st, d) = s
+            .admin(
+                "GET",
+                &format!("/apps/A0OAUTH/deliveries?event_type={ty}&limit=100"),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{d}");
+        let items = d["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{ty}: {d}");
+        assert_eq!(ids_of(&rx.hits(), ty).len(), 1, "{ty} reached the app once");
+        assert_eq!(
+            ids_of(&rx.hits(), ty),
+            HashSet::from([items[0]["event_id"].as_str().unwrap().to_string()])
+        );
+    }
+    let revoked = rx
+        .events()
+        .into_iter()
+        .map(|h| h.json())
+        .find(|b| b["event"]["type"] == "tokens_revoked")
+        .unwrap();
+    assert_eq!(revoked["event"]["tokens"]["bot"], json!([bot_user]));
+    assert_eq!(revoked["event"]["tokens"]["oauth"], json!([]));
     assert!(installations(&s)
         .await
         .iter()
         .all(|i| !i["revoked_at"].is_null()));
+}
+
+#[tokio::test]
+async fn patching_the_app_sets_its_oauth_fields_under_its_if_match() {
+    let s = start(&[]);
+    app(&s, false, None).await;
+    let url = format!("{}/admin/v1/apps/A0OAUTH", s.url);
+    let patch = |tag: &str, body: Value| {
+        Server::client()
+            .patch(&url)
+            .bearer_auth(support::ADMIN)
+            .header("if-match", tag.to_string())
+            .json(&body)
+            .send()
+    };
+    let tag = Server::client()
+        .get(&url)
+        .bearer_auth(support::ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let other = "http://127.0.0.1:9/elsewhere/cb";
+    let ok = patch(
+        &tag,
+        json!({"name": "Renamed", "redirect_urls": [REDIRECT, other],
+               "token_rotation_enabled": true, "org_deploy_enabled": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), 200);
+    let new_tag = ok.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_tag, tag);
+    let a: Value = ok.json().await.unwrap();
+    assert_eq!(a["name"], "Renamed");
+    let client = || async { s.admin("GET", "/apps/A0OAUTH/oauth", None).await.1 };
+    let c = client().await;
+    assert_eq!(c["redirect_urls"], json!([REDIRECT, other]));
+    assert_eq!(c["token_rotation_enabled"], true);
+    assert_eq!(c["org_deploy_enabled"], true);
+    // A stale If-Match writes nothing: neither the name nor the OAuth fields.
+    let stale = patch(
+        &tag,
+        json!({"name": "Stale", "redirect_urls": [REDIRECT], "token_rotation_enabled": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 412);
+    let c = client().await;
+    assert_eq!(c["redirect_urls"], json!([REDIRECT, other]));
+    assert_eq!(c["token_rotation_enabled"], true);
+    assert_eq!(
+        s.admin("GET", "/apps/A0OAUTH", None).await.1["name"],
+        "Renamed"
+    );
+    // Validated as on PATCH /apps/{app}/oauth: a bad redirect URL is a 400 naming the
+    // field, and nothing is written.
+    let bad = patch(
+        &new_tag,
+        json!({"name": "Bad", "redirect_urls": ["javascript:alert(1)"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+    let p: Value = bad.json().await.unwrap();
+    assert!(p.to_string().contains("redirect_urls"), "{p}");
+    let c = client().await;
+    assert_eq!(c["redirect_urls"], json!([REDIRECT, other]));
+    let ok = patch(&new_tag, json!({"token_rotation_enabled": false}))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let c = client().await;
+    assert_eq!(c["token_rotation_enabled"], false);
+    assert_eq!(c["org_deploy_enabled"], true, "fields not named stay");
 }
 
 #[tokio::test]

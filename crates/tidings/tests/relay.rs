@@ -1,6 +1,6 @@
 //! `tidings relay` against the real binary: events published through the relay arrive
 //! exactly once (by `event_id`) with their original `event_time` while the Tidings process
-//! is SIGKILLed and restarted; a node's 4xx is kept aside; a full spool and a wrong token
+//! is SIGKILLed and restarted (also with many batches in flight at once); a node's 4xx is kept aside; a full spool and a wrong token
 //! are refused with clear problems.
 //!
 //! On PostgreSQL, a further test also cuts and restores the database connection.
@@ -127,13 +127,41 @@ async fn every_event_through_the_relay_arrives_once_across_sigkills() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    arrives_once_across_sigkills(total, &["--batch-size", "500"]).await;
+}
+
+/// With many small batches in flight at once (a window of 8), answered in any order and
+/// cut off mid-way by each SIGKILL: still every event exactly once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_batches_in_flight_a_killed_upstream_loses_and_doubles_nothing() {
+    let rl = arrives_once_across_sigkills(
+        6_000,
+        &[
+            "--batch-size",
+            "50",
+            "--max-in-flight",
+            "8",
+            "--linger-ms",
+            "1",
+        ],
+    )
+    .await;
+    let peak = metric(&rl, "tidings_relay_batches_in_flight_peak").await;
+    assert!(peak > 1, "the window was never used: peak {peak}");
+    assert_eq!(metric(&rl, "tidings_relay_spool_events").await, 0);
+}
+
+/// Publishes `total` events through a relay (started with `extra`) while Tidings is
+/// SIGKILLed and restarted three times; checks each arrives as exactly one event with its
+/// original `event_time`. Returns the relay, for its metrics.
+async fn arrives_once_across_sigkills(total: u64, extra: &[&str]) -> Relay {
     // Slack's 30,000 deliveries an hour per app and team would drop the rest.
     let mut s = Server::start_with(&[("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "4000000000")]);
     let r = Receiver::start().await;
     s.app_in_channel(json!({"id": "A01", "name": "Relay", "request_url": r.url, "bot_events": ["message.channels"]}))
         .await;
     let token = publisher_token(&s).await;
-    let rl = relay(&s.url, &token, &["--batch-size", "500"]);
+    let rl = relay(&s.url, &token, extra);
 
     let (st, p) = post(
         &format!("{}/admin/v1/events", rl.url),
@@ -202,6 +230,7 @@ async fn every_event_through_the_relay_arrives_once_across_sigkills() {
         r.events().len()
     );
     drop(s);
+    rl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,15 @@ pub struct AppPatch {
     user_events: Option<Vec<String>>,
     #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
+    /// The OAuth client's registered redirect targets (as `PATCH /apps/{app}/oauth`,
+    /// same validation); written with the rest, under the same `If-Match`.
+    #[schema(inline, max_items = 20, value_type = Option<Vec<String>>, max_length = 2048,
+        pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$")]
+    redirect_urls: Option<Vec<String>>,
+    /// Access tokens expire (`[oauth] access_token_ttl`) and come with refresh tokens.
+    token_rotation_enabled: Option<bool>,
+    /// The app may be installed org-wide by an org admin.
+    org_deploy_enabled: Option<bool>,
 }
 
 /// Checks a subscription list against the catalog: every type must exist and be allowed
@@ -368,7 +377,20 @@ pub async fn update_app(
     if let Some(shape) = p.event_shape {
         u.event_shape = Some(event_shape(&shape)?);
     }
+    let oauth = super::oauth_clients::settings(super::oauth_clients::OAuthSettings {
+        redirect_urls: p.redirect_urls,
+        token_rotation_enabled: p.token_rotation_enabled,
+        org_deploy_enabled: p.org_deploy_enabled,
+    })?;
+    let oauth_fields = oauth.redirect_urls.is_some()
+        || oauth.token_rotation_enabled.is_some()
+        || oauth.org_deploy_enabled.is_some();
     u.expect_version = if_match(&headers, &a)?;
+    if oauth_fields {
+        // Apps made before OAuth existed get their client first (as `/apps/{app}/oauth`).
+        super::oauth_clients::client_of(&s, &a.id).await?;
+        u.oauth = Some(oauth);
+    }
     let mut verified_now = false;
     if let Some(url) = new_url.filter(|url| *url != a.request_url) {
         // A new URL is saved only once it answers the challenge; the old one stays otherwise.

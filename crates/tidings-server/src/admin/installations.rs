@@ -6,7 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tidings_core::ids::{self, IdKind};
 use tidings_core::token::{self, TokenKind};
-use tidings_store::{Installation, NewInstallation, Page, PublishRequest};
+use tidings_store::{Installation, NewInstallation, Page};
 
 use super::apps::app_in_path;
 use super::openapi::{AppPath, PageParams, PROBLEM_JSON};
@@ -207,37 +207,4 @@ pub(crate) async fn uninstall_with_events(
     // Its RTM connections here say goodbye now (other nodes' within their re-check).
     s.rtm.recheck_tokens();
     done
-}
-
-/// Publishes lifecycle events (the store's commit rings the dispatcher).
-pub(crate) async fn publish_lifecycle(
-    s: &AppState,
-    lifecycle: Vec<PublishRequest>,
-) -> Result<(), tidings_store::StoreError> {
-    if !lifecycle.is_empty() {
-        s.store.publish(&s.publish_policy, lifecycle).await?;
-    }
-    Ok(())
-}
-
-/// `tokens_revoked` for some of an installation's tokens (user ids under `oauth`, bot
-/// user ids under `bot`); `None` for org-wide installs (no single team to publish in).
-pub(crate) fn tokens_revoked(
-    inst: &Installation,
-    oauth: Vec<String>,
-    bot: Vec<String>,
-) -> Option<PublishRequest> {
-    let team_id = inst.team_id.clone()?;
-    let event = match serde_json::json!({"type": "tokens_revoked", "tokens": {"oauth": oauth, "bot": bot}})
-    {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    Some(PublishRequest {
-        team_id,
-        event,
-        event_time: None,
-        idempotency_key: None,
-        app_id: Some(inst.app_id.clone()),
-    })
 }

@@ -141,7 +141,7 @@ pub async fn rotate(s: &AppState, app_id: &str) -> Result<ClientWithSecret, Prob
 
 /// The app's client; apps made before OAuth existed get one (whose secret nobody has
 /// seen: rotate it to learn one).
-async fn client_of(s: &AppState, app_id: &str) -> Result<OAuthClient, Problem> {
+pub(crate) async fn client_of(s: &AppState, app_id: &str) -> Result<OAuthClient, Problem> {
     match s.store.oauth_client(app_id).await? {
         Some(c) => Ok(c),
         None => Ok(rotate(s, app_id).await?.client),

@@ -1,5 +1,7 @@
 //! `auth.revoke` and `apps.uninstall` (OAUTH-RTM-WIRE.md A9), with their lifecycle
-//! events (`tokens_revoked`, `app_uninstalled`) published through the operator API's
+//! events (`tokens_revoked`, `app_uninstalled`), each published exactly once in the same
+//! store transaction as the change it reports: `auth.revoke` through
+//! `Store::revoke_installation_side`, `apps.uninstall` through the operator API's
 //! uninstall path.
 
 use axum::response::{IntoResponse, Response};
@@ -7,7 +9,7 @@ use serde_json::json;
 use tidings_core::token::TokenKind;
 
 use super::{authenticate, Params};
-use crate::admin::installations::{publish_lifecycle, tokens_revoked, uninstall_with_events};
+use crate::admin::installations::uninstall_with_events;
 use crate::error::SlackError;
 use crate::state::AppState;
 
@@ -37,21 +39,16 @@ pub async fn auth_revoke(s: &AppState, p: &Params) -> Result<Response, SlackErro
         .await?
         .ok_or(SlackError::new("invalid_auth"))?;
     let user = grant.user_id.unwrap_or_default();
-    let (oauth, bot) = if side == "bot" {
-        (vec![], vec![user])
-    } else {
-        (vec![user], vec![])
-    };
-    // Told first, while the installation can still authorize the event.
-    publish_lifecycle(s, tokens_revoked(&inst, oauth, bot).into_iter().collect()).await?;
-    let left = s.store.revoke_installation_side(&inst.id, side).await?;
-    if left == 0 {
-        // Nothing of it is left: it is uninstalled (app_uninstalled when it was the last
-        // in its team).
-        match uninstall_with_events(s, &inst).await {
-            Ok(_) | Err(tidings_store::StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+    // One job: the side's revocation with its tokens_revoked, and when nothing of the
+    // installation is left, its uninstall with app_uninstalled (when it was the last in
+    // its team). An installation uninstalled meanwhile has nothing left to revoke.
+    match s
+        .store
+        .revoke_installation_side(&inst.app_id, &inst.id, side, &user, &s.publish_policy)
+        .await
+    {
+        Ok(_) | Err(tidings_store::StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     // Its RTM connections here say goodbye now (other nodes' within their re-check).
     s.rtm.recheck_tokens();

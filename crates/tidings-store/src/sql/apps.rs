@@ -130,6 +130,9 @@ pub fn update_app(c: &Conn, id: &str, u: AppUpdate) -> StoreResult<App> {
             now.version
         )));
     }
+    if let Some(o) = u.oauth {
+        super::oauth::update_client(c, id, o)?;
+    }
     require_app(c, id)
 }
 

@@ -80,15 +80,34 @@ impl<O: Opener> ReadPool<O> {
         T: Send + 'static,
         F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
     {
+        self.run(self.limit, f).await
+    }
+
+    /// [`ReadPool::read`] without the time limit, for maintenance that may take longer
+    /// than a statement (PostgreSQL's `VACUUM` after pruning); `f` lifts the connection's
+    /// own `statement_timeout` itself and puts it back.
+    pub async fn maintain<T, F>(self: &Arc<Self>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(None, f).await
+    }
+
+    async fn run<T, F>(self: &Arc<Self>, limit: Option<std::time::Duration>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn) -> StoreResult<T> + Send + 'static,
+    {
         let late = |what: &str| {
             metrics::counter!("tidings_store_stalled_total").increment(1);
             StoreError::Unavailable(format!(
                 "the database did not answer within {} ms ({what})",
-                self.limit.unwrap_or_default().as_millis()
+                limit.unwrap_or_default().as_millis()
             ))
         };
         let acquire = self.permits.acquire();
-        let acquired = match self.limit {
+        let acquired = match limit {
             None => acquire.await,
             Some(limit) => tokio::time::timeout(limit, acquire)
                 .await
@@ -115,7 +134,7 @@ impl<O: Opener> ReadPool<O> {
             }
             result
         });
-        let joined = match self.limit {
+        let joined = match limit {
             None => task.await,
             Some(limit) => tokio::time::timeout(limit, task)
                 .await

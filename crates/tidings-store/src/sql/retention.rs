@@ -100,6 +100,83 @@ pub async fn prune(store: &SqlStore, r: Retention, now: i64) -> StoreResult<Prun
     Ok(out)
 }
 
+/// The tables a round that pruned `p` left dead rows in: what it deleted from, and
+/// `settings` (the events cursor is rewritten on every events batch).
+pub fn pruned_tables(p: &Pruned) -> Vec<&'static str> {
+    let mut t = Vec::new();
+    if p.deliveries > 0 {
+        t.push("deliveries");
+    }
+    if p.attempts > 0 {
+        t.push("delivery_attempts");
+    }
+    if p.events > 0 {
+        t.extend(["events", "settings"]);
+    }
+    if p.minute_rollups > 0 {
+        t.extend([
+            "insight_events",
+            "insight_user_sets",
+            "insight_deliveries",
+            "insight_delivery_reasons",
+        ]);
+    }
+    t
+}
+
+/// After pruning rounds that deleted `p`: on PostgreSQL, a plain `VACUUM` (not `FULL`: no
+/// exclusive lock, the space is kept for the table's next rows) of each table they
+/// deleted from, so the tables stay bounded when autovacuum is off or lags. It runs
+/// outside any transaction (as `VACUUM` must) on a pooled connection with its
+/// `statement_timeout` lifted for the while, holding the pruner's advisory lock (at
+/// session level, released before the connection goes back to the pool), so no node
+/// prunes or vacuums beside it. Returns the tables vacuumed: none on SQLite (freed pages
+/// are reused by the next inserts), or when another node holds the lock.
+pub async fn vacuum(store: &SqlStore, p: Pruned) -> StoreResult<Vec<&'static str>> {
+    let tables = pruned_tables(&p);
+    let pool = match &store.readers {
+        super::Readers::Postgres(pool) if !tables.is_empty() => pool.clone(),
+        _ => return Ok(Vec::new()),
+    };
+    pool.maintain(move |c| {
+        const KEY: &str = "hashtext('tidings_retention'), hashtext(current_schema())";
+        let locked: bool = c.query_one(
+            &format!("SELECT pg_try_advisory_lock({KEY})"),
+            params![],
+            |r| r.get(0),
+        )?;
+        if !locked {
+            return Ok(Vec::new());
+        }
+        let timeout: String = c.query_one(
+            "SELECT current_setting('statement_timeout')",
+            params![],
+            |r| r.get(0),
+        )?;
+        let vacuumed = c.batch("SET statement_timeout = 0").and_then(|()| {
+            for t in &tables {
+                c.batch(&format!("VACUUM {t}"))?;
+            }
+            Ok(tables)
+        });
+        let restored = c.query_one(
+            "SELECT set_config('statement_timeout', ?1, false)",
+            params![timeout],
+            |r| r.get::<String>(0),
+        );
+        let unlocked = c.query_one(
+            &format!("SELECT pg_advisory_unlock({KEY})"),
+            params![],
+            |r| r.get::<bool>(0),
+        );
+        let tables = vacuumed?;
+        restored?;
+        unlocked?;
+        Ok(tables)
+    })
+    .await
+}
+
 /// Runs one batch in a transaction of its own: on SQLite through the writer (the one
 /// write connection; the batch shares a group commit with the hot path), on PostgreSQL on
 /// a pooled connection, so a backlog in this node's writer queue does not hold pruning up
@@ -523,6 +600,90 @@ mod tests {
             return;
         };
         batches_are_bounded(store).await;
+    }
+
+    /// Prunes everything due, then vacuums what that deleted from.
+    async fn prune_then_vacuum(store: &SqlStore) -> Vec<&'static str> {
+        store.write(fixture).await.unwrap();
+        let mut total = Pruned::default();
+        loop {
+            let p = prune(store, retention(1000), NOW).await.unwrap();
+            total.add(p);
+            if !p.more {
+                break;
+            }
+        }
+        vacuum(store, total).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sqlite_needs_no_vacuum_after_pruning() {
+        let (_dir, store) = sqlite();
+        assert!(prune_then_vacuum(&store).await.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn postgres_vacuums_the_pruned_tables_and_keeps_its_statement_timeout() {
+        let Some((_schema, store)) = postgres().await else {
+            return;
+        };
+        let vacuumed = prune_then_vacuum(&store).await;
+        assert_eq!(
+            vacuumed,
+            [
+                "deliveries",
+                "delivery_attempts",
+                "events",
+                "settings",
+                "insight_events",
+                "insight_user_sets",
+                "insight_deliveries",
+                "insight_delivery_reasons"
+            ]
+        );
+        let (vacuumed_at, dead): (Vec<bool>, i64) = store
+            .read(|c| {
+                let at = c.query(
+                    "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables
+                     WHERE schemaname = current_schema()
+                       AND relname IN ('deliveries', 'delivery_attempts', 'events')",
+                    params![],
+                    |r| r.get(0),
+                )?;
+                let dead = c.query_one(
+                    "SELECT COALESCE(SUM(n_dead_tup), 0)::bigint FROM pg_stat_user_tables
+                     WHERE schemaname = current_schema()
+                       AND relname IN ('deliveries', 'delivery_attempts', 'events')",
+                    params![],
+                    |r| r.get(0),
+                )?;
+                Ok((at, dead))
+            })
+            .await
+            .unwrap();
+        assert_eq!(vacuumed_at, [true, true, true], "VACUUM ran on each");
+        assert_eq!(dead, 0, "the deleted rows' space is free for reuse");
+        // The pooled connections keep the store's statement_timeout and no lock is left.
+        for _ in 0..8 {
+            let (timeout, free): (String, bool) = store
+                .read(|c| {
+                    let t = c.query_one(
+                        "SELECT current_setting('statement_timeout')",
+                        params![],
+                        |r| r.get(0),
+                    )?;
+                    let free = c.query_one(
+                        "SELECT pg_try_advisory_xact_lock(hashtext('tidings_retention'), hashtext(current_schema()))",
+                        params![],
+                        |r| r.get(0),
+                    )?;
+                    Ok((t, free))
+                })
+                .await
+                .unwrap();
+            assert_eq!(timeout, "3s");
+            assert!(free, "the vacuum released the pruner's lock");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -366,14 +366,39 @@ impl Store for SqlStore {
 
     async fn revoke_installation_side(
         &self,
+        app_id: &str,
         installation_id: &str,
         kind: &str,
+        user_id: &str,
+        policy: &PublishPolicy,
     ) -> StoreResult<i64> {
-        let (i, k) = (installation_id.to_owned(), kind.to_owned());
-        let idx = self.index.clone();
+        let (a, i, k, u, policy) = (
+            app_id.to_owned(),
+            installation_id.to_owned(),
+            kind.to_owned(),
+            user_id.to_owned(),
+            policy.clone(),
+        );
+        let (idx, counter, work) = (self.index.clone(), self.counter.clone(), self.work.clone());
         self.write_directory(move |c| {
-            idx.lock().invalidate_grants();
-            oauth::revoke_side(c, &i, &k, super::now())
+            let mut guard = idx.lock();
+            let mut effects = lifecycle::Effects::new(work.room());
+            let done =
+                lifecycle::revoke_side_events(c, &mut guard, &policy, &a, &i, &k, &u, &mut effects);
+            guard.invalidate_grants();
+            match done {
+                // As in `uninstall`: effects only once the job's writes are all made.
+                Ok(left) => {
+                    counter.add(effects.tally);
+                    work.wake(effects.apps);
+                    work.hand_over(effects.fresh.rows);
+                    Ok(left)
+                }
+                Err(e) => {
+                    *guard = Default::default();
+                    Err(e)
+                }
+            }
         })
         .await
     }
@@ -660,6 +685,10 @@ impl Store for SqlStore {
 
     async fn prune(&self, retention: crate::Retention, now: i64) -> StoreResult<crate::Pruned> {
         super::retention::prune(self, retention, now).await
+    }
+
+    async fn vacuum_pruned(&self, pruned: crate::Pruned) -> StoreResult<Vec<&'static str>> {
+        super::retention::vacuum(self, pruned).await
     }
 
     async fn pending_count(&self) -> StoreResult<u64> {
