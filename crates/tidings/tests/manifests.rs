@@ -452,3 +452,100 @@ async fn a_request_url_that_fails_verification_creates_and_changes_nothing() {
     let e = call(&s, "apps.manifest.export", &access, &[("app_id", app)]).await;
     assert_eq!(e["manifest"], manifest(&good.url));
 }
+
+fn cli(s: &Server, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(support::bin())
+        .args(args)
+        .env("TIDINGS_URL", &s.url)
+        .env("TIDINGS_CONFIG_TOKEN", token)
+        .env_remove("TIDINGS_ADMIN_TOKEN")
+        .output()
+        .expect("running the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const APP_YAML: &str = "\
+display_information:
+  name: From YAML
+features:
+  bot_user:
+    display_name: yamlbot
+  slash_commands:
+    - command: /deploy
+      url: https://example.com/deploy
+      description: ship it
+oauth_config:
+  scopes:
+    bot: [reactions:read]
+settings:
+  socket_mode_enabled: true
+  event_subscriptions:
+    bot_events: [reaction_added]
+";
+
+#[tokio::test]
+async fn the_cli_applies_a_yaml_manifest_then_its_change_and_exports_it() {
+    let s = Server::start();
+    developers(&s).await;
+    let (access, _) = config_token(&s, "U01").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.yaml");
+    std::fs::write(&file, APP_YAML).unwrap();
+    let f = file.to_str().unwrap().to_string();
+    let s = tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = cli(&s, &access, &["apps", "validate", "-f", &f]);
+        assert!(ok, "{err}");
+        assert!(out.contains("valid"), "{out}");
+        let (ok, out, err) = cli(&s, &access, &["apps", "apply", "-f", &f]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("+ /display_information/name: \"From YAML\""),
+            "{out}"
+        );
+        let app = out
+            .lines()
+            .find_map(|l| l.strip_prefix("created app "))
+            .expect("the new app's id")
+            .to_string();
+        assert!(out.contains("signing_secret: "), "{out}");
+
+        std::fs::write(&f, APP_YAML.replace("From YAML", "Renamed in YAML")).unwrap();
+        let (ok, out, err) = cli(&s, &access, &["apps", "apply", "-f", &f, "--app", &app]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            out.trim(),
+            "~ /display_information/name: \"From YAML\" -> \"Renamed in YAML\""
+        );
+        let (ok, out, err) = cli(&s, &access, &["apps", "export", &app]);
+        assert!(ok, "{err}");
+        let exported: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(exported["display_information"]["name"], "Renamed in YAML");
+        assert_eq!(
+            exported["features"]["slash_commands"][0]["command"],
+            "/deploy"
+        );
+
+        // Bad input: one line, non-zero exit.
+        std::fs::write(&f, "display_information: [").unwrap();
+        let (ok, _, err) = cli(&s, &access, &["apps", "validate", "-f", &f]);
+        assert!(!ok);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        std::fs::write(&f, APP_YAML.replace("bot_user:", "bot_usr:")).unwrap();
+        let (ok, _, err) = cli(&s, &access, &["apps", "apply", "-f", &f, "--app", &app]);
+        assert!(!ok);
+        assert!(
+            err.contains("invalid_manifest") && err.contains("/features/bot_usr"),
+            "{err}"
+        );
+        let (ok, _, err) = cli(&s, "", &["apps", "export", &app]);
+        assert!(!ok, "{err}");
+        s
+    })
+    .await
+    .unwrap();
+    drop(s);
+}
