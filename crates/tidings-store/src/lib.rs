@@ -163,6 +163,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<manifests::ConfigToken>>;
     /// The users who own the app (created it with a configuration token).
     async fn app_owners(&self, app_id: &str) -> StoreResult<Vec<String>>;
+    /// Every `(app_id, user_id)` ownership, by app then user (for the dashboard's list).
+    async fn list_app_owners(&self) -> StoreResult<Vec<(String, String)>>;
     /// The manifest the app was last applied from, if any.
     async fn app_manifest(&self, app_id: &str) -> StoreResult<Option<manifests::StoredManifest>>;
     /// Records the manifest an app was applied from (and its new owner, on create).

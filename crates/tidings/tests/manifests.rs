@@ -243,6 +243,8 @@ async fn create_export_update_and_delete_an_app_from_a_manifest() {
     assert_eq!(st, 200, "{view}");
     assert_eq!(view["owners"], json!(["U01"]));
     assert_eq!(view["deleted"], false);
+    let (_, all) = s.admin("GET", "/app_owners", None).await;
+    assert_eq!(all["owners"][&app], json!(["U01"]));
 
     // Update: scopes grow, subscriptions change at once.
     let mut m2 = m.clone();

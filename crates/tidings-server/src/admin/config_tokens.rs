@@ -106,3 +106,22 @@ pub async fn get_manifest(
         manifest,
     }))
 }
+
+/// Owners of every app that has any.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppOwners {
+    /// App id → the users who own it.
+    owners: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[utoipa::path(
+    get, path = "/app_owners", operation_id = "list_app_owners", tag = "apps",
+    responses((status = 200, description = "The owners of every app created with a configuration token", body = AppOwners)),
+)]
+pub async fn list_owners(State(s): State<AppState>) -> Result<Json<AppOwners>, Problem> {
+    let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (app, user) in s.store.list_app_owners().await? {
+        owners.entry(app).or_default().push(user);
+    }
+    Ok(Json(AppOwners { owners }))
+}

@@ -100,6 +100,7 @@ pub fn routes(
         .routes(routes!(installations::get, installations::uninstall))
         .routes(routes!(config_tokens::create))
         .routes(routes!(config_tokens::get_manifest))
+        .routes(routes!(config_tokens::list_owners))
         .routes(routes!(operator_tokens::create, operator_tokens::list))
         .routes(routes!(operator_tokens::revoke))
         .routes(routes!(events::publish))

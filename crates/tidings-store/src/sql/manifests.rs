@@ -97,6 +97,15 @@ pub fn owners(c: &Conn, app_id: &str) -> StoreResult<Vec<String>> {
     )
 }
 
+/// Every ownership, by app then user.
+pub fn all_owners(c: &Conn) -> StoreResult<Vec<(String, String)>> {
+    c.query(
+        "SELECT app_id, user_id FROM app_owners ORDER BY app_id, user_id",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 pub fn add_owner(c: &Conn, app_id: &str, user_id: &str, now: i64) -> StoreResult<()> {
     c.execute(
         "INSERT INTO app_owners (app_id, user_id, created_at) VALUES (?1, ?2, ?3)

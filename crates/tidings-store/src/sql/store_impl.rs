@@ -303,6 +303,10 @@ impl Store for SqlStore {
         self.read(move |c| manifests::owners(c, &a)).await
     }
 
+    async fn list_app_owners(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(manifests::all_owners).await
+    }
+
     async fn app_manifest(
         &self,
         app_id: &str,
