@@ -21,7 +21,7 @@ pub struct NewConfigToken {
     #[schema(pattern = "^T[A-Z0-9]{2,30}$", example = "T0ACME")]
     team_id: String,
     /// A (human) member of the team: apps the token creates are owned by this user.
-    #[schema(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0DEV")]
+    #[schema(pattern = "^[UW][A-Z0-9]{2,30}$", example = "U0ALICE")]
     user_id: String,
 }
 
