@@ -1,6 +1,7 @@
 // The /ui dashboard in Debian's headless Chromium against the real binary: log in through
-// the form, read the overview chart, re-enable a disabled app, redeliver a failed
-// delivery, mark a key event, and the apps page on a phone. Each effect is checked through
+// the form, read the overview chart, re-enable a disabled app, issue a configuration token
+// and see who owns each app, redeliver a failed delivery, mark a key event, and the apps
+// page on a phone. Each effect is checked through
 // the operator API; every page is saved to ui-tests/screenshots/.
 'use strict';
 
@@ -93,6 +94,32 @@ test('a disabled app is listed first and re-enabled from the apps page', withDas
   } finally {
     await receiver.close();
   }
+}));
+
+test('the apps page issues a configuration token and shows who owns each app', withDashboard(b, {}, async (td, page) => {
+  const ws = await td.workspace({ appId: 'A0OPERATOR', name: 'Operator app' });
+  await login(page, td);
+  await show(page, '#/apps');
+  assert.match(await page.textContent('tr[data-app="A0OPERATOR"] td.owners'), /operator/);
+  await page.fill('#config-token-form input[name=team_id]', ws.teamId);
+  await page.fill('#config-token-form input[name=user_id]', ws.userId);
+  await page.click('#config-token-form button[type=submit]');
+  await page.waitForSelector('#config-token-out pre');
+  const token = (await page.textContent('#config-token-out pre')).match(/TIDINGS_CONFIG_TOKEN=(\S+)/)[1];
+  assert.match(token, /^xoxe\.xoxp-1-/);
+
+  const manifest = { display_information: { name: 'Developer app' } };
+  const res = await fetch(`${td.url}/api/apps.manifest.create`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ manifest: JSON.stringify(manifest) }),
+  });
+  const created = await res.json();
+  assert.equal(created.ok, true, JSON.stringify(created));
+  await show(page, '#/key-events');
+  await show(page, '#/apps');
+  assert.equal((await page.textContent(`tr[data-app="${created.app_id}"] td.owners`)).trim(), ws.userId);
+  await screenshot(page, 'apps-owners');
 }));
 
 test('a failed delivery is redelivered from the app page', withDashboard(b, {}, async (td, page) => {

@@ -11,6 +11,7 @@ pub mod event_context;
 pub mod fanout;
 pub mod ids;
 pub mod lifecycle;
+pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod publish;

@@ -351,6 +351,9 @@ pub struct OAuthConfig {
     /// How long the code the consent page hands out may be exchanged (Slack: 10 minutes).
     #[serde(with = "duration")]
     pub code_ttl: Duration,
+    /// How long a configuration token (App Manifest API) lasts (Slack: 12 hours).
+    #[serde(with = "duration")]
+    pub config_token_ttl: Duration,
     /// Where the platform signs its users in: an authorize page without a session sends
     /// the browser to `login_url?return_to=<the authorize URL>`. Unset: only `--dev`'s
     /// user picker can sign someone in.
@@ -364,6 +367,7 @@ impl Default for OAuthConfig {
         OAuthConfig {
             access_token_ttl: Duration::from_secs(12 * 3600),
             code_ttl: Duration::from_secs(600),
+            config_token_ttl: Duration::from_secs(12 * 3600),
             login_url: None,
             login_secret: None,
         }
@@ -509,8 +513,14 @@ impl Config {
     /// The `[oauth]` section.
     fn validate_oauth(&self) -> Result<(), String> {
         let o = &self.oauth;
-        if o.access_token_ttl < Duration::from_secs(1) || o.code_ttl < Duration::from_secs(1) {
-            return Err("oauth.access_token_ttl and oauth.code_ttl must be at least 1s".into());
+        if o.access_token_ttl < Duration::from_secs(1)
+            || o.code_ttl < Duration::from_secs(1)
+            || o.config_token_ttl < Duration::from_secs(1)
+        {
+            return Err(
+                "oauth.access_token_ttl, oauth.code_ttl and oauth.config_token_ttl must be at least 1s"
+                    .into(),
+            );
         }
         if let Some(u) = &o.login_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {

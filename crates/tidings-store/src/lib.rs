@@ -7,6 +7,7 @@
 
 mod error;
 pub mod insights;
+pub mod manifests;
 pub mod model;
 pub mod oauth;
 mod page;
@@ -154,6 +155,38 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<i64>;
     /// Records a login assertion's id until `expires_at`; false if already used.
     async fn use_login_assertion(&self, id: &str, expires_at: i64) -> StoreResult<bool>;
+
+    // --- App Manifest API (sql::manifests) ----------------------------------------------
+    /// Stores a configuration token pair for a user of a team (`NotFound` unless the user
+    /// is a human member of the team).
+    async fn create_config_token(
+        &self,
+        t: manifests::NewConfigToken,
+    ) -> StoreResult<manifests::ConfigToken>;
+    /// The configuration token whose access token has this hash, expired or not.
+    async fn config_token(&self, access_hash: &str) -> StoreResult<Option<manifests::ConfigToken>>;
+    /// Uses a refresh token once for a new pair (same team and user; the ids and hashes
+    /// of `new` are used, its team and user ignored); `None` when it is unknown or used.
+    async fn rotate_config_token(
+        &self,
+        refresh_hash: &str,
+        new: manifests::NewConfigToken,
+    ) -> StoreResult<Option<manifests::ConfigToken>>;
+    /// The users who own the app (created it with a configuration token).
+    async fn app_owners(&self, app_id: &str) -> StoreResult<Vec<String>>;
+    /// Every `(app_id, user_id)` ownership, by app then user (for the dashboard's list).
+    async fn list_app_owners(&self) -> StoreResult<Vec<(String, String)>>;
+    /// The manifest the app was last applied from, if any.
+    async fn app_manifest(&self, app_id: &str) -> StoreResult<Option<manifests::StoredManifest>>;
+    /// Records the manifest an app was applied from (and its new owner, on create).
+    async fn put_app_manifest(
+        &self,
+        app_id: &str,
+        manifest: &str,
+        owner: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Marks the app deleted through the Manifest API and drops its owners.
+    async fn mark_app_deleted(&self, app_id: &str) -> StoreResult<()>;
 
     // --- operator tokens and authentication --------------------------------------------
     async fn create_operator_token(&self, t: NewOperatorToken) -> StoreResult<OperatorToken>;

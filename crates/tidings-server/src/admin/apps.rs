@@ -418,7 +418,20 @@ pub async fn update_app(
         }
         other => other?,
     };
-    if a.socket_mode && !updated.socket_mode {
+    app_changed(&s, &a, &updated, verified_now).await?;
+    Ok(with_etag(updated))
+}
+
+/// What follows a change to an app (here and in `apps.manifest.update`): Socket Mode
+/// turned off closes the app's sockets; a newly verified URL or a Socket Mode switch
+/// makes its pending deliveries due.
+pub(crate) async fn app_changed(
+    s: &AppState,
+    before: &App,
+    updated: &App,
+    verified_now: bool,
+) -> Result<(), StoreError> {
+    if before.socket_mode && !updated.socket_mode {
         // Socket Mode turned off: tell the app's sockets and close them.
         let frame = tidings_core::socket_mode::disconnect(
             tidings_core::socket_mode::DisconnectReason::LinkDisabled,
@@ -426,10 +439,10 @@ pub async fn update_app(
         );
         s.engine.hub.close_app(&updated.id, frame);
     }
-    if verified_now || a.socket_mode != updated.socket_mode {
+    if verified_now || before.socket_mode != updated.socket_mode {
         s.store.wake_app(&updated.id).await?;
     }
-    Ok(with_etag(updated))
+    Ok(())
 }
 
 /// Writes only the secret: nothing else the app holds is read or written back.

@@ -4,6 +4,7 @@
 
 mod apps;
 mod auth;
+mod config_tokens;
 mod connections;
 mod deliveries;
 mod directory;
@@ -27,7 +28,9 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+pub(crate) use apps::app_changed;
 pub use auth::Operator;
+pub(crate) use oauth_clients::new_client_secret;
 pub use openapi::document;
 
 /// A batch body may be this many times `max_body_bytes` (each event stays within it).
@@ -95,6 +98,9 @@ pub fn routes(
         .routes(routes!(apps::revoke_app_token))
         .routes(routes!(installations::install, installations::list))
         .routes(routes!(installations::get, installations::uninstall))
+        .routes(routes!(config_tokens::create))
+        .routes(routes!(config_tokens::get_manifest))
+        .routes(routes!(config_tokens::list_owners))
         .routes(routes!(operator_tokens::create, operator_tokens::list))
         .routes(routes!(operator_tokens::revoke))
         .routes(routes!(events::publish))

@@ -139,6 +139,11 @@ pub async fn rotate(s: &AppState, app_id: &str) -> Result<ClientWithSecret, Prob
     })
 }
 
+/// Gives the app a client with a new secret (creating it if needed); answers the secret.
+pub(crate) async fn new_client_secret(s: &AppState, app_id: &str) -> Result<String, Problem> {
+    Ok(rotate(s, app_id).await?.client_secret)
+}
+
 /// The app's client; apps made before OAuth existed get one (whose secret nobody has
 /// seen: rotate it to learn one).
 pub(crate) async fn client_of(s: &AppState, app_id: &str) -> Result<OAuthClient, Problem> {

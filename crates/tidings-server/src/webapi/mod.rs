@@ -6,10 +6,12 @@
 mod auth_test;
 mod authorizations;
 mod connections;
+mod manifest;
 mod oauth_access;
 pub(crate) mod params;
 mod revoke;
 mod rtm;
+pub(crate) mod tooling;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -21,6 +23,7 @@ use tidings_store::TokenGrant;
 use crate::error::SlackError;
 use crate::extract::{read_limited, BodyError};
 use crate::state::AppState;
+pub(crate) use manifest::exported as exported_manifest;
 pub use params::Params;
 
 /// The methods served; any other is `unknown_method`, answered before reading a body.
@@ -35,6 +38,12 @@ const METHODS: &[&str] = &[
     "apps.uninstall",
     "rtm.connect",
     "rtm.start",
+    "apps.manifest.validate",
+    "apps.manifest.create",
+    "apps.manifest.update",
+    "apps.manifest.export",
+    "apps.manifest.delete",
+    "tooling.tokens.rotate",
 ];
 
 /// `/api/{method}` for every HTTP verb.
@@ -54,18 +63,32 @@ pub async fn dispatch(
     if !METHODS.contains(&method.as_str()) {
         return SlackError::new("unknown_method").into_response();
     }
-    let early = match early_token(query.as_deref(), &headers) {
-        Some((t, in_header)) if method != "api.test" => match authenticate_token(&s, &t).await {
-            Ok(grant) => Some((t, grant)),
-            // The header's token is the one used, whatever the body says: refused now.
+    let is_manifest = manifest::METHODS.contains(&method.as_str());
+    // A configuration token (the manifest methods) is checked first the same way.
+    let config = match early_token(query.as_deref(), &headers) {
+        Some((t, in_header)) if is_manifest => match manifest::authenticate_config(&s, &t).await {
+            Ok(ct) => Some((t, ct)),
             Err(e) if in_header => return e.into_response(),
-            // A token in the body would win over this one: read (a little of) it.
             Err(_) => None,
         },
         _ => None,
     };
+    let early = match early_token(query.as_deref(), &headers) {
+        Some((t, in_header))
+            if !is_manifest && method != "api.test" && method != "tooling.tokens.rotate" =>
+        {
+            match authenticate_token(&s, &t).await {
+                Ok(grant) => Some((t, grant)),
+                // The header's token is the one used, whatever the body says: refused now.
+                Err(e) if in_header => return e.into_response(),
+                // A token in the body would win over this one: read (a little of) it.
+                Err(_) => None,
+            }
+        }
+        _ => None,
+    };
     let server = &s.config.server;
-    let limit = if early.is_some() {
+    let limit = if early.is_some() || config.is_some() {
         server.max_body_bytes
     } else {
         server.unauthenticated_body_limit()
@@ -79,6 +102,7 @@ pub async fn dispatch(
         Err(e) => return e.into_response(),
     };
     params.authenticated = early;
+    params.config = config;
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
@@ -90,6 +114,12 @@ pub async fn dispatch(
         "apps.uninstall" => revoke::apps_uninstall(&s, &params).await,
         "rtm.connect" => rtm::handle(&s, &params, false).await,
         "rtm.start" => rtm::handle(&s, &params, true).await,
+        "apps.manifest.validate" => manifest::validate(&s, &params).await,
+        "apps.manifest.create" => manifest::create(&s, &params).await,
+        "apps.manifest.update" => manifest::update(&s, &params).await,
+        "apps.manifest.export" => manifest::export(&s, &params).await,
+        "apps.manifest.delete" => manifest::delete(&s, &params).await,
+        "tooling.tokens.rotate" => tooling::rotate(&s, &params).await,
         _ => Err(SlackError::new("unknown_method")),
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -154,11 +184,18 @@ async fn authenticate_token(
     if matches!(kind, TokenKind::Admin | TokenKind::Publisher) {
         return Err(SlackError::new("invalid_auth"));
     }
-    let grant = s
-        .store
-        .authenticate(&token::hash(presented))
-        .await?
-        .ok_or(SlackError::new("invalid_auth"))?;
+    let Some(grant) = s.store.authenticate(&token::hash(presented)).await? else {
+        // A configuration token is good only for the manifest methods.
+        if presented.starts_with(tooling::CONFIG_TOKEN_PREFIX)
+            && s.store
+                .config_token(&token::hash(presented))
+                .await?
+                .is_some()
+        {
+            return Err(SlackError::new("not_allowed_token_type"));
+        }
+        return Err(SlackError::new("invalid_auth"));
+    };
     if grant.revoked {
         return Err(SlackError::new("token_revoked"));
     }

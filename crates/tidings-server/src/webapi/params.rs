@@ -20,6 +20,8 @@ pub struct Params {
     /// A token already authenticated before the body was read, with its grant
     /// (`super::dispatch`), so it is not looked up twice.
     pub(crate) authenticated: Option<(String, (TokenKind, TokenGrant))>,
+    /// The same for a configuration token (the manifest methods).
+    pub(crate) config: Option<(String, tidings_store::manifests::ConfigToken)>,
 }
 
 /// The token in `Authorization: Bearer <token>`, if any.
@@ -102,6 +104,7 @@ impl Params {
             header_token: bearer(headers),
             basic: basic(headers),
             authenticated: None,
+            config: None,
         })
     }
 

@@ -21,6 +21,7 @@ mod dispatch;
 mod events;
 mod insights;
 mod lifecycle;
+mod manifests;
 pub mod migrations;
 mod oauth;
 pub mod owner_only;

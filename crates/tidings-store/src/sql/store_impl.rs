@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::{
-    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, oauth, publish, rows,
-    rtm, sessions, SqlStore,
+    apps, cluster, directory as dir, dispatch, events, insights, lifecycle, manifests, oauth,
+    publish, rows, rtm, sessions, SqlStore,
 };
 use crate::model::*;
 use crate::{params, Page, PageRequest, Store, StoreResult};
@@ -270,6 +270,70 @@ impl Store for SqlStore {
             }
         })
         .await
+    }
+
+    async fn create_config_token(
+        &self,
+        t: crate::manifests::NewConfigToken,
+    ) -> StoreResult<crate::manifests::ConfigToken> {
+        self.write(move |c| manifests::create_token(c, t, super::now()))
+            .await
+    }
+
+    async fn config_token(
+        &self,
+        access_hash: &str,
+    ) -> StoreResult<Option<crate::manifests::ConfigToken>> {
+        let h = access_hash.to_owned();
+        self.read(move |c| manifests::by_access(c, &h)).await
+    }
+
+    async fn rotate_config_token(
+        &self,
+        refresh_hash: &str,
+        new: crate::manifests::NewConfigToken,
+    ) -> StoreResult<Option<crate::manifests::ConfigToken>> {
+        let h = refresh_hash.to_owned();
+        self.write(move |c| manifests::rotate(c, &h, new, super::now()))
+            .await
+    }
+
+    async fn app_owners(&self, app_id: &str) -> StoreResult<Vec<String>> {
+        let a = app_id.to_owned();
+        self.read(move |c| manifests::owners(c, &a)).await
+    }
+
+    async fn list_app_owners(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(manifests::all_owners).await
+    }
+
+    async fn app_manifest(
+        &self,
+        app_id: &str,
+    ) -> StoreResult<Option<crate::manifests::StoredManifest>> {
+        let a = app_id.to_owned();
+        self.read(move |c| manifests::get_manifest(c, &a)).await
+    }
+
+    async fn put_app_manifest(
+        &self,
+        app_id: &str,
+        manifest: &str,
+        owner: Option<&str>,
+    ) -> StoreResult<()> {
+        let (a, m, o) = (
+            app_id.to_owned(),
+            manifest.to_owned(),
+            owner.map(str::to_owned),
+        );
+        self.write(move |c| manifests::put_manifest(c, &a, &m, o.as_deref(), super::now()))
+            .await
+    }
+
+    async fn mark_app_deleted(&self, app_id: &str) -> StoreResult<()> {
+        let a = app_id.to_owned();
+        self.write(move |c| manifests::mark_deleted(c, &a, super::now()))
+            .await
     }
 
     async fn oauth_client(&self, app_id: &str) -> StoreResult<Option<crate::oauth::OAuthClient>> {

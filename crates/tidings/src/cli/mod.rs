@@ -5,6 +5,7 @@
 
 mod client;
 pub use client::Client;
+mod manifest;
 mod output;
 mod publish;
 mod trigger;
@@ -297,6 +298,13 @@ pub enum AppCmd {
     ClientSecret {
         app: String,
     },
+    /// Create (or, with --app, update) an app from a manifest file, YAML or JSON, with a
+    /// configuration token (TIDINGS_CONFIG_TOKEN); prints what changed.
+    Apply(manifest::ManifestOpts),
+    /// Check a manifest file without applying it (configuration token).
+    Validate(manifest::ManifestOpts),
+    /// Print an app's manifest as JSON (configuration token; only the app's owner).
+    Export(manifest::ExportOpts),
 }
 
 #[derive(Args, Debug)]
@@ -318,6 +326,13 @@ pub struct InstallOpts {
 
 /// Runs one client command.
 pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
+    // The manifest commands act for a developer (configuration token), not the operator.
+    let cmd = match cmd {
+        Command::Apps(AppCmd::Apply(o)) => return manifest::apply(&g, o).await,
+        Command::Apps(AppCmd::Validate(o)) => return manifest::validate(&g, o).await,
+        Command::Apps(AppCmd::Export(o)) => return manifest::export(&g, o).await,
+        other => other,
+    };
     let c = Client::new(&g)?;
     let json_out = g.json;
     match cmd {
@@ -627,6 +642,9 @@ async fn apps(c: &Client, json_out: bool, cmd: AppCmd) -> Result<(), String> {
                 )
                 .await?;
             print_item(json_out, &v, OAUTH_FIELDS);
+        }
+        AppCmd::Apply(_) | AppCmd::Validate(_) | AppCmd::Export(_) => {
+            unreachable!("handled by run before the operator client is made")
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (7, "app versions", V7),
     (8, "retention indexes", V8),
     (9, "oauth", V9),
+    (10, "manifests", V10),
 ];
 
 const V1: &str = r#"
@@ -362,6 +363,35 @@ CREATE INDEX refresh_tokens_installation ON refresh_tokens(installation_id);
 CREATE TABLE oauth_assertions (
     id TEXT COLLATE "C" PRIMARY KEY,
     expires_at BIGINT NOT NULL
+);
+"#;
+
+/// App manifests (issue 23): configuration tokens (both halves hashed; a rotation marks
+/// the old pair `rotated_at`, so its refresh token is refused), the developers who own an
+/// app, and each app's manifest as applied (fields Tidings does not act on are kept
+/// here, exported unchanged).
+const V10: &str = r#"
+CREATE TABLE config_tokens (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    team_id TEXT COLLATE "C" NOT NULL REFERENCES teams(id),
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    access_hash TEXT NOT NULL UNIQUE,
+    refresh_hash TEXT NOT NULL UNIQUE,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    rotated_at BIGINT
+);
+CREATE TABLE app_owners (
+    app_id TEXT COLLATE "C" NOT NULL REFERENCES apps(id),
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+);
+CREATE TABLE app_manifests (
+    app_id TEXT COLLATE "C" PRIMARY KEY REFERENCES apps(id),
+    manifest TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    deleted_at BIGINT
 );
 "#;
 

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (7, "app versions", V7),
     (8, "retention indexes", V8),
     (9, "oauth", V9),
+    (10, "manifests", V10),
 ];
 
 const V1: &str = r#"
@@ -379,6 +380,35 @@ CREATE INDEX refresh_tokens_installation ON refresh_tokens(installation_id);
 CREATE TABLE oauth_assertions (
     id TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
+);
+"#;
+
+/// App manifests (issue 23): configuration tokens (both halves hashed; a rotation marks
+/// the old pair `rotated_at`, so its refresh token is refused), the developers who own an
+/// app, and each app's manifest as applied (fields Tidings does not act on are kept
+/// here, exported unchanged).
+const V10: &str = r#"
+CREATE TABLE config_tokens (
+    id TEXT PRIMARY KEY,
+    team_id TEXT NOT NULL REFERENCES teams(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    access_hash TEXT NOT NULL UNIQUE,
+    refresh_hash TEXT NOT NULL UNIQUE,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    rotated_at INTEGER
+);
+CREATE TABLE app_owners (
+    app_id TEXT NOT NULL REFERENCES apps(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, user_id)
+);
+CREATE TABLE app_manifests (
+    app_id TEXT PRIMARY KEY REFERENCES apps(id),
+    manifest TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER
 );
 "#;
 
