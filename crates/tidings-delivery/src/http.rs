@@ -11,6 +11,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, USER_AGENT};
 use tidings_core::policy::FailureReason;
 use tidings_core::signing;
+use tidings_core::signing::standard;
 
 use crate::ssrf;
 
@@ -46,6 +47,46 @@ pub struct SendResult {
 impl SendResult {
     pub fn ok(&self) -> bool {
         self.failure.is_none()
+    }
+}
+
+/// How a request is signed: the app's [`tidings_store::SigningScheme`] with its keys.
+#[derive(Debug, Clone)]
+pub enum Signer<'a> {
+    /// `X-Slack-Request-Timestamp` and `X-Slack-Signature` with the signing secret.
+    SlackV0(&'a str),
+    /// `webhook-id` (stable across retries), `webhook-timestamp`, `webhook-signature`.
+    Standard { id: &'a str, keys: standard::Keys },
+}
+
+impl<'a> Signer<'a> {
+    /// The signer of `app`'s requests; `id` is the `webhook-id` (the delivery's id).
+    pub fn for_app(app: &'a tidings_store::App, id: &'a str) -> Signer<'a> {
+        match app.signing_scheme {
+            tidings_store::SigningScheme::SlackV0 => Signer::SlackV0(&app.signing_secret),
+            tidings_store::SigningScheme::StandardWebhooks => Signer::Standard {
+                id,
+                keys: app.webhook_keys(now_secs()),
+            },
+        }
+    }
+
+    /// The signature headers for `body` sent at `ts`.
+    fn headers(&self, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+        match self {
+            Signer::SlackV0(secret) => vec![
+                ("X-Slack-Request-Timestamp", ts.to_string()),
+                ("X-Slack-Signature", signing::sign(secret, ts, body)),
+            ],
+            Signer::Standard { id, keys } => {
+                let h = standard::sign(keys, id, ts, body);
+                vec![
+                    ("webhook-id", h.id),
+                    ("webhook-timestamp", h.timestamp),
+                    ("webhook-signature", h.signature),
+                ]
+            }
+        }
     }
 }
 
@@ -98,18 +139,18 @@ impl HttpSender {
         Ok(HttpSender { client, cfg })
     }
 
-    /// POSTs `body` to `url`, signed with `signing_secret`, with retry headers when
+    /// POSTs `body` to `url`, signed by `signer`, with retry headers when
     /// `retry` is `Some((number, reason))`.
     pub async fn post(
         &self,
         url: &str,
         body: Bytes,
-        signing_secret: &str,
+        signer: &Signer<'_>,
         retry: Option<(u32, &str)>,
     ) -> SendResult {
         let start = Instant::now();
         let fail = |reason, detail, status| failed(start, reason, detail, status);
-        let exchange = self.exchange(url, body, signing_secret, retry, start);
+        let exchange = self.exchange(url, body, signer, retry, start);
         match tokio::time::timeout(self.cfg.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => fail(
@@ -124,7 +165,7 @@ impl HttpSender {
         &self,
         url: &str,
         body: Bytes,
-        secret: &str,
+        signer: &Signer<'_>,
         retry: Option<(u32, &str)>,
         start: Instant,
     ) -> SendResult {
@@ -140,7 +181,7 @@ impl HttpSender {
             }
         };
         let ts = now_secs();
-        let signature = signing::sign(secret, ts, &body);
+        let signature = signer.headers(ts, &body);
         let mut redirects = 0;
         loop {
             if let Err(why) = ssrf::check_url(&target, self.cfg.targets) {
@@ -160,9 +201,10 @@ impl HttpSender {
                         " (+Slack-compatible Events API)"
                     ),
                 )
-                .header("X-Slack-Request-Timestamp", ts.to_string())
-                .header("X-Slack-Signature", signature.as_str())
                 .body(body.clone());
+            for (name, value) in &signature {
+                req = req.header(*name, value.as_str());
+            }
             if let Some((n, reason)) = retry {
                 req = req
                     .header("X-Slack-Retry-Num", n.to_string())
@@ -230,14 +272,14 @@ impl HttpSender {
         &self,
         url: &str,
         verification_token: &str,
-        signing_secret: &str,
+        signer: &Signer<'_>,
     ) -> Result<(), String> {
         let challenge = tidings_core::token::random_secret();
         let body = Bytes::from(tidings_core::envelope::url_verification(
             verification_token,
             &challenge,
         ));
-        let r = self.post(url, body, signing_secret, None).await;
+        let r = self.post(url, body, signer, None).await;
         if let Some(reason) = r.failure {
             let mut msg = format!("{}: {}", reason.as_str(), r.detail.unwrap_or_default());
             if !r.body.is_empty() {

@@ -77,6 +77,7 @@ pub fn app(id: &str, socket_mode: bool) -> App {
         created_at: 0,
         version: 1,
         enabled_at_ms: None,
+        ..Default::default()
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tidings_core::policy::FailureReason;
 use tidings_store::{App, DueDelivery};
 
-use crate::http::HttpSender;
+use crate::http::{HttpSender, Signer};
 use crate::socket::{SendError, SocketHub};
 
 /// The reason of a Socket Mode envelope nobody acked in time.
@@ -88,10 +88,8 @@ impl Transport for HttpTransport {
             return Sent::NoTransport;
         };
         let retry = (p.retry_num > 0).then_some((p.retry_num, p.retry_reason.as_str()));
-        let r = self
-            .sender
-            .post(url, p.body, &app.signing_secret, retry)
-            .await;
+        let signer = Signer::for_app(app, &row.delivery.id);
+        let r = self.sender.post(url, p.body, &signer, retry).await;
         if let Some(reason) = r.failure {
             tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = %app.id, reason = reason.as_str(),
                 status = ?r.status_code, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");

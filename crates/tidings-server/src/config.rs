@@ -120,6 +120,10 @@ pub struct DeliveryConfig {
     /// Request URLs may reach loopback (127.0.0.0/8, `::1`). `None` means "decided by
     /// --dev": false normally, true under `--dev`.
     pub allow_loopback_targets: Option<bool>,
+    /// After `POST /apps/{app}/webhook_secret/rotate`, the previous Standard Webhooks
+    /// secret and key still sign deliveries (beside the new ones) for this long.
+    #[serde(with = "duration")]
+    pub webhook_secret_grace: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -135,6 +139,7 @@ impl Default for DeliveryConfig {
             max_in_flight_per_app: 64,
             allow_private_targets: None,
             allow_loopback_targets: None,
+            webhook_secret_grace: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -19,6 +19,9 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (7, "app versions", V7),
     (8, "retention indexes", V8),
     (9, "oauth", V9),
+    // Placeholder: the manifests branch owns migration 10 and replaces this line on merge.
+    (10, "manifests", ""),
+    (11, "receive", V11),
 ];
 
 const V1: &str = r#"
@@ -363,6 +366,18 @@ CREATE TABLE oauth_assertions (
     id TEXT COLLATE "C" PRIMARY KEY,
     expires_at BIGINT NOT NULL
 );
+"#;
+
+/// Issue 25: Standard Webhooks signing per app, and the Request URL that answered 410.
+const V11: &str = r#"
+ALTER TABLE apps ADD COLUMN signing_scheme TEXT NOT NULL DEFAULT 'slack_v0';
+ALTER TABLE apps ADD COLUMN webhook_secret TEXT;
+ALTER TABLE apps ADD COLUMN webhook_signing_key TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_secret TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_signing_key TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_until BIGINT;
+ALTER TABLE apps ADD COLUMN request_url_gone TEXT;
+ALTER TABLE apps ADD COLUMN request_url_gone_at BIGINT;
 "#;
 
 /// Applies every migration newer than the database's version.
