@@ -130,6 +130,17 @@ mod tests {
             v1(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).as_deref(),
             Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
         );
+        // The Rust reference library's test_sign vector (24-byte secret).
+        assert_eq!(
+            v1(
+                "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                1649367553,
+                br#"{"email":"test@example.com","username":"test_user"}"#
+            )
+            .as_deref(),
+            Some("v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=")
+        );
     }
 
     #[test]
