@@ -2,7 +2,9 @@
 //! (SLACK-WIRE.md §1): a 2xx within the timeout (the whole exchange, redirects included)
 //! is success; 301/302 are followed up to `max_redirects` re-sending the same POST and body
 //! (a general-purpose client would turn it into a GET); failures are classified into the
-//! six retry reasons; `X-Slack-No-Retry: 1` on a non-2xx is reported. Connections are
+//! six retry reasons; `X-Slack-No-Retry: 1` on a non-2xx is reported, and so are a
+//! `429`/`503`'s `Retry-After` (read into a bounded delay, [`tidings_core::backpressure`])
+//! and a `410 Gone`. Connections are
 //! pooled per host with keep-alive, and every connection passes the SSRF policy.
 
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ pub struct SenderConfig {
     /// the connections of a busy moment are reused by the next one instead of being
     /// closed and opened again (apps often share a host, and each has its own lane).
     pub max_idle_per_host: usize,
+    /// The longest a `Retry-After` delays an app (`delivery.max_retry_after`).
+    pub max_retry_after: Duration,
 }
 
 /// The outcome of one attempt.
@@ -42,6 +46,10 @@ pub struct SendResult {
     pub detail: Option<String>,
     /// The start of the response body (for URL verification).
     pub body: Bytes,
+    /// A `429` or `503` with `Retry-After`: the bounded delay it asks for.
+    pub retry_after: Option<Duration>,
+    /// The Request URL answered `410 Gone`.
+    pub gone: bool,
 }
 
 impl SendResult {
@@ -248,6 +256,15 @@ impl HttpSender {
                     }
                 }
             }
+            let retry_after = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            {
+                res.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .map(|v| retry_after(v.to_str().unwrap_or(""), self.cfg.max_retry_after))
+            } else {
+                None
+            };
             let no_retry = res
                 .headers()
                 .get("x-slack-no-retry")
@@ -262,6 +279,8 @@ impl HttpSender {
                 latency: start.elapsed(),
                 detail: (!ok).then(|| format!("HTTP {}", status.as_u16())),
                 body,
+                retry_after,
+                gone: status == reqwest::StatusCode::GONE,
             };
         }
     }
@@ -313,7 +332,24 @@ fn failed(
         latency: start.elapsed(),
         detail: Some(detail),
         body: Bytes::new(),
+        retry_after: None,
+        gone: false,
     }
+}
+
+/// A `Retry-After` value as a bounded delay; a value not taken as it is (capped, in the
+/// past, unreadable) is logged and counted with the decision.
+fn retry_after(value: &str, cap: Duration) -> Duration {
+    use tidings_core::backpressure::{delay, Decision};
+    let (d, how) = delay(value, now_secs(), cap);
+    metrics::counter!("tidings_delivery_retry_after_total", "decision" => how.as_str())
+        .increment(1);
+    if !matches!(how, Decision::Seconds | Decision::Date) {
+        let value: String = value.chars().take(64).collect();
+        tracing::info!(value = %value, decision = how.as_str(), delay_ms = d.as_millis() as u64,
+            "Retry-After not taken as sent: bounded");
+    }
+    d
 }
 
 /// Whether a verification answer carries the challenge: bare text, a form, or JSON.

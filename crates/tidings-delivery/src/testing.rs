@@ -369,6 +369,8 @@ impl Transport for Script {
             failure: (self.answer)(row.delivery.seq),
             latency: self.latency,
             no_retry: false,
+            retry_after: None,
+            gone: false,
         })
     }
 }

@@ -39,6 +39,10 @@ pub struct Tried {
     pub latency: Duration,
     /// The app answered with `X-Slack-No-Retry: 1`.
     pub no_retry: bool,
+    /// A `429`/`503` with `Retry-After`: the bounded delay it asks for.
+    pub retry_after: Option<Duration>,
+    /// The Request URL answered `410 Gone`.
+    pub gone: bool,
 }
 
 /// What a send came to.
@@ -99,6 +103,8 @@ impl Transport for HttpTransport {
             failure: r.failure.map(FailureReason::as_str),
             latency: r.latency,
             no_retry: r.no_retry,
+            retry_after: r.retry_after,
+            gone: r.gone,
         })
     }
 }
@@ -152,6 +158,8 @@ impl Transport for SocketTransport {
             failure: (!acked).then_some(SOCKET_TIMEOUT),
             latency: start.elapsed(),
             no_retry: false,
+            retry_after: None,
+            gone: false,
         })
     }
 }

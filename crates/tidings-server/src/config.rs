@@ -124,6 +124,12 @@ pub struct DeliveryConfig {
     /// secret and key still sign deliveries (beside the new ones) for this long.
     #[serde(with = "duration")]
     pub webhook_secret_grace: Duration,
+    /// A `429`/`503` with `Retry-After` pauses the app's deliveries at most this long.
+    #[serde(with = "duration")]
+    pub max_retry_after: Duration,
+    /// Back-pressure answers in a row (no success between) that an app may give without
+    /// their counting as failed attempts (retry schedule, health rule); past it they count.
+    pub retry_after_budget: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -140,6 +146,8 @@ impl Default for DeliveryConfig {
             allow_private_targets: None,
             allow_loopback_targets: None,
             webhook_secret_grace: Duration::from_secs(24 * 3600),
+            max_retry_after: Duration::from_secs(600),
+            retry_after_budget: 20,
         }
     }
 }
