@@ -580,6 +580,18 @@ pub struct Delivery {
     pub attempts: Vec<Attempt>,
 }
 
+/// One page of the catch-up feed (`tidings.events.list`).
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    /// Deliveries created at or after this (Unix seconds).
+    pub oldest: Timestamp,
+    /// Only deliveries after this one (its `seq`: the cursor).
+    pub after: Option<i64>,
+    pub team_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub limit: usize,
+}
+
 /// Filters for a delivery listing.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {

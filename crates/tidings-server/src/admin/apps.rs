@@ -19,7 +19,7 @@ use crate::extract::{ApiJson, Paging};
 use crate::state::AppState;
 
 /// App-level token scopes Tidings knows.
-pub const APP_TOKEN_SCOPES: &[&str] = &["connections:write", "authorizations:read"];
+pub const APP_TOKEN_SCOPES: &[&str] = &["connections:write", "authorizations:read", "events:read"];
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -594,6 +594,9 @@ pub enum AppTokenScope {
     ConnectionsWrite,
     #[serde(rename = "authorizations:read")]
     AuthorizationsRead,
+    /// The catch-up feed, `tidings.events.list`.
+    #[serde(rename = "events:read")]
+    EventsRead,
 }
 
 /// A new app-level token: the record, and the token itself, shown only here.

@@ -6,6 +6,7 @@
 mod auth_test;
 mod authorizations;
 mod connections;
+mod events_list;
 mod oauth_access;
 pub(crate) mod params;
 mod revoke;
@@ -32,6 +33,7 @@ const METHODS: &[&str] = &[
     "oauth.v2.exchange",
     "auth.revoke",
     "apps.uninstall",
+    "tidings.events.list",
 ];
 
 /// `/api/{method}` for every HTTP verb.
@@ -79,6 +81,7 @@ pub async fn dispatch(
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
+        "tidings.events.list" => events_list::handle(&s, &params).await,
         "apps.connections.open" => connections::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
         "oauth.v2.access" => oauth_access::handle(&s, &params).await,
