@@ -5,6 +5,7 @@
 //! Nothing in this crate does I/O: the store, the delivery engine and the HTTP surface
 //! build on it, and everything here is testable with plain values.
 
+pub mod backpressure;
 pub mod catalog;
 pub mod envelope;
 pub mod event_context;

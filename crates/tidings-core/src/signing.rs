@@ -2,9 +2,12 @@
 //!
 //! `v0=` + hex(HMAC-SHA256(signing_secret, "v0:" + timestamp + ":" + body)), over the exact
 //! bytes sent: callers sign the serialized body once per attempt and send those bytes.
+//! [`standard`] is the other scheme an app may choose: Standard Webhooks.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+pub mod standard;
 
 /// The `X-Slack-Signature` value for a body sent at `timestamp` (Unix seconds).
 pub fn sign(signing_secret: &str, timestamp: i64, body: &[u8]) -> String {

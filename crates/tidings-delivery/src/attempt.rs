@@ -107,6 +107,8 @@ mod tests {
             failure,
             latency: Duration::from_millis(7),
             no_retry,
+            retry_after: None,
+            gone: false,
         }
     }
 

@@ -60,11 +60,18 @@ pub struct DispatchConfig {
     pub hold_recheck: Duration,
     /// Socket Mode: how long deliveries wait for a connection before failing.
     pub socket_hold_time: Duration,
+    /// Back-pressure answers in a row an app may give before they count as failed
+    /// attempts (see `dispatcher/attempts.rs`).
+    pub retry_after_budget: u32,
 }
 
 /// Told of every attempt made: `(app, succeeded, first attempt)`. The engine feeds the
 /// health rule with it.
 pub type AttemptHook = Arc<dyn Fn(&str, bool, bool) + Send + Sync>;
+
+/// Told when an app's Request URL answers `410 Gone`: `(app, the URL)`. The engine marks
+/// the app as needing a new URL with it.
+pub type GoneHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// What the dispatcher works with, besides its configuration.
 pub struct Parts {
@@ -76,6 +83,7 @@ pub struct Parts {
     /// Socket Mode apps.
     pub socket: Arc<dyn Transport>,
     pub on_attempt: AttemptHook,
+    pub on_gone: GoneHook,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -87,6 +95,7 @@ pub struct Dispatcher {
     http: Arc<dyn Transport>,
     socket: Arc<dyn Transport>,
     on_attempt: AttemptHook,
+    on_gone: GoneHook,
     clock: Arc<dyn Clock>,
     cfg: DispatchConfig,
     lanes: Mutex<Lanes>,
@@ -142,6 +151,7 @@ impl Dispatcher {
             http: parts.http,
             socket: parts.socket,
             on_attempt: parts.on_attempt,
+            on_gone: parts.on_gone,
             clock: parts.clock,
             cfg,
             lanes: Mutex::new(lanes),

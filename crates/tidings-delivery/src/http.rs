@@ -2,7 +2,9 @@
 //! (SLACK-WIRE.md §1): a 2xx within the timeout (the whole exchange, redirects included)
 //! is success; 301/302 are followed up to `max_redirects` re-sending the same POST and body
 //! (a general-purpose client would turn it into a GET); failures are classified into the
-//! six retry reasons; `X-Slack-No-Retry: 1` on a non-2xx is reported. Connections are
+//! six retry reasons; `X-Slack-No-Retry: 1` on a non-2xx is reported, and so are a
+//! `429`/`503`'s `Retry-After` (read into a bounded delay, [`tidings_core::backpressure`])
+//! and a `410 Gone`. Connections are
 //! pooled per host with keep-alive, and every connection passes the SSRF policy.
 
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, LOCATION, USER_AGENT};
 use tidings_core::policy::FailureReason;
 use tidings_core::signing;
+use tidings_core::signing::standard;
 
 use crate::ssrf;
 
@@ -25,6 +28,8 @@ pub struct SenderConfig {
     /// the connections of a busy moment are reused by the next one instead of being
     /// closed and opened again (apps often share a host, and each has its own lane).
     pub max_idle_per_host: usize,
+    /// The longest a `Retry-After` delays an app (`delivery.max_retry_after`).
+    pub max_retry_after: Duration,
 }
 
 /// The outcome of one attempt.
@@ -41,11 +46,55 @@ pub struct SendResult {
     pub detail: Option<String>,
     /// The start of the response body (for URL verification).
     pub body: Bytes,
+    /// A `429` or `503` with `Retry-After`: the bounded delay it asks for.
+    pub retry_after: Option<Duration>,
+    /// The Request URL answered `410 Gone`.
+    pub gone: bool,
 }
 
 impl SendResult {
     pub fn ok(&self) -> bool {
         self.failure.is_none()
+    }
+}
+
+/// How a request is signed: the app's [`tidings_store::SigningScheme`] with its keys.
+#[derive(Debug, Clone)]
+pub enum Signer<'a> {
+    /// `X-Slack-Request-Timestamp` and `X-Slack-Signature` with the signing secret.
+    SlackV0(&'a str),
+    /// `webhook-id` (stable across retries), `webhook-timestamp`, `webhook-signature`.
+    Standard { id: &'a str, keys: standard::Keys },
+}
+
+impl<'a> Signer<'a> {
+    /// The signer of `app`'s requests; `id` is the `webhook-id` (the delivery's id).
+    pub fn for_app(app: &'a tidings_store::App, id: &'a str) -> Signer<'a> {
+        match app.signing_scheme {
+            tidings_store::SigningScheme::SlackV0 => Signer::SlackV0(&app.signing_secret),
+            tidings_store::SigningScheme::StandardWebhooks => Signer::Standard {
+                id,
+                keys: app.webhook_keys(now_secs()),
+            },
+        }
+    }
+
+    /// The signature headers for `body` sent at `ts`.
+    fn headers(&self, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+        match self {
+            Signer::SlackV0(secret) => vec![
+                ("X-Slack-Request-Timestamp", ts.to_string()),
+                ("X-Slack-Signature", signing::sign(secret, ts, body)),
+            ],
+            Signer::Standard { id, keys } => {
+                let h = standard::sign(keys, id, ts, body);
+                vec![
+                    ("webhook-id", h.id),
+                    ("webhook-timestamp", h.timestamp),
+                    ("webhook-signature", h.signature),
+                ]
+            }
+        }
     }
 }
 
@@ -98,18 +147,18 @@ impl HttpSender {
         Ok(HttpSender { client, cfg })
     }
 
-    /// POSTs `body` to `url`, signed with `signing_secret`, with retry headers when
+    /// POSTs `body` to `url`, signed by `signer`, with retry headers when
     /// `retry` is `Some((number, reason))`.
     pub async fn post(
         &self,
         url: &str,
         body: Bytes,
-        signing_secret: &str,
+        signer: &Signer<'_>,
         retry: Option<(u32, &str)>,
     ) -> SendResult {
         let start = Instant::now();
         let fail = |reason, detail, status| failed(start, reason, detail, status);
-        let exchange = self.exchange(url, body, signing_secret, retry, start);
+        let exchange = self.exchange(url, body, signer, retry, start);
         match tokio::time::timeout(self.cfg.timeout, exchange).await {
             Ok(r) => r,
             Err(_) => fail(
@@ -124,7 +173,7 @@ impl HttpSender {
         &self,
         url: &str,
         body: Bytes,
-        secret: &str,
+        signer: &Signer<'_>,
         retry: Option<(u32, &str)>,
         start: Instant,
     ) -> SendResult {
@@ -140,7 +189,7 @@ impl HttpSender {
             }
         };
         let ts = now_secs();
-        let signature = signing::sign(secret, ts, &body);
+        let signature = signer.headers(ts, &body);
         let mut redirects = 0;
         loop {
             if let Err(why) = ssrf::check_url(&target, self.cfg.targets) {
@@ -160,9 +209,10 @@ impl HttpSender {
                         " (+Slack-compatible Events API)"
                     ),
                 )
-                .header("X-Slack-Request-Timestamp", ts.to_string())
-                .header("X-Slack-Signature", signature.as_str())
                 .body(body.clone());
+            for (name, value) in &signature {
+                req = req.header(*name, value.as_str());
+            }
             if let Some((n, reason)) = retry {
                 req = req
                     .header("X-Slack-Retry-Num", n.to_string())
@@ -206,6 +256,15 @@ impl HttpSender {
                     }
                 }
             }
+            let retry_after = if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            {
+                res.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .map(|v| retry_after(v.to_str().unwrap_or(""), self.cfg.max_retry_after))
+            } else {
+                None
+            };
             let no_retry = res
                 .headers()
                 .get("x-slack-no-retry")
@@ -220,6 +279,8 @@ impl HttpSender {
                 latency: start.elapsed(),
                 detail: (!ok).then(|| format!("HTTP {}", status.as_u16())),
                 body,
+                retry_after,
+                gone: status == reqwest::StatusCode::GONE,
             };
         }
     }
@@ -230,14 +291,14 @@ impl HttpSender {
         &self,
         url: &str,
         verification_token: &str,
-        signing_secret: &str,
+        signer: &Signer<'_>,
     ) -> Result<(), String> {
         let challenge = tidings_core::token::random_secret();
         let body = Bytes::from(tidings_core::envelope::url_verification(
             verification_token,
             &challenge,
         ));
-        let r = self.post(url, body, signing_secret, None).await;
+        let r = self.post(url, body, signer, None).await;
         if let Some(reason) = r.failure {
             let mut msg = format!("{}: {}", reason.as_str(), r.detail.unwrap_or_default());
             if !r.body.is_empty() {
@@ -271,7 +332,24 @@ fn failed(
         latency: start.elapsed(),
         detail: Some(detail),
         body: Bytes::new(),
+        retry_after: None,
+        gone: false,
     }
+}
+
+/// A `Retry-After` value as a bounded delay; a value not taken as it is (capped, in the
+/// past, unreadable) is logged and counted with the decision.
+fn retry_after(value: &str, cap: Duration) -> Duration {
+    use tidings_core::backpressure::{delay, Decision};
+    let (d, how) = delay(value, now_secs(), cap);
+    metrics::counter!("tidings_delivery_retry_after_total", "decision" => how.as_str())
+        .increment(1);
+    if !matches!(how, Decision::Seconds | Decision::Date) {
+        let value: String = value.chars().take(64).collect();
+        tracing::info!(value = %value, decision = how.as_str(), delay_ms = d.as_millis() as u64,
+            "Retry-After not taken as sent: bounded");
+    }
+    d
 }
 
 /// Whether a verification answer carries the challenge: bare text, a form, or JSON.

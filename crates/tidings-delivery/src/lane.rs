@@ -78,6 +78,10 @@ pub struct Lane {
     connect_failures: u32,
     /// A paced lane starts no round before this (ms).
     paced_until: i64,
+    /// The endpoint asked to wait (`Retry-After`): no round before this (ms).
+    backoff_until: i64,
+    /// Back-pressure answers in a row, with no success between.
+    backoffs: u32,
 }
 
 impl Lane {
@@ -95,7 +99,7 @@ impl Lane {
     /// Whether the lane has anything to start at `now` (given room for it).
     pub fn has_work(&self, now: i64) -> bool {
         (self.store_due(now) || !self.ready.is_empty() || self.retry_due(now))
-            && self.paced_until <= now
+            && self.paced_until.max(self.backoff_until) <= now
     }
 
     /// When the lane next has work: now when it holds hand-overs; for a paced lane, not
@@ -111,7 +115,20 @@ impl Lane {
             .into_iter()
             .flatten()
             .min()
-            .map(|t| t.max(self.paced_until))
+            .map(|t| t.max(self.paced_until).max(self.backoff_until))
+    }
+
+    /// The endpoint asked to wait until `until` (ms): the lane starts no round before
+    /// then. Returns the back-pressure answers in a row, this one included.
+    pub fn back_off(&mut self, until: i64) -> u32 {
+        self.backoff_until = self.backoff_until.max(until);
+        self.backoffs = self.backoffs.saturating_add(1);
+        self.backoffs
+    }
+
+    /// An attempt succeeded: the back-pressure count starts over.
+    pub fn succeeded(&mut self) {
+        self.backoffs = 0;
     }
 
     /// Whether a retry the lane keeps is due at `now`.
@@ -291,12 +308,14 @@ impl Lanes {
     /// store reads like a hand-over) while the global bound allows and its endpoint
     /// answers; otherwise the retry is left to the store, and one at or above the lane's
     /// fence, which would be hidden from its reads, makes the lane spill and read the
-    /// store from `now`.
+    /// store from `now`. `counted`: the outcome recorded an attempt (a deferral for
+    /// back-pressure does not).
     pub fn settled(
         &mut self,
         app_id: &str,
         mut row: DueDelivery,
         retry: Option<(i64, String)>,
+        counted: bool,
         now: i64,
     ) {
         let seq = row.delivery.seq;
@@ -312,7 +331,9 @@ impl Lanes {
             && !l.unreachable()
             && at - now <= KEEP_RETRY_MS
         {
-            row.attempts += 1;
+            if counted {
+                row.attempts += 1;
+            }
             row.redeliver = false;
             row.delivery.reason = Some(reason);
             l.queued.insert(seq);
@@ -599,7 +620,13 @@ mod tests {
     fn the_lane_keeps_a_retry_and_starts_it_when_due_with_its_attempt_counted() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 10),
+            Some((500, "http_error".into())),
+            true,
+            20,
+        );
         assert_eq!(lanes.held(), 2, "11 and the retry of 10");
         let l = &lanes["A1"];
         assert!(l.settling.is_empty());
@@ -620,7 +647,13 @@ mod tests {
     fn past_the_bound_a_hand_over_drops_the_kept_retries_too() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 10),
+            Some((500, "http_error".into())),
+            true,
+            20,
+        );
         assert_eq!(lanes.held(), 2);
         lanes.max_held = 2;
         lanes.offer(vec![row("A1", 12)], 30);
@@ -644,7 +677,13 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.keep_retries = false;
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 10),
+            Some((500, "http_error".into())),
+            true,
+            20,
+        );
         assert!(
             lanes["A1"].retrying.is_empty(),
             "the retry of 10 waits on disk"
@@ -668,7 +707,13 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 1, true, None);
         let later = 20 + KEEP_RETRY_MS + 1;
-        lanes.settled("A1", row("A1", 1), Some((later, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 1),
+            Some((later, "http_error".into())),
+            true,
+            20,
+        );
         assert_eq!(lanes.held(), 1, "only 11");
         assert_eq!(lanes["A1"].next_due, Some(later));
     }
@@ -677,7 +722,7 @@ mod tests {
     fn a_kept_retry_below_the_fence_is_skipped_by_the_reads() {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.attempt_ended("A1", 1, true, None);
-        lanes.settled("A1", row("A1", 1), Some((500, "timeout".into())), 20);
+        lanes.settled("A1", row("A1", 1), Some((500, "timeout".into())), true, 20);
         assert_eq!(lanes["A1"].fence(), Some(10));
         let mut ex = lanes["A1"].exclusion();
         ex.sort();
@@ -689,7 +734,13 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.max_held = 1; // full: 11 is held
         lanes.attempt_ended("A1", 10, true, None);
-        lanes.settled("A1", row("A1", 10), Some((500, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 10),
+            Some((500, "http_error".into())),
+            true,
+            20,
+        );
         let l = &lanes["A1"];
         assert_eq!(l.fence(), None, "a read below 10 would never find it");
         assert_eq!(lanes.held(), 0);
@@ -702,7 +753,13 @@ mod tests {
         let mut lanes = fenced_with_10_under_way(100);
         lanes.max_held = 1; // full: 11 is held
         lanes.attempt_ended("A1", 1, true, None);
-        lanes.settled("A1", row("A1", 1), Some((500, "http_error".into())), 20);
+        lanes.settled(
+            "A1",
+            row("A1", 1),
+            Some((500, "http_error".into())),
+            true,
+            20,
+        );
         assert_eq!(lanes["A1"].fence(), Some(10), "its read below 10 finds it");
         assert_eq!(lanes.held(), 1);
         assert_eq!(lanes["A1"].next_due, Some(500));

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod dispatcher;
 pub mod drain;
 pub mod envelope;
+pub mod gone;
 pub mod health;
 pub mod http;
 pub mod lane;
@@ -110,6 +111,13 @@ impl Engine {
             let (health, store) = (health.clone(), store.clone());
             Arc::new(move |app: &str, ok: bool, first: bool| health.record(&store, app, ok, first))
         };
+        let on_gone: dispatcher::GoneHook = {
+            let store = store.clone();
+            Arc::new(move |app: &str, url: &str| {
+                let (store, app, url) = (store.clone(), app.to_string(), url.to_string());
+                tokio::spawn(async move { gone::mark(&store, &app, &url).await });
+            })
+        };
         let parts = dispatcher::Parts {
             queue: store.delivery_queue(),
             catalog,
@@ -118,6 +126,7 @@ impl Engine {
             }),
             socket: Arc::new(transport::SocketTransport { hub: hub.clone() }),
             on_attempt,
+            on_gone,
             clock: Arc::new(clock::SystemClock),
         };
         let dispatcher = Dispatcher::new(parts, dispatch_cfg);

@@ -77,6 +77,7 @@ pub fn app(id: &str, socket_mode: bool) -> App {
         created_at: 0,
         version: 1,
         enabled_at_ms: None,
+        ..Default::default()
     }
 }
 
@@ -368,6 +369,8 @@ impl Transport for Script {
             failure: (self.answer)(row.delivery.seq),
             latency: self.latency,
             no_retry: false,
+            retry_after: None,
+            gone: false,
         })
     }
 }

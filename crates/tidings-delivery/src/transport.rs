@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tidings_core::policy::FailureReason;
 use tidings_store::{App, DueDelivery};
 
-use crate::http::HttpSender;
+use crate::http::{HttpSender, Signer};
 use crate::socket::{SendError, SocketHub};
 
 /// The reason of a Socket Mode envelope nobody acked in time.
@@ -39,6 +39,10 @@ pub struct Tried {
     pub latency: Duration,
     /// The app answered with `X-Slack-No-Retry: 1`.
     pub no_retry: bool,
+    /// A `429`/`503` with `Retry-After`: the bounded delay it asks for.
+    pub retry_after: Option<Duration>,
+    /// The Request URL answered `410 Gone`.
+    pub gone: bool,
 }
 
 /// What a send came to.
@@ -88,10 +92,8 @@ impl Transport for HttpTransport {
             return Sent::NoTransport;
         };
         let retry = (p.retry_num > 0).then_some((p.retry_num, p.retry_reason.as_str()));
-        let r = self
-            .sender
-            .post(url, p.body, &app.signing_secret, retry)
-            .await;
+        let signer = Signer::for_app(app, &row.delivery.id);
+        let r = self.sender.post(url, p.body, &signer, retry).await;
         if let Some(reason) = r.failure {
             tracing::info!(delivery = %row.delivery.id, event_id = %row.event.id, app = %app.id, reason = reason.as_str(),
                 status = ?r.status_code, detail = r.detail.as_deref().unwrap_or(""), "delivery attempt failed");
@@ -101,6 +103,8 @@ impl Transport for HttpTransport {
             failure: r.failure.map(FailureReason::as_str),
             latency: r.latency,
             no_retry: r.no_retry,
+            retry_after: r.retry_after,
+            gone: r.gone,
         })
     }
 }
@@ -154,6 +158,8 @@ impl Transport for SocketTransport {
             failure: (!acked).then_some(SOCKET_TIMEOUT),
             latency: start.elapsed(),
             no_retry: false,
+            retry_after: None,
+            gone: false,
         })
     }
 }

@@ -70,6 +70,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
                 allow_loopback: d.allow_loopback_targets.unwrap_or(dev),
             },
             max_idle_per_host: MAX_IN_FLIGHT_TOTAL,
+            max_retry_after: d.max_retry_after,
         },
         tidings_delivery::DispatchConfig {
             retry_schedule: d.retry_schedule.clone(),
@@ -80,6 +81,7 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
                 .min(config.socket_mode.hold_time / 2)
                 .max(std::time::Duration::from_millis(100)),
             socket_hold_time: config.socket_mode.hold_time,
+            retry_after_budget: d.retry_after_budget,
         },
         tidings_delivery::HealthConfig {
             window: config.health.window,

@@ -121,6 +121,16 @@ pub struct DeliveryConfig {
     /// Request URLs may reach loopback (127.0.0.0/8, `::1`). `None` means "decided by
     /// --dev": false normally, true under `--dev`.
     pub allow_loopback_targets: Option<bool>,
+    /// After `POST /apps/{app}/webhook_secret/rotate`, the previous Standard Webhooks
+    /// secret and key still sign deliveries (beside the new ones) for this long.
+    #[serde(with = "duration")]
+    pub webhook_secret_grace: Duration,
+    /// A `429`/`503` with `Retry-After` pauses the app's deliveries at most this long.
+    #[serde(with = "duration")]
+    pub max_retry_after: Duration,
+    /// Back-pressure answers in a row (no success between) that an app may give without
+    /// their counting as failed attempts (retry schedule, health rule); past it they count.
+    pub retry_after_budget: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -136,6 +146,9 @@ impl Default for DeliveryConfig {
             max_in_flight_per_app: 64,
             allow_private_targets: None,
             allow_loopback_targets: None,
+            webhook_secret_grace: Duration::from_secs(24 * 3600),
+            max_retry_after: Duration::from_secs(600),
+            retry_after_budget: 20,
         }
     }
 }

@@ -92,6 +92,7 @@ pub async fn seed(s: &AppState) -> Result<Option<DevCredentials>, String> {
             created_at: 0,
             version: 0,
             enabled_at_ms: None,
+            ..Default::default()
         })
         .await
         .map_err(e)?;

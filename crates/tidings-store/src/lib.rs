@@ -224,6 +224,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, id: &str) -> StoreResult<Option<StoredEvent>>;
     async fn event_deliveries(&self, event_id: &str) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>>;
+    /// The catch-up feed: an app's deliveries with their events, oldest first.
+    async fn feed(&self, app_id: &str, q: &FeedQuery) -> StoreResult<Vec<(Delivery, StoredEvent)>>;
     /// An app's deliveries, newest first.
     async fn list_deliveries(
         &self,

@@ -126,7 +126,37 @@ impl EventShape {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// How deliveries over HTTP are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SigningScheme {
+    /// Slack's `X-Slack-Signature` `v0` with the `signing_secret`.
+    #[default]
+    SlackV0,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1`
+    /// with the `webhook_secret`, `v1a` ed25519 verified with the `webhook_public_key`).
+    StandardWebhooks,
+}
+
+impl SigningScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningScheme::SlackV0 => "slack_v0",
+            SigningScheme::StandardWebhooks => "standard_webhooks",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "slack_v0" => Some(Self::SlackV0),
+            "standard_webhooks" => Some(Self::StandardWebhooks),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub id: String,
@@ -154,6 +184,56 @@ pub struct App {
     /// no attempt from before it. Not part of the JSON body.
     #[serde(skip)]
     pub enabled_at_ms: Option<Timestamp>,
+    /// How HTTP deliveries are signed: `slack_v0` (default) or `standard_webhooks`.
+    #[serde(default)]
+    pub signing_scheme: SigningScheme,
+    /// The Standard Webhooks secret (`whsec_…`): `v1` signatures.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// The ed25519 public key (`whpk_…`) that verifies `v1a` signatures.
+    #[serde(default)]
+    pub webhook_public_key: Option<String>,
+    /// Until when (Unix seconds) the secret and key replaced by the last rotation still
+    /// sign too (`delivery.webhook_secret_grace`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub webhook_previous_until: Option<Timestamp>,
+    /// The ed25519 signing key (`whsk_…`). Never shown.
+    #[serde(skip)]
+    pub webhook_signing_key: Option<String>,
+    /// The secret replaced by the last rotation. Never shown.
+    #[serde(skip)]
+    pub webhook_previous_secret: Option<String>,
+    /// The signing key replaced by the last rotation. Never shown.
+    #[serde(skip)]
+    pub webhook_previous_signing_key: Option<String>,
+    /// Why deliveries to the Request URL stopped: it answered `410 Gone`. The app needs a
+    /// new Request URL; setting one clears this.
+    #[serde(default)]
+    pub request_url_gone: Option<String>,
+    /// When the Request URL answered `410 Gone` (Unix seconds).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub request_url_gone_at: Option<Timestamp>,
+}
+
+impl App {
+    /// The Standard Webhooks keys a delivery sent at `now` (Unix seconds) is signed with:
+    /// the current ones, and the previous ones until the rotation's grace period ends.
+    pub fn webhook_keys(&self, now: Timestamp) -> tidings_core::signing::standard::Keys {
+        let mut k = tidings_core::signing::standard::Keys::default();
+        k.secrets.extend(self.webhook_secret.clone());
+        k.signing_keys.extend(self.webhook_signing_key.clone());
+        if self
+            .webhook_previous_until
+            .is_some_and(|until| now <= until)
+        {
+            k.secrets.extend(self.webhook_previous_secret.clone());
+            k.signing_keys
+                .extend(self.webhook_previous_signing_key.clone());
+        }
+        k
+    }
 }
 
 /// A column-scoped change to an app: only the `Some` fields are written, so two writers
@@ -183,6 +263,21 @@ pub struct AppUpdate {
     /// OAuth settings written in the same transaction, under the same guards (the app's
     /// OAuth client must exist).
     pub oauth: Option<crate::oauth::OAuthClientUpdate>,
+    pub signing_scheme: Option<SigningScheme>,
+    /// Standard Webhooks keys, all written together (a rotation or a first switch).
+    pub webhook_keys: Option<WebhookKeys>,
+    pub request_url_gone: Option<Option<String>>,
+    pub request_url_gone_at: Option<Option<Timestamp>>,
+}
+
+/// An app's Standard Webhooks secrets and keys, current and previous.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookKeys {
+    pub secret: String,
+    pub signing_key: String,
+    pub previous_secret: Option<String>,
+    pub previous_signing_key: Option<String>,
+    pub previous_until: Option<Timestamp>,
 }
 
 impl AppUpdate {
@@ -205,6 +300,10 @@ impl AppUpdate {
             disabled_at,
             enabled_at_ms,
             oauth,
+            signing_scheme,
+            webhook_keys,
+            request_url_gone,
+            request_url_gone_at,
         } = self;
         name.is_none()
             && request_url.is_none()
@@ -219,6 +318,10 @@ impl AppUpdate {
             && disabled_at.is_none()
             && enabled_at_ms.is_none()
             && oauth.is_none()
+            && signing_scheme.is_none()
+            && webhook_keys.is_none()
+            && request_url_gone.is_none()
+            && request_url_gone_at.is_none()
     }
 }
 
@@ -480,6 +583,18 @@ pub struct Delivery {
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Timestamp,
     pub attempts: Vec<Attempt>,
+}
+
+/// One page of the catch-up feed (`tidings.events.list`).
+#[derive(Debug, Clone, Default)]
+pub struct FeedQuery {
+    /// Deliveries created at or after this (Unix seconds).
+    pub oldest: Timestamp,
+    /// Only deliveries after this one (its `seq`: the cursor).
+    pub after: Option<i64>,
+    pub team_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub limit: usize,
 }
 
 /// Filters for a delivery listing.

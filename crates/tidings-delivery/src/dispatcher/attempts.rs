@@ -2,6 +2,15 @@
 //! [`crate::attempt::prepare`] → [`Transport::send`] → [`crate::attempt::conclude`], then
 //! the outcome is queued for the store and the delivery leaves its lane once it is
 //! durable. Both transports take the same path.
+//!
+//! Receiver back-pressure: a `429`/`503` with `Retry-After` pauses the app's lane for
+//! the (bounded) delay it asks for. Up to `retry_after_budget` such answers in a row are
+//! *deferrals*: the delivery is pending again after the delay with no attempt recorded,
+//! so they count neither against the retry schedule nor the health rule; past the budget
+//! they are failed attempts like any other (the lane still waits). An operator's
+//! redelivery is one attempt, so it is never deferred. A `410 Gone` keeps the delivery
+//! pending (its attempt recorded) and tells the engine, which marks the app as needing a
+//! new Request URL: deliveries wait until one is verified.
 
 use std::sync::Arc;
 
@@ -42,19 +51,84 @@ impl Dispatcher {
                     return self.unsent(&app.id, row, permit).await;
                 }
                 Sent::Attempted(tried) => {
-                    self.observe(&app.id, &row, transport.name(), &tried);
                     let now = self.now();
-                    attempt::conclude(
-                        &self.cfg.retry_schedule,
-                        &row,
-                        transport.name(),
-                        &tried,
-                        now,
-                    )
+                    if let Some(o) = self.deferral(&app.id, &row, &tried, now) {
+                        o
+                    } else {
+                        self.observe(&app.id, &row, transport.name(), &tried);
+                        let mut o = attempt::conclude(
+                            &self.cfg.retry_schedule,
+                            &row,
+                            transport.name(),
+                            &tried,
+                            now,
+                        );
+                        if tried.gone {
+                            self.gone(&app);
+                            o.next = NextStep::Retry {
+                                at_ms: now,
+                                reason: FailureReason::HttpError.as_str().into(),
+                            };
+                        }
+                        o
+                    }
                 }
             },
         };
         self.finish(&app.id, row, outcome, permit).await;
+    }
+
+    /// A back-pressure answer pauses the lane; within the budget (and not for an
+    /// operator's redelivery) it is a deferral: pending again after the delay, no attempt
+    /// recorded. `None`: the attempt is concluded as usual.
+    fn deferral(
+        &self,
+        app_id: &str,
+        row: &DueDelivery,
+        tried: &Tried,
+        now: i64,
+    ) -> Option<AttemptOutcome> {
+        let delay = tried.retry_after?;
+        let until = now + delay.as_millis() as i64;
+        let in_a_row = self
+            .lanes()
+            .get_mut(app_id)
+            .map_or(u32::MAX, |l| l.back_off(until));
+        let deferred = !row.redeliver && in_a_row <= self.cfg.retry_after_budget;
+        metrics::counter!("tidings_delivery_backpressure_total",
+            "counted" => if deferred { "no" } else { "yes" })
+        .increment(1);
+        tracing::info!(app = app_id, delivery = %row.delivery.id, status = ?tried.status_code,
+            delay_ms = delay.as_millis() as u64, in_a_row, deferred,
+            "receiver asked to wait (Retry-After): app paused");
+        deferred.then(|| AttemptOutcome {
+            seq: row.delivery.seq,
+            lease: row.lease,
+            attempt: None,
+            next: NextStep::Retry {
+                at_ms: until,
+                reason: tried
+                    .failure
+                    .unwrap_or(FailureReason::HttpError.as_str())
+                    .into(),
+            },
+        })
+    }
+
+    /// The Request URL answered `410 Gone`: the lane waits for the app's change (a
+    /// recheck at most) and the engine marks the app.
+    fn gone(&self, app: &App) {
+        let Some(url) = app.request_url.as_deref() else {
+            return;
+        };
+        let recheck = self.now() + self.cfg.hold_recheck.as_millis() as i64;
+        if let Some(l) = self.lanes().get_mut(&app.id) {
+            l.back_off(recheck);
+        }
+        metrics::counter!("tidings_delivery_request_url_gone_total").increment(1);
+        tracing::warn!(app = %app.id, url = %tidings_core::redact::url(url),
+            "Request URL answered 410 Gone: deliveries stop until a new URL is set");
+        (self.on_gone)(&app.id, url);
     }
 
     /// The attempt counted in metrics and the health rule, and its lane paced while
@@ -66,6 +140,11 @@ impl Dispatcher {
             .record(tried.latency.as_secs_f64());
         let first = row.attempts == 0 && !row.redeliver;
         (self.on_attempt)(app_id, tried.failure.is_none(), first);
+        if tried.failure.is_none() {
+            if let Some(l) = self.lanes().get_mut(app_id) {
+                l.succeeded();
+            }
+        }
         self.reached(
             app_id,
             tried.failure != Some(FailureReason::ConnectionFailed.as_str()),
@@ -110,11 +189,13 @@ impl Dispatcher {
             NextStep::Retry { at_ms, reason } => Some((*at_ms, reason.clone())),
             _ => None,
         };
+        let counted = outcome.attempt.is_some();
         self.end_attempt(app_id, seq, true, None);
         if let Some(outcomes) = self.outcomes.get() {
             outcomes.record(outcome).await;
         }
-        self.lanes().settled(app_id, row, retry, self.now());
+        self.lanes()
+            .settled(app_id, row, retry, counted, self.now());
         // The permit goes back before the wake-up, so the round it starts can use it.
         drop(permit);
         // A retry is due later, and a lane that was full of settling attempts has room.

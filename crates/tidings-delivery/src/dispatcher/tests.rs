@@ -22,6 +22,7 @@ fn config(schedule: &[u64], per_app: usize) -> DispatchConfig {
         max_in_flight_total: 1_000,
         hold_recheck: Duration::from_secs(5),
         socket_hold_time: Duration::from_secs(60),
+        retry_after_budget: 3,
     }
 }
 
@@ -50,6 +51,7 @@ fn rig(
         http: script.clone(),
         socket: script.clone(),
         on_attempt: Arc::new(|_: &str, _: bool, _: bool| {}),
+        on_gone: Arc::new(|_: &str, _: &str| {}),
         clock: clock.clone(),
     };
     let dispatcher = Dispatcher::new(parts, cfg);

@@ -6,8 +6,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use tidings_core::ids::IdKind;
+use tidings_core::signing::standard;
 use tidings_core::token::{self, TokenKind};
-use tidings_store::{App, AppToken, AppUpdate, EventShape, NewAppToken, Page, StoreError};
+use tidings_store::{
+    App, AppToken, AppUpdate, EventShape, NewAppToken, Page, SigningScheme, StoreError, WebhookKeys,
+};
 
 use super::openapi::{AppPath, BotEventType, PageParams, UserEventType, PROBLEM_JSON};
 use super::validate;
@@ -16,7 +19,7 @@ use crate::extract::{ApiJson, Paging};
 use crate::state::AppState;
 
 /// App-level token scopes Tidings knows.
-pub const APP_TOKEN_SCOPES: &[&str] = &["connections:write", "authorizations:read"];
+pub const APP_TOKEN_SCOPES: &[&str] = &["connections:write", "authorizations:read", "events:read"];
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +53,9 @@ pub struct NewApp {
     /// `authorizations` (default) or `legacy`.
     #[schema(value_type = Option<EventShape>)]
     event_shape: Option<String>,
+    /// How HTTP deliveries are signed: `slack_v0` (default) or `standard_webhooks`.
+    #[schema(value_type = Option<SigningScheme>)]
+    signing_scheme: Option<String>,
     /// OAuth redirect URLs (see `PATCH /apps/{app}/oauth`).
     #[schema(inline, max_items = 20, value_type = Option<Vec<String>>, max_length = 2048,
         pattern = "^https?://[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$")]
@@ -110,6 +116,9 @@ pub struct AppPatch {
     token_rotation_enabled: Option<bool>,
     /// The app may be installed org-wide by an org admin.
     org_deploy_enabled: Option<bool>,
+    /// `slack_v0` or `standard_webhooks`.
+    #[schema(value_type = Option<SigningScheme>)]
+    signing_scheme: Option<String>,
 }
 
 /// Checks a subscription list against the catalog: every type must exist and be allowed
@@ -145,6 +154,15 @@ fn subscriptions(
     Ok(out)
 }
 
+fn signing_scheme(v: &str) -> Result<SigningScheme, Problem> {
+    SigningScheme::parse(v).ok_or_else(|| {
+        Problem::invalid_field(
+            "signing_scheme",
+            "must be \"slack_v0\" or \"standard_webhooks\"",
+        )
+    })
+}
+
 fn event_shape(v: &str) -> Result<EventShape, Problem> {
     EventShape::parse(v).ok_or_else(|| {
         Problem::invalid_field("event_shape", "must be \"authorizations\" or \"legacy\"")
@@ -154,9 +172,11 @@ fn event_shape(v: &str) -> Result<EventShape, Problem> {
 /// Sends a signed `url_verification` to the app's URL; a 422 with what came back if the
 /// answer does not echo the challenge.
 async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Problem> {
+    let id = format!("msg_verify_{}", &token::random_hex(8));
+    let signer = tidings_delivery::http::Signer::for_app(app, &id);
     s.engine
         .sender
-        .verify(url, &app.verification_token, &app.signing_secret)
+        .verify(url, &app.verification_token, &signer)
         .await
         .map_err(|why| {
             tracing::info!(app = %app.id, url, reason = %why, "request URL verification failed");
@@ -220,6 +240,15 @@ pub async fn create_app(
         created_at: 0,
         version: 0,
         enabled_at_ms: None,
+        signing_scheme: b
+            .signing_scheme
+            .as_deref()
+            .map(signing_scheme)
+            .transpose()?
+            .unwrap_or_default(),
+        webhook_secret: Some(standard::new_secret()),
+        webhook_signing_key: Some(standard::new_signing_key()),
+        ..App::default()
     };
     if let Some(url) = app.request_url.clone() {
         verify(&s, &app, &url).await?;
@@ -385,6 +414,18 @@ pub async fn update_app(
     let oauth_fields = oauth.redirect_urls.is_some()
         || oauth.token_rotation_enabled.is_some()
         || oauth.org_deploy_enabled.is_some();
+    if let Some(scheme) = p.signing_scheme {
+        let scheme = signing_scheme(&scheme)?;
+        if scheme == SigningScheme::StandardWebhooks && a.webhook_secret.is_none() {
+            // An app from before Standard Webhooks: its first secret and key.
+            u.webhook_keys = Some(WebhookKeys {
+                secret: standard::new_secret(),
+                signing_key: standard::new_signing_key(),
+                ..WebhookKeys::default()
+            });
+        }
+        u.signing_scheme = Some(scheme);
+    }
     u.expect_version = if_match(&headers, &a)?;
     if oauth_fields {
         // Apps made before OAuth existed get their client first (as `/apps/{app}/oauth`).
@@ -403,6 +444,9 @@ pub async fn update_app(
         u.expect_request_url = Some(a.request_url.clone());
         u.request_url_verified = Some(url.is_some());
         u.request_url = Some(url);
+        // A new URL replaces one that answered 410 Gone.
+        u.request_url_gone = Some(None);
+        u.request_url_gone_at = Some(None);
     }
     let by_version = u.expect_version.is_some();
     let updated = match s.store.update_app(&a.id, u).await {
@@ -464,6 +508,47 @@ pub async fn rotate_signing_secret(
     Ok(Json(s.store.update_app(&app, u).await?))
 }
 
+/// The Standard Webhooks secret and ed25519 key rotate together; the previous ones keep
+/// signing beside them for `delivery.webhook_secret_grace`. A compare-and-swap on the
+/// app's version, so two rotations at once cannot lose a secret receivers may hold.
+#[utoipa::path(
+    post, path = "/apps/{app}/webhook_secret/rotate", operation_id = "rotate_webhook_secret",
+    tag = "apps",
+    params(AppPath),
+    responses(
+        (status = 200, description = "The app with its new `webhook_secret`, `webhook_public_key` \
+         and `webhook_previous_until`", body = App),
+        (status = 409, description = "The app changed meanwhile; nothing was written", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
+pub async fn rotate_webhook_secret(
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<App>, Problem> {
+    let a = app_in_path(&s, &app).await?;
+    let grace = s.config.delivery.webhook_secret_grace.as_secs() as i64;
+    let u = AppUpdate {
+        expect_version: Some(a.version),
+        webhook_keys: Some(WebhookKeys {
+            secret: standard::new_secret(),
+            signing_key: standard::new_signing_key(),
+            previous_secret: a.webhook_secret.clone(),
+            previous_signing_key: a.webhook_signing_key.clone(),
+            previous_until: a
+                .webhook_secret
+                .as_ref()
+                .map(|_| unix_now_ms() / 1000 + grace),
+        }),
+        ..AppUpdate::default()
+    };
+    match s.store.update_app(&a.id, u).await {
+        Err(StoreError::Stale(_)) => Err(Problem::conflict(
+            "the app changed while its webhook secret was being rotated; nothing was written: try again",
+        )),
+        other => Ok(Json(other?)),
+    }
+}
+
 /// Re-enables event subscriptions after an automatic disable. The health rule's window
 /// is cleared first and its disable is a compare-and-swap on the app's version, so a
 /// disable decided before this enable cannot undo it.
@@ -510,9 +595,12 @@ pub async fn verify_request_url(
     })?;
     verify(&s, &a, &url).await?;
     // Verified is about this URL: written only if it is still the app's.
+    // A URL that answered 410 Gone and now answers the challenge again is usable again.
     let u = AppUpdate {
         expect_request_url: Some(Some(url)),
         request_url_verified: Some(true),
+        request_url_gone: Some(None),
+        request_url_gone_at: Some(None),
         ..AppUpdate::default()
     };
     let a =
@@ -541,6 +629,9 @@ pub enum AppTokenScope {
     ConnectionsWrite,
     #[serde(rename = "authorizations:read")]
     AuthorizationsRead,
+    /// The catch-up feed, `tidings.events.list`.
+    #[serde(rename = "events:read")]
+    EventsRead,
 }
 
 /// A new app-level token: the record, and the token itself, shown only here.

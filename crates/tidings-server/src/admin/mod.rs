@@ -84,6 +84,7 @@ pub fn routes(
         .routes(routes!(apps::create_app, apps::list_apps))
         .routes(routes!(apps::get_app, apps::update_app))
         .routes(routes!(apps::rotate_signing_secret))
+        .routes(routes!(apps::rotate_webhook_secret))
         .routes(routes!(
             oauth_clients::get_client,
             oauth_clients::update_client

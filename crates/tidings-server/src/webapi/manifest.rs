@@ -137,9 +137,11 @@ pub async fn validate(s: &AppState, p: &Params) -> Result<Response, SlackError> 
 
 /// Sends the `url_verification` challenge; the failure as Slack reports it.
 async fn verify(s: &AppState, app: &App, url: &str) -> Result<(), Response> {
+    let id = format!("msg_verify_{}", token::random_hex(8));
+    let signer = tidings_delivery::http::Signer::for_app(app, &id);
     s.engine
         .sender
-        .verify(url, &app.verification_token, &app.signing_secret)
+        .verify(url, &app.verification_token, &signer)
         .await
         .map_err(|why| {
             tracing::info!(app = %app.id, url, reason = %why, "manifest request URL verification failed");
@@ -184,6 +186,10 @@ pub async fn create(s: &AppState, p: &Params) -> Result<Response, SlackError> {
         created_at: 0,
         version: 0,
         enabled_at_ms: None,
+        // Every app can be switched to Standard Webhooks by the operator.
+        webhook_secret: Some(tidings_core::signing::standard::new_secret()),
+        webhook_signing_key: Some(tidings_core::signing::standard::new_signing_key()),
+        ..App::default()
     };
     if let Some(url) = app.request_url.clone() {
         if let Err(r) = verify(s, &app, &url).await {

@@ -6,6 +6,7 @@
 mod auth_test;
 mod authorizations;
 mod connections;
+mod events_list;
 mod manifest;
 mod oauth_access;
 pub(crate) mod params;
@@ -44,6 +45,7 @@ const METHODS: &[&str] = &[
     "apps.manifest.export",
     "apps.manifest.delete",
     "tooling.tokens.rotate",
+    "tidings.events.list",
 ];
 
 /// `/api/{method}` for every HTTP verb.
@@ -106,6 +108,7 @@ pub async fn dispatch(
     let result = match method.as_str() {
         "auth.test" => auth_test::handle(&s, &params).await,
         "apps.event.authorizations.list" => authorizations::handle(&s, &params).await,
+        "tidings.events.list" => events_list::handle(&s, &params).await,
         "apps.connections.open" => connections::handle(&s, &params).await,
         "api.test" => Ok(api_test(&params)),
         "oauth.v2.access" => oauth_access::handle(&s, &params).await,

@@ -127,6 +127,7 @@ mod tests {
             created_at: 0,
             version: 0,
             enabled_at_ms: None,
+            ..Default::default()
         }
     }
 

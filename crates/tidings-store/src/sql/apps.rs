@@ -27,9 +27,13 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
     }
     a.created_at = now();
     a.version = 1;
+    a.webhook_public_key = a
+        .webhook_signing_key
+        .as_deref()
+        .and_then(tidings_core::signing::standard::public_key);
     c.execute(
         &format!(
-            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            "INSERT INTO apps ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             rows::APP
         ),
         params![
@@ -48,7 +52,15 @@ pub fn create_app(c: &Conn, mut a: App) -> StoreResult<App> {
             a.disabled_at,
             a.created_at,
             a.version,
-            a.enabled_at_ms
+            a.enabled_at_ms,
+            a.signing_scheme.as_str(),
+            a.webhook_secret,
+            a.webhook_signing_key,
+            a.webhook_previous_secret,
+            a.webhook_previous_signing_key,
+            a.webhook_previous_until,
+            a.request_url_gone,
+            a.request_url_gone_at
         ],
     )?;
     Ok(a)
@@ -103,6 +115,34 @@ pub fn update_app(c: &Conn, id: &str, u: AppUpdate) -> StoreResult<App> {
     }
     if let Some(v) = &u.enabled_at_ms {
         set("enabled_at_ms", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.signing_scheme {
+        set("signing_scheme", v.as_str().to_param(), &mut args);
+    }
+    if let Some(k) = &u.webhook_keys {
+        set("webhook_secret", k.secret.to_param(), &mut args);
+        set("webhook_signing_key", k.signing_key.to_param(), &mut args);
+        set(
+            "webhook_previous_secret",
+            k.previous_secret.to_param(),
+            &mut args,
+        );
+        set(
+            "webhook_previous_signing_key",
+            k.previous_signing_key.to_param(),
+            &mut args,
+        );
+        set(
+            "webhook_previous_until",
+            k.previous_until.to_param(),
+            &mut args,
+        );
+    }
+    if let Some(v) = &u.request_url_gone {
+        set("request_url_gone", v.to_param(), &mut args);
+    }
+    if let Some(v) = &u.request_url_gone_at {
+        set("request_url_gone_at", v.to_param(), &mut args);
     }
     let mut guards = vec!["id = ?1".to_string()];
     if let Some(v) = &u.expect_version {

@@ -178,6 +178,29 @@ pub fn list_deliveries(
     })
 }
 
+/// The catch-up feed: an app's deliveries with their events, oldest first (by `seq`, the
+/// order they were written), from `oldest` (Unix seconds) and after `after` (a seq).
+pub fn feed(c: &Conn, app_id: &str, q: &FeedQuery) -> StoreResult<Vec<(Delivery, StoredEvent)>> {
+    c.query(
+        &format!(
+            "SELECT {}, {EVENT_COLUMNS_E} FROM deliveries d JOIN events e ON e.id = d.event_id
+             WHERE d.app_id = ?1 AND d.created_at >= ?2 AND d.seq > ?3
+               AND (?4 IS NULL OR d.team_id = ?4) AND (?5 IS NULL OR d.status = ?5)
+             ORDER BY d.seq LIMIT ?6",
+            delivery_columns("d")
+        ),
+        params![
+            app_id,
+            q.oldest,
+            q.after.unwrap_or(0),
+            q.team_id,
+            q.status.map(DeliveryStatus::as_str),
+            q.limit as i64
+        ],
+        |r| Ok((map_delivery(r)?, map_event(r, 10)?)),
+    )
+}
+
 /// Every installation of `app_id` that can see the event now, in fan-out order; `None`
 /// when the event or the app does not exist.
 pub fn audience(

@@ -51,9 +51,13 @@ pub fn user(r: &Row) -> StoreResult<User> {
 
 pub const APP: &str = "id, name, request_url, request_url_verified, socket_mode, bot_events, \
     user_events, event_shape, signing_secret, verification_token, events_enabled, \
-    disabled_reason, disabled_at, created_at, version, enabled_at_ms";
+    disabled_reason, disabled_at, created_at, version, enabled_at_ms, signing_scheme, \
+    webhook_secret, webhook_signing_key, webhook_previous_secret, webhook_previous_signing_key, \
+    webhook_previous_until, request_url_gone, request_url_gone_at";
 pub fn app(r: &Row) -> StoreResult<App> {
     let shape: String = r.get(7)?;
+    let scheme: String = r.get(16)?;
+    let signing_key: Option<String> = r.get(18)?;
     Ok(App {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -71,6 +75,17 @@ pub fn app(r: &Row) -> StoreResult<App> {
         created_at: r.get(13)?,
         version: r.get(14)?,
         enabled_at_ms: r.get(15)?,
+        signing_scheme: SigningScheme::parse(&scheme).unwrap_or_default(),
+        webhook_secret: r.get(17)?,
+        webhook_public_key: signing_key
+            .as_deref()
+            .and_then(tidings_core::signing::standard::public_key),
+        webhook_signing_key: signing_key,
+        webhook_previous_secret: r.get(19)?,
+        webhook_previous_signing_key: r.get(20)?,
+        webhook_previous_until: r.get(21)?,
+        request_url_gone: r.get(22)?,
+        request_url_gone_at: r.get(23)?,
     })
 }
 

@@ -647,6 +647,11 @@ impl Store for SqlStore {
         self.read(move |c| events::get_delivery(c, &id)).await
     }
 
+    async fn feed(&self, app_id: &str, q: &FeedQuery) -> StoreResult<Vec<(Delivery, StoredEvent)>> {
+        let (app_id, q) = (app_id.to_owned(), q.clone());
+        self.read(move |c| events::feed(c, &app_id, &q)).await
+    }
+
     async fn list_deliveries(
         &self,
         app_id: &str,

@@ -56,6 +56,7 @@ fn app(id: &str) -> App {
         created_at: 0,
         version: 0,
         enabled_at_ms: None,
+        ..Default::default()
     }
 }
 

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (8, "retention indexes", V8),
     (9, "oauth", V9),
     (10, "manifests", V10),
+    (11, "receive", V11),
 ];
 
 const V1: &str = r#"
@@ -393,6 +394,18 @@ CREATE TABLE app_manifests (
     updated_at BIGINT NOT NULL,
     deleted_at BIGINT
 );
+"#;
+
+/// Issue 25: Standard Webhooks signing per app, and the Request URL that answered 410.
+const V11: &str = r#"
+ALTER TABLE apps ADD COLUMN signing_scheme TEXT NOT NULL DEFAULT 'slack_v0';
+ALTER TABLE apps ADD COLUMN webhook_secret TEXT;
+ALTER TABLE apps ADD COLUMN webhook_signing_key TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_secret TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_signing_key TEXT;
+ALTER TABLE apps ADD COLUMN webhook_previous_until BIGINT;
+ALTER TABLE apps ADD COLUMN request_url_gone TEXT;
+ALTER TABLE apps ADD COLUMN request_url_gone_at BIGINT;
 "#;
 
 /// Applies every migration newer than the database's version.
