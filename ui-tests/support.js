@@ -11,6 +11,8 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { chromium } = require('playwright-core');
+// With TIDINGS_TEST_DATABASE_URL set, each server stores in a fresh PostgreSQL schema.
+const { postgresSchema } = require('../compat/node/pg_schema');
 
 const ADMIN = 'tdk_admin_ui_tests_token_0123456789';
 const START_TIMEOUT_MS = 20000;
@@ -29,6 +31,7 @@ async function startTidings(env = {}) {
   if (!bin) throw new Error('TIDINGS_BIN is not set: point it at a built tidings binary (cargo build -p tidings)');
   fs.accessSync(bin, fs.constants.X_OK);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-ui-'));
+  const schema = postgresSchema();
   const proc = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data')], {
     env: {
       TIDINGS_LOG: 'info',
@@ -37,6 +40,7 @@ async function startTidings(env = {}) {
       TIDINGS_ADMIN_TOKEN: ADMIN,
       TIDINGS_DELIVERY_ALLOW_PRIVATE_TARGETS: 'true',
       TIDINGS_DELIVERY_RETRY_SCHEDULE: '["0s","200ms"]',
+      ...(schema ? schema.env : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -50,6 +54,7 @@ async function startTidings(env = {}) {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
     fs.rmSync(dir, { recursive: true, force: true });
+    if (schema) schema.drop();
   }
 
   let url;

@@ -7,8 +7,7 @@
 // stderr to the test's output as a diagnostic.
 'use strict';
 
-const { spawn, execFileSync } = require('node:child_process');
-const crypto = require('node:crypto');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -22,24 +21,9 @@ const LISTENING = 'tidings listening on ';
 for (const v of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy', 'ALL_PROXY', 'all_proxy']) delete process.env[v];
 process.env.NO_PROXY = process.env.no_proxy = '127.0.0.1,localhost';
 
-// With TIDINGS_TEST_DATABASE_URL set, each server stores in a fresh PostgreSQL schema (made
-// with psql and dropped when it stops); otherwise in SQLite in its temporary data dir.
-function postgresSchema() {
-  const base = (process.env.TIDINGS_TEST_DATABASE_URL || '').trim();
-  if (!base) return null;
-  const name = `js_${process.pid}_${crypto.randomBytes(5).toString('hex')}`;
-  execFileSync('psql', [base, '-v', 'ON_ERROR_STOP=1', '-qc', `CREATE SCHEMA ${name}`], { stdio: 'pipe' });
-  const sep = base.includes('?') ? '&' : '?';
-  return {
-    name,
-    url: `${base}${sep}options=-csearch_path%3D${name}`,
-    drop() {
-      try {
-        execFileSync('psql', [base, '-qc', `DROP SCHEMA IF EXISTS ${name} CASCADE`], { stdio: 'pipe' });
-      } catch { /* best effort */ }
-    },
-  };
-}
+// With TIDINGS_TEST_DATABASE_URL set, each server stores in a fresh PostgreSQL schema
+// (pg_schema.js); otherwise in SQLite in its temporary data dir.
+const { postgresSchema } = require('./pg_schema');
 
 async function startTidings() {
   const bin = process.env.TIDINGS_BIN;
@@ -51,9 +35,7 @@ async function startTidings() {
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidings-node-'));
   const schema = postgresSchema();
-  const pgEnv = schema
-    ? { TIDINGS_SERVER_DATABASE_URL: schema.url, TIDINGS_DATABASE_MAX_CONNECTIONS: '5', TIDINGS_DATABASE_LEASE: '4s' }
-    : {};
+  const pgEnv = schema ? schema.env : {};
   const proc = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data')], {
     env: {
       TIDINGS_LOG: 'info', // shown only when a test fails; the environment may override it

@@ -186,6 +186,30 @@ async fn the_feed_refuses_another_apps_cursor_and_bad_tokens_and_parameters() {
         let (_, e) = s.api("tidings.events.list", Some(&one), &[(k, v)]).await;
         assert_eq!(e["error"], err, "{k}={v}");
     }
+    // Reaching back past what retention keeps says so; a recent `oldest` does not.
+    let (_, e) = s.api("tidings.events.list", Some(&one), &[]).await;
+    assert_eq!(
+        e["response_metadata"]["warnings"],
+        json!(["oldest_past_retention"]),
+        "{e}"
+    );
+    assert!(
+        e["response_metadata"]["messages"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("[retention]")),
+        "{e}"
+    );
+    let recent = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60)
+        .to_string();
+    let (_, e) = s
+        .api("tidings.events.list", Some(&one), &[("oldest", &recent)])
+        .await;
+    assert!(e["response_metadata"].get("warnings").is_none(), "{e}");
+    assert_eq!(e["events"].as_array().map(Vec::len), Some(3), "{e}");
     // A future `oldest` lists nothing; team_id filters.
     let (_, e) = s
         .api(

@@ -99,12 +99,51 @@ pub async fn handle(s: &AppState, p: &Params) -> Result<Response, SlackError> {
             "delivery": {"id": d.id, "status": d.status.as_str()},
         }));
     }
+    let mut meta = json!({"next_cursor": next});
+    if let Some(message) = past_retention(s, oldest) {
+        meta["warnings"] = json!(["oldest_past_retention"]);
+        meta["messages"] = json!([message]);
+    }
     Ok(axum::Json(json!({
         "ok": true,
         "events": events,
-        "response_metadata": {"next_cursor": next},
+        "response_metadata": meta,
     }))
     .into_response())
+}
+
+fn kept_for(age: std::time::Duration) -> String {
+    if age.is_zero() {
+        "forever".into()
+    } else {
+        crate::config::duration::format(age)
+    }
+}
+
+/// When `oldest` reaches back past what retention keeps, what the feed cannot list (as
+/// Slack's `response_metadata.warnings` / `messages`): the gap is not silent.
+fn past_retention(s: &AppState, oldest: i64) -> Option<String> {
+    let r = &s.config.retention;
+    if !r.enabled {
+        return None;
+    }
+    // The shortest age: deliveries older than it may be gone.
+    let kept = [r.delivered, r.failed]
+        .into_iter()
+        .filter(|a| !a.is_zero())
+        .min()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let horizon = now.saturating_sub(kept.as_secs() as i64);
+    (oldest < horizon).then(|| {
+        format!(
+            "[retention] keeps delivered deliveries {} and failed and dropped ones {}: \
+             anything older than {horizon} (Unix seconds) may have been pruned and is not listed",
+            kept_for(r.delivered),
+            kept_for(r.failed),
+        )
+    })
 }
 
 #[cfg(test)]
