@@ -693,7 +693,8 @@ async fn under_bursts_of_publishes_every_event_reaches_each_app_exactly_once() {
         ("slow", &slow, total),
         ("flaky", &flaky, flaky_total),
     ] {
-        r.wait_for(30, &format!("{want} requests at the {name} app"), |h| {
+        // Generous: on a loaded 2-core machine with PostgreSQL this took over 30 s.
+        r.wait_for(120, &format!("{want} requests at the {name} app"), |h| {
             h.iter().filter(|h| !h.is_verification()).count() >= want
         })
         .await;
