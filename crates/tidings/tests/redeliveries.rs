@@ -219,3 +219,63 @@ async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_
     }
     assert_eq!(job(&s, &id).await["sent"], N as u64);
 }
+
+fn cli(s: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(support::bin())
+        .args(args)
+        .env("TIDINGS_URL", &s.url)
+        .env("TIDINGS_ADMIN_TOKEN", ADMIN)
+        .output()
+        .expect("running the CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_starts_a_job_waits_for_it_and_shows_it() {
+    let s = Server::start_with(&[("TIDINGS_DELIVERY_RETRY_SCHEDULE", "[]")]);
+    let r = Receiver::with(Arc::new(|_: &Hit, _| Reply::status(500))).await;
+    s.app_in_channel(json!({"id": "A01", "name": "app", "bot_events": ["message.channels"], "request_url": r.url}))
+        .await;
+    publish(&s, 3).await;
+    s.wait_none_pending("A01").await;
+    r.set_script(Arc::new(|_: &Hit, _| Reply::ok()));
+    tokio::task::spawn_blocking(move || {
+        let (ok, out, err) = cli(
+            &s,
+            &[
+                "apps",
+                "redeliver",
+                "A01",
+                "--status",
+                "failed,dropped",
+                "--wait",
+                "--json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let job: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(job["state"], "done", "{job}");
+        assert_eq!(
+            (job["total"].clone(), job["sent"].clone()),
+            (json!(3), json!(3))
+        );
+        let id = job["id"].as_str().unwrap();
+        let (ok, out, err) = cli(&s, &["redeliveries", "show", id, "--json"]);
+        assert!(ok, "{err}");
+        let shown: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(shown, job);
+        let (ok, _, err) = cli(
+            &s,
+            &["apps", "redeliver", "A01", "--since", "20", "--until", "10"],
+        );
+        assert!(!ok);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("until"), "{err}");
+    })
+    .await
+    .unwrap();
+}
