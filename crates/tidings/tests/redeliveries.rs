@@ -37,6 +37,20 @@ async fn publish(s: &Server, n: usize) -> Vec<String> {
     ids
 }
 
+/// Waits until A01 has no pending delivery (bounded by what `n` deliveries may take).
+async fn wait_none_pending(s: &Server) {
+    for _ in 0..30_000 {
+        let (_, p) = s
+            .admin("GET", "/apps/A01/deliveries?status=pending&limit=1", None)
+            .await;
+        if p["items"].as_array().is_some_and(|a| a.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("deliveries left pending");
+}
+
 async fn job(s: &Server, id: &str) -> Value {
     let (st, j) = s.admin("GET", &format!("/redeliveries/{id}"), None).await;
     assert_eq!(st, 200, "{j}");
@@ -128,10 +142,18 @@ const UP: u8 = 2;
 
 #[tokio::test]
 async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_once() {
-    const N: usize = 5_000;
+    // TIDINGS_TEST_REPLAY_N (and _RATE) run it bigger by hand (the 100,000).
+    let var = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = var("TIDINGS_TEST_REPLAY_N", 5_000);
+    let rate = var("TIDINGS_TEST_REPLAY_RATE", 1_000).to_string();
     let s = Server::start_with(&[
         ("TIDINGS_DELIVERY_RETRY_SCHEDULE", "[]"),
-        ("TIDINGS_DELIVERY_REDELIVERY_RATE", "1000"),
+        ("TIDINGS_DELIVERY_REDELIVERY_RATE", &rate),
         ("TIDINGS_RATE_LIMIT_MAX_DELIVERIES", "1000000"),
     ]);
     // The app's endpoint: failing (500), then answering 410 Gone (which holds the app's
@@ -157,8 +179,8 @@ async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_
     };
     s.app_in_channel(json!({"id": "A01", "name": "app", "bot_events": ["message.channels"], "request_url": r.url}))
         .await;
-    let published = publish(&s, N).await;
-    s.wait_none_pending("A01").await;
+    let published = publish(&s, n).await;
+    wait_none_pending(&s).await;
     mode.store(GONE, Ordering::SeqCst);
     // So many failures disable the app (the health rule; later ones are dropped).
     let (st, _) = s.admin("POST", "/apps/A01/events/enable", None).await;
@@ -172,28 +194,30 @@ async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_
         )
         .await;
     assert_eq!(st, 202, "{j}");
-    assert_eq!(j["total"], N as u64, "{j}");
+    assert_eq!(j["total"], n as u64, "{j}");
     assert_eq!(j["state"], "running");
     let id = j["id"].as_str().unwrap().to_string();
     let mut before_kill = 0;
-    for _ in 0..2000 {
+    let started = std::time::Instant::now();
+    for _ in 0..100_000 {
         let j = job(&s, &id).await;
         before_kill = j["sent"].as_u64().unwrap();
-        if before_kill >= N as u64 / 2 {
+        if before_kill >= n as u64 / 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        (N as u64 / 2..N as u64).contains(&before_kill),
-        "killed at {before_kill} of {N}"
+        (n as u64 / 2..n as u64).contains(&before_kill),
+        "killed at {before_kill} of {n}"
     );
     let s = s.restart();
+    let after_restart = std::time::Instant::now();
     let after = job(&s, &id).await;
     assert_eq!(after["state"], "running", "{after}");
     assert!(after["sent"].as_u64().unwrap() >= before_kill, "{after}");
     let mut done = Value::Null;
-    for _ in 0..1200 {
+    for _ in 0..100_000 {
         done = job(&s, &id).await;
         if done["state"] == "done" {
             break;
@@ -201,23 +225,28 @@ async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(done["state"], "done", "{done}");
-    assert_eq!(done["sent"], N as u64, "{done}");
+    assert_eq!(done["sent"], n as u64, "{done}");
+    eprintln!(
+        "replayed {n}: {:?} to the kill at {before_kill}, {:?} from the restart to done",
+        started.elapsed(),
+        after_restart.elapsed()
+    );
 
     // The receiver is back: verifying its URL again releases the re-queued deliveries.
     mode.store(UP, Ordering::SeqCst);
     let (st, v) = s.admin("POST", "/apps/A01/request_url/verify", None).await;
     assert_eq!(st, 200, "{v}");
-    r.wait_for(120, "every replayed event", |_| {
-        accepted.lock().unwrap().len() >= N
+    r.wait_for(600, "every replayed event", |_| {
+        accepted.lock().unwrap().len() >= n
     })
     .await;
-    s.wait_none_pending("A01").await;
+    wait_none_pending(&s).await;
     let accepted = accepted.lock().unwrap().clone();
-    assert_eq!(accepted.len(), N);
+    assert_eq!(accepted.len(), n);
     for id in &published {
         assert_eq!(accepted.get(id), Some(&1), "{id}");
     }
-    assert_eq!(job(&s, &id).await["sent"], N as u64);
+    assert_eq!(job(&s, &id).await["sent"], n as u64);
 }
 
 fn cli(s: &Server, args: &[&str]) -> (bool, String, String) {
