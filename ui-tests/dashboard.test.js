@@ -168,6 +168,36 @@ test('a failed delivery is redelivered from the app page', withDashboard(b, {}, 
   }
 }));
 
+test('failed deliveries are replayed from the app page and the job shows its progress', withDashboard(b, {}, async (td, page) => {
+  const receiver = await startReceiver(500);
+  try {
+    const ws = await td.workspace({ appId: 'A0REPLAY', name: 'Replayed app', requestUrl: receiver.url });
+    const eventId = await td.say(ws, 'replay me');
+    const failed = await until('the delivery to fail', async () => {
+      const d = (await td.admin('GET', `/events/${eventId}`)).body.deliveries[0];
+      return d.status === 'failed' ? d : null;
+    });
+    receiver.status = 200;
+
+    await login(page, td);
+    await show(page, '#/apps/A0REPLAY');
+    await page.waitForSelector('#replay-start');
+    await page.click('#replay-start');
+    await page.waitForSelector('#flash:not([hidden])');
+    assert.match(await page.textContent('#flash'), /Replay RD\w+ started: 1 deliveries/);
+    await page.waitForFunction(() => /done/.test(document.querySelector('#redeliveries-table')?.textContent || ''));
+    assert.match(await page.textContent('#redeliveries-table'), /1 \/ 1/);
+    const after = await until('the replayed delivery', async () => {
+      const d = (await td.admin('GET', `/deliveries/${failed.id}`)).body;
+      return d.status === 'delivered' ? d : null;
+    });
+    assert.equal(after.attempts.at(-1).status_code, 200);
+    await screenshot(page, 'app-replay');
+  } finally {
+    await receiver.close();
+  }
+}));
+
 test('a key event is marked and charted', withDashboard(b, {}, async (td, page) => {
   const ws = await td.workspace();
   await login(page, td);

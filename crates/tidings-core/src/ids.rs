@@ -20,6 +20,8 @@ pub enum IdKind {
     Installation,
     AppToken,
     Delivery,
+    /// A bulk replay job.
+    Redelivery,
 }
 
 impl IdKind {
@@ -36,6 +38,7 @@ impl IdKind {
             IdKind::Installation => "I",
             IdKind::AppToken => "XT",
             IdKind::Delivery => "DL",
+            IdKind::Redelivery => "RD",
         }
     }
 
@@ -53,6 +56,7 @@ impl IdKind {
                 IdKind::Installation => &"I",
                 IdKind::AppToken => &"XT",
                 IdKind::Delivery => &"DL",
+                IdKind::Redelivery => &"RD",
                 IdKind::Conversation | IdKind::User => unreachable!(),
             }),
         }
@@ -71,6 +75,7 @@ impl IdKind {
             IdKind::Installation => "installation id",
             IdKind::AppToken => "token id",
             IdKind::Delivery => "delivery id",
+            IdKind::Redelivery => "redelivery id",
         }
     }
 }

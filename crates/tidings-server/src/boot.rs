@@ -107,7 +107,9 @@ pub async fn boot(config: Config, dev: bool) -> Result<Booted, String> {
     engine
         .dispatcher
         .observe_work(std::sync::Arc::new(move |apps| woken.wake(apps)));
+    let replay = crate::replay::Replayer::spawn(store.clone(), config.delivery.redelivery_rate);
     let state = AppState::new(Inner {
+        replay,
         store,
         config,
         admin_token_hash,

@@ -131,6 +131,8 @@ pub struct DeliveryConfig {
     /// Back-pressure answers in a row (no success between) that an app may give without
     /// their counting as failed attempts (retry schedule, health rule); past it they count.
     pub retry_after_budget: u32,
+    /// Bulk replay jobs re-queue at most this many deliveries per second (per node).
+    pub redelivery_rate: u32,
 }
 
 impl Default for DeliveryConfig {
@@ -149,6 +151,7 @@ impl Default for DeliveryConfig {
             webhook_secret_grace: Duration::from_secs(24 * 3600),
             max_retry_after: Duration::from_secs(600),
             retry_after_budget: 20,
+            redelivery_rate: 500,
         }
     }
 }
@@ -461,6 +464,9 @@ impl Config {
                     "server.public_url {u:?} must start with http:// or https://"
                 ));
             }
+        }
+        if self.delivery.redelivery_rate == 0 {
+            return Err("delivery.redelivery_rate must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.health.min_success_ratio) {
             return Err("health.min_success_ratio must be between 0 and 1".into());

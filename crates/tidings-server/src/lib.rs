@@ -13,6 +13,7 @@ pub mod extract;
 pub mod fuzzing;
 pub mod oauth;
 pub mod observe;
+pub mod replay;
 pub mod retention;
 pub mod revocation;
 pub mod rtm;

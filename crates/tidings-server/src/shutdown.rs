@@ -63,6 +63,7 @@ impl std::fmt::Display for Report {
 pub async fn run(state: &AppState, signalled: Instant) -> Report {
     let deadline = signalled + state.config.server.shutdown_grace;
     let engine = &state.engine;
+    state.replay.stop().await;
     let deliveries = engine.dispatcher.drain(deadline).await;
     let frame = socket_mode::disconnect(DisconnectReason::RefreshRequested, HOST);
     let sockets = engine.hub.end_all(&frame);

@@ -28,6 +28,8 @@ pub struct Inner {
     /// The RTM API's URLs and connections on this node.
     pub rtm: Arc<crate::rtm::RtmHub>,
     pub metrics: PrometheusHandle,
+    /// The bulk replay task (stopped first in the graceful shutdown).
+    pub replay: crate::replay::Replayer,
 }
 
 impl std::ops::Deref for AppState {

@@ -12,6 +12,7 @@ pub mod model;
 pub mod oauth;
 mod page;
 pub mod queue;
+pub mod redeliveries;
 pub mod sql;
 
 pub use error::{StoreError, StoreResult};
@@ -259,6 +260,28 @@ pub trait Store: Send + Sync + 'static {
     async fn redeliver(&self, id: &str) -> StoreResult<Delivery>;
     /// [`Store::redeliver`] for every matching delivery of the app; returns how many.
     async fn redeliver_many(&self, app_id: &str, filter: &DeliveryFilter) -> StoreResult<usize>;
+    /// Creates a bulk replay job, counting the deliveries it covers (`done` at once when
+    /// none match).
+    async fn create_redelivery(
+        &self,
+        job: redeliveries::NewRedelivery,
+    ) -> StoreResult<redeliveries::Redelivery>;
+    async fn get_redelivery(&self, id: &str) -> StoreResult<Option<redeliveries::Redelivery>>;
+    /// The app's jobs, newest first (at most `limit`).
+    async fn list_redeliveries(
+        &self,
+        app_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<redeliveries::Redelivery>>;
+    /// Ids of the jobs still running.
+    async fn running_redeliveries(&self) -> StoreResult<Vec<String>>;
+    /// Re-queues the job's next `limit` deliveries (by `seq`) in one transaction with its
+    /// cursor; the job as committed, `None` when unknown or done.
+    async fn advance_redelivery(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> StoreResult<Option<redeliveries::Redelivery>>;
     /// Attempt counts per app and minute since `since_ms`.
     async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>>;
     /// How many deliveries are pending.

@@ -16,6 +16,7 @@ mod key_events;
 mod oauth_clients;
 pub mod openapi;
 mod operator_tokens;
+mod redeliveries;
 pub mod validate;
 
 use std::sync::Arc;
@@ -95,6 +96,8 @@ pub fn routes(
         .routes(routes!(connections::list))
         .routes(routes!(deliveries::redeliver_many))
         .routes(routes!(deliveries::redeliver))
+        .routes(routes!(redeliveries::create, redeliveries::list))
+        .routes(routes!(redeliveries::get))
         .routes(routes!(apps::create_app_token, apps::list_app_tokens))
         .routes(routes!(apps::revoke_app_token))
         .routes(routes!(installations::install, installations::list))

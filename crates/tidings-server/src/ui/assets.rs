@@ -40,6 +40,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("assets/apps.js", JS),
     asset!("assets/app_detail.js", JS),
     asset!("assets/app_installs.js", JS),
+    asset!("assets/app_replay.js", JS),
     asset!("assets/events.js", JS),
     asset!("assets/key_events.js", JS),
     asset!("vendor/chart.umd.js", JS),

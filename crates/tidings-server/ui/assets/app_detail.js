@@ -1,11 +1,12 @@
 // One app: subscriptions, how it receives events, its open Socket Mode connections, its
 // delivery log (with attempts, a status filter, "load more" and Redeliver), and signing
 // secret rotation (confirmed first; the new secret is shown once). Its installations and
-// install link are in app_installs.js.
+// install link are in app_installs.js, its bulk replay jobs in app_replay.js.
 import { get, post, query } from './api.js';
 import { h, replace, badge, card, chips, errorBox, flash, ms, num, table, time, timeMs, withButton } from './dom.js';
 import { reenable } from './apps.js';
 import { installsCard } from './app_installs.js';
+import { replayCard } from './app_replay.js';
 
 const STATUSES = ['', 'pending', 'delivered', 'failed', 'dropped'];
 const PAGE = 25;
@@ -98,6 +99,7 @@ export async function render(main, [appId], alive) {
   const a = app.value;
   const log = deliveryLog(a.id);
   const installs = installsCard(a.id);
+  const replay = replayCard(a.id, alive);
   const refresh = () => render(main, [appId], alive);
 
   const reenableButton = a.events_enabled ? null : h('button', { type: 'button', class: 'primary', 'data-action': 'reenable' }, 'Re-enable');
@@ -132,7 +134,8 @@ export async function render(main, [appId], alive) {
     card('Socket Mode connections', connections),
     installs.section,
     log.section,
+    replay.section,
     rotateBox(a),
   );
-  await Promise.all([installs.load(), log.load(true)]);
+  await Promise.all([installs.load(), log.load(true), replay.load()]);
 }

@@ -30,6 +30,7 @@ pub mod pool;
 pub mod postgres;
 mod publish;
 mod queue_impl;
+mod redeliveries;
 pub mod retention;
 mod rows;
 mod rtm;

@@ -748,6 +748,56 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn create_redelivery(
+        &self,
+        job: crate::redeliveries::NewRedelivery,
+    ) -> StoreResult<crate::redeliveries::Redelivery> {
+        self.write(move |c| super::redeliveries::create(c, &job))
+            .await
+    }
+
+    async fn get_redelivery(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<crate::redeliveries::Redelivery>> {
+        let id = id.to_owned();
+        self.read(move |c| super::redeliveries::get(c, &id)).await
+    }
+
+    async fn list_redeliveries(
+        &self,
+        app_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::redeliveries::Redelivery>> {
+        let app = app_id.to_owned();
+        self.read(move |c| super::redeliveries::list(c, &app, limit))
+            .await
+    }
+
+    async fn running_redeliveries(&self) -> StoreResult<Vec<String>> {
+        self.read(super::redeliveries::running).await
+    }
+
+    async fn advance_redelivery(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> StoreResult<Option<crate::redeliveries::Redelivery>> {
+        let id = id.to_owned();
+        let work = self.work.clone();
+        self.write(move |c| {
+            let r = super::redeliveries::advance(c, &id, limit)?;
+            // The engine learns of the re-queued deliveries when this commits.
+            if let Some((job, n)) = &r {
+                if *n > 0 {
+                    work.wake([job.app_id.clone()]);
+                }
+            }
+            Ok(r.map(|(job, _)| job))
+        })
+        .await
+    }
+
     async fn attempt_tallies(&self, since_ms: i64) -> StoreResult<Vec<AttemptTally>> {
         self.read(move |c| dispatch::tallies(c, since_ms)).await
     }

@@ -8,6 +8,7 @@ pub use client::Client;
 mod manifest;
 mod output;
 mod publish;
+mod redeliveries;
 mod trigger;
 
 use clap::{Args, Parser, Subcommand};
@@ -91,6 +92,9 @@ pub enum Command {
     /// Deliveries (one event for one app in one team).
     #[command(subcommand)]
     Deliveries(DeliveryCmd),
+    /// Bulk replay jobs (started with `tidings apps redeliver`).
+    #[command(subcommand)]
+    Redeliveries(redeliveries::RedeliveryCmd),
     /// Copy the SQLite store to a file, consistent while the server runs.
     Backup(crate::backup::BackupOpts),
     /// Put a backup in place as a data directory's database (the server stopped).
@@ -298,6 +302,8 @@ pub enum AppCmd {
     ClientSecret {
         app: String,
     },
+    /// Replay the app's failed (or dropped, delivered) deliveries as one rate-bounded job.
+    Redeliver(redeliveries::RedeliverOpts),
     /// Create (or, with --app, update) an app from a manifest file, YAML or JSON, with a
     /// configuration token (TIDINGS_CONFIG_TOKEN); prints what changed.
     Apply(manifest::ManifestOpts),
@@ -467,6 +473,8 @@ pub async fn run(g: Global, cmd: Command) -> Result<(), String> {
                 ],
             );
         }
+        Command::Apps(AppCmd::Redeliver(o)) => redeliveries::start(&c, json_out, o).await?,
+        Command::Redeliveries(cmd) => redeliveries::run(&c, json_out, cmd).await?,
         Command::Apps(cmd) => apps(&c, json_out, cmd).await?,
         Command::Install(o) => {
             let mut body = json!({
@@ -643,6 +651,7 @@ async fn apps(c: &Client, json_out: bool, cmd: AppCmd) -> Result<(), String> {
                 .await?;
             print_item(json_out, &v, OAUTH_FIELDS);
         }
+        AppCmd::Redeliver(_) => unreachable!("handled by run"),
         AppCmd::Apply(_) | AppCmd::Validate(_) | AppCmd::Export(_) => {
             unreachable!("handled by run before the operator client is made")
         }

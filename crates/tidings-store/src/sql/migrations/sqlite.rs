@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (9, "oauth", V9),
     (10, "manifests", V10),
     (11, "receive", V11),
+    (12, "redeliveries", V12),
 ];
 
 const V1: &str = r#"
@@ -423,6 +424,27 @@ ALTER TABLE apps ADD COLUMN webhook_previous_signing_key TEXT;
 ALTER TABLE apps ADD COLUMN webhook_previous_until INTEGER;
 ALTER TABLE apps ADD COLUMN request_url_gone TEXT;
 ALTER TABLE apps ADD COLUMN request_url_gone_at INTEGER;
+"#;
+
+/// Bulk replay jobs: what each covers (statuses, time range, the app's deliveries up to
+/// `max_seq`), how many matched at creation, and how far it got (`after_seq`, `sent`).
+const V12: &str = r#"
+CREATE TABLE redeliveries (
+    id TEXT PRIMARY KEY,
+    app_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    statuses TEXT NOT NULL,
+    since_at INTEGER,
+    until_at INTEGER,
+    max_seq INTEGER NOT NULL,
+    after_seq INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    sent INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX redeliveries_app ON redeliveries(app_id, created_at);
+CREATE INDEX redeliveries_running ON redeliveries(state) WHERE state = 'running';
 "#;
 
 /// Applies every migration newer than the database's version.
