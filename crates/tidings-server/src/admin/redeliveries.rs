@@ -23,7 +23,7 @@ const LISTED: usize = 100;
 #[serde(deny_unknown_fields)]
 pub struct NewJob {
     /// Statuses to re-queue: `failed` (default), `dropped`, `delivered`.
-    #[schema(value_type = Option<Vec<super::deliveries::RedeliverStatus>>)]
+    #[schema(value_type = Option<Vec<super::deliveries::RedeliverStatus>>, min_items = 1)]
     status: Option<Vec<String>>,
     /// Deliveries created at or after (Unix seconds).
     #[serde(default, deserialize_with = "crate::extract::whole_number")]
@@ -39,6 +39,7 @@ pub struct NewJob {
 pub struct JobPath {
     /// The job id (`RD…`).
     #[allow(dead_code)]
+    #[param(pattern = "^RD[A-Z0-9]{2,30}$", example = "RD0EXAMPLE")]
     id: String,
 }
 
@@ -86,8 +87,13 @@ fn statuses(asked: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
 pub async fn create(
     State(s): State<AppState>,
     Path(app): Path<String>,
-    crate::extract::ApiJson(b): crate::extract::ApiJson<NewJob>,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<
+        serde_json::Map<String, serde_json::Value>,
+    >,
 ) -> Result<(StatusCode, Json<Redelivery>), Problem> {
+    // An object only: serde would also read a struct from an array of its fields.
+    let b: NewJob = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| Problem::bad_request(format!("the body does not fit: {e}")))?;
     app_in_path(&s, &app).await?;
     let status = statuses(b.status)?;
     if let (Some(since), Some(until)) = (b.since, b.until) {
