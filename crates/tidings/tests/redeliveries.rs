@@ -107,7 +107,6 @@ async fn a_job_has_its_shape_and_bad_requests_and_unknown_ids_are_problems() {
         (json!({"status": ["sent"]}), "status"),
         (json!({"status": ["pending"]}), "status"),
         (json!({"status": []}), "status"),
-        (json!({"since": 20, "until": 10}), "until"),
     ] {
         let (st, p) = s
             .admin("POST", "/apps/A01/redeliveries", Some(body.clone()))
@@ -116,6 +115,20 @@ async fn a_job_has_its_shape_and_bad_requests_and_unknown_ids_are_problems() {
         assert_eq!(p["status"], 400);
         assert_eq!(p["errors"][0]["field"], field, "{p}");
     }
+    let (st, p) = s
+        .admin(
+            "POST",
+            "/apps/A01/redeliveries",
+            Some(json!({"since": 20, "until": 10})),
+        )
+        .await;
+    assert_eq!(st, 422, "{p}");
+    assert_eq!(p["type"], "urn:tidings:problem:invalid_range", "{p}");
+    assert_eq!(p["errors"][0]["field"], "until", "{p}");
+    let (st, p) = s
+        .admin("POST", "/apps/A01/redeliveries", Some(json!([null, null])))
+        .await;
+    assert_eq!(st, 400, "an array is not a job: {p}");
     let (st, p) = s
         .admin(
             "POST",

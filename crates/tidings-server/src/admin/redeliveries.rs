@@ -80,7 +80,8 @@ fn statuses(asked: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
     request_body = NewJob,
     responses(
         (status = 202, description = "The job, running (or done when nothing matched)", body = Redelivery),
-        (status = 400, description = "Unknown status, or since after until", body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "Unknown or no status", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`invalid_range`: since after until", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such app", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -98,7 +99,12 @@ pub async fn create(
     let status = statuses(b.status)?;
     if let (Some(since), Some(until)) = (b.since, b.until) {
         if since > until {
-            return Err(Problem::invalid_field("until", "must not be before since"));
+            // Well-formed (the document cannot relate two fields) but refused: a 422.
+            return Err(Problem::unprocessable(
+                "invalid_range",
+                format!("until ({until}) is before since ({since})"),
+            )
+            .with_field("until", "must not be before since"));
         }
     }
     let job = s
