@@ -49,6 +49,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         ));
     }
     check_depth(bytes)?;
+    require_object(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -61,6 +62,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             Problem::invalid_field(&path, strip_position(&inner.to_string()))
         }
     })
+}
+
+/// Every operator API body is a JSON object. serde would also read a struct from an
+/// array of its fields (`[null]` as `{"label": null}`), so anything else is refused here,
+/// once, for every endpoint: valid JSON of another kind is "not an object", the rest is
+/// "not valid JSON".
+fn require_object(bytes: &[u8]) -> Result<(), Problem> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(Problem::bad_request(
+                "the request body must be a JSON object",
+            )),
+            Err(e) => Err(Problem::bad_request(format!(
+                "the request body is not valid JSON: {e}"
+            ))),
+        },
+    }
 }
 
 /// serde_json appends " at line 1 column 12"; the field name says more to a user.
@@ -267,6 +286,19 @@ mod tests {
         assert!(p.detail.contains("not valid JSON"), "{}", p.detail);
         let p = parse_json::<Body>(b"").unwrap_err();
         assert!(p.detail.contains("empty"));
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_even_when_it_lists_the_fields() {
+        // serde reads a struct from an array of its fields; the API takes objects only.
+        for body in [r#"["x", 1]"#, "[null]", " 5", r#""x""#, "null"] {
+            let p = parse_json::<Body>(body.as_bytes()).unwrap_err();
+            assert_eq!(p.status, 400, "{body}");
+            assert!(p.detail.contains("must be a JSON object"), "{body}: {}", p.detail);
+        }
+        let p = parse_json::<Body>(b"[nul").unwrap_err();
+        assert!(p.detail.contains("not valid JSON"), "{}", p.detail);
+        assert!(parse_json::<Body>(br#" {"name": "x"}"#).is_ok());
     }
 
     #[derive(Debug, Deserialize)]

@@ -88,13 +88,8 @@ fn statuses(asked: Option<Vec<String>>) -> Result<Vec<String>, Problem> {
 pub async fn create(
     State(s): State<AppState>,
     Path(app): Path<String>,
-    crate::extract::ApiJson(body): crate::extract::ApiJson<
-        serde_json::Map<String, serde_json::Value>,
-    >,
+    crate::extract::ApiJson(b): crate::extract::ApiJson<NewJob>,
 ) -> Result<(StatusCode, Json<Redelivery>), Problem> {
-    // An object only: serde would also read a struct from an array of its fields.
-    let b: NewJob = serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| Problem::bad_request(format!("the body does not fit: {e}")))?;
     app_in_path(&s, &app).await?;
     let status = statuses(b.status)?;
     if let (Some(since), Some(until)) = (b.since, b.until) {
