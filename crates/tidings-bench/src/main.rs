@@ -80,7 +80,10 @@ async fn main() -> std::process::ExitCode {
         quick: a.quick,
     };
     let names: Vec<String> = if a.scenarios.is_empty() {
-        scenarios::ALL.iter().map(|s| s.to_string()).collect()
+        // `ceiling` first and last: the yardstick around the runs it divides.
+        let mut all: Vec<String> = scenarios::ALL.iter().map(|s| s.to_string()).collect();
+        all.push("ceiling".into());
+        all
     } else {
         a.scenarios.clone()
     };
@@ -107,40 +110,194 @@ async fn main() -> std::process::ExitCode {
         }
         results.push(median);
     }
-    if !a.json {
-        println!(
-            "{:<11} {:>9} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>8}  note",
-            "scenario",
-            "events",
-            "deliveries",
-            "events/s",
-            "deliveries/s",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "cpu s",
-            "rss MB"
-        );
-        for o in &results {
-            println!(
-                "{:<11} {:>9} {:>10} {:>10.0} {:>12.0} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8.1}  {}",
-                o.scenario,
-                o.events,
-                o.deliveries,
-                o.events_per_sec,
-                o.deliveries_per_sec,
-                o.p50_ms,
-                o.p99_ms,
-                o.max_ms,
-                o.server_cpu_s,
-                o.peak_rss_mb,
-                match o.publish_p99_ms {
-                    Some(p) => format!("publish call p99 {p:.1} ms; {}", o.note),
-                    None => o.note.clone(),
+    let ceiling = Ceiling::of(&results);
+    if a.json {
+        if let Some(c) = &ceiling {
+            for o in results.iter().filter(|o| o.scenario != "ceiling") {
+                if let Some(r) = c.ratios(o) {
+                    println!(
+                        "{}",
+                        serde_json::json!({"scenario": o.scenario, "vs_ceiling": r})
+                    );
                 }
-                .trim_end_matches("; ")
-            );
+            }
+        }
+    } else {
+        print_table(&results, ceiling.as_ref());
+        if let Some(c) = ceiling.as_ref().filter(|_| !a.quick) {
+            print_bars(&results, c);
         }
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// The `ceiling` runs of this invocation (the mean when it ran more than once, e.g. before
+/// and after the others): what loopback HTTP alone does on this machine right now, the
+/// yardstick every HTTP scenario is divided by.
+struct Ceiling {
+    requests_per_sec: f64,
+    cpu_us_per_request: f64,
+}
+
+/// One scenario against the ceiling.
+#[derive(serde::Serialize)]
+struct Ratios {
+    /// Server CPU µs per delivery.
+    cpu_us_per_delivery: f64,
+    /// Server CPU per delivery ÷ the ceiling's CPU per request (client and receiver).
+    cpu_vs_ceiling: f64,
+    /// Deliveries/s ÷ the ceiling's requests/s.
+    rate_vs_ceiling: f64,
+}
+
+impl Ceiling {
+    fn of(results: &[scenarios::Outcome]) -> Option<Ceiling> {
+        let runs: Vec<_> = results.iter().filter(|o| o.scenario == "ceiling").collect();
+        if runs.is_empty() {
+            return None;
+        }
+        let n = runs.len() as f64;
+        Some(Ceiling {
+            requests_per_sec: runs.iter().map(|o| o.deliveries_per_sec).sum::<f64>() / n,
+            cpu_us_per_request: runs
+                .iter()
+                .map(|o| o.server_cpu_s / o.deliveries.max(1) as f64 * 1e6)
+                .sum::<f64>()
+                / n,
+        })
+    }
+
+    /// Only for scenarios whose deliveries are HTTP requests from the server.
+    fn ratios(&self, o: &scenarios::Outcome) -> Option<Ratios> {
+        if !HTTP_SCENARIOS.contains(&o.scenario.as_str()) || o.deliveries == 0 {
+            return None;
+        }
+        let cpu_us_per_delivery = o.server_cpu_s / o.deliveries as f64 * 1e6;
+        Some(Ratios {
+            cpu_us_per_delivery,
+            cpu_vs_ceiling: cpu_us_per_delivery / self.cpu_us_per_request.max(1e-9),
+            rate_vs_ceiling: o.deliveries_per_sec / self.requests_per_sec.max(1e-9),
+        })
+    }
+}
+
+/// Scenarios whose deliveries are HTTP POSTs from the server to the receiver.
+const HTTP_SCENARIOS: &[&str] = &[
+    "throughput",
+    "latency",
+    "fanout",
+    "tenants",
+    "retries",
+    "relay",
+];
+
+fn print_table(results: &[scenarios::Outcome], ceiling: Option<&Ceiling>) {
+    println!(
+        "{:<11} {:>9} {:>10} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>8} {:>7} {:>6} {:>6}  note",
+        "scenario",
+        "events",
+        "deliveries",
+        "events/s",
+        "deliveries/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "cpu s",
+        "rss MB",
+        "us/dlv",
+        "cpu×c",
+        "rate×c"
+    );
+    for o in results {
+        let r = ceiling.and_then(|c| c.ratios(o));
+        let (us, cpu, rate) = match &r {
+            Some(r) => (
+                format!("{:.0}", r.cpu_us_per_delivery),
+                format!("{:.2}", r.cpu_vs_ceiling),
+                format!("{:.2}", r.rate_vs_ceiling),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<11} {:>9} {:>10} {:>10.0} {:>12.0} {:>8.1} {:>8.1} {:>8.1} {:>7.1} {:>8.1} {:>7} {:>6} {:>6}  {}",
+            o.scenario,
+            o.events,
+            o.deliveries,
+            o.events_per_sec,
+            o.deliveries_per_sec,
+            o.p50_ms,
+            o.p99_ms,
+            o.max_ms,
+            o.server_cpu_s,
+            o.peak_rss_mb,
+            us,
+            cpu,
+            rate,
+            match o.publish_p99_ms {
+                Some(p) => format!("publish call p99 {p:.1} ms; {}", o.note),
+                None => o.note.clone(),
+            }
+            .trim_end_matches("; ")
+        );
+    }
+}
+
+/// Issue 22's bars, each judged from this invocation's numbers alone.
+fn print_bars(results: &[scenarios::Outcome], c: &Ceiling) {
+    println!(
+        "\nceiling: {:.0} requests/s, {:.1} us of CPU per request (client + receiver)",
+        c.requests_per_sec, c.cpu_us_per_request
+    );
+    let mut bars: Vec<(String, bool)> = Vec::new();
+    for o in results {
+        let Some(r) = c.ratios(o) else { continue };
+        match o.scenario.as_str() {
+            "throughput" => {
+                bars.push((
+                    format!(
+                        "throughput: server CPU per delivery {:.2} × ceiling ≤ 1.2",
+                        r.cpu_vs_ceiling
+                    ),
+                    r.cpu_vs_ceiling <= 1.2,
+                ));
+                bars.push((
+                    format!(
+                        "throughput: {:.2} × ceiling deliveries/s ≥ 0.6",
+                        r.rate_vs_ceiling
+                    ),
+                    r.rate_vs_ceiling >= 0.6,
+                ));
+            }
+            "fanout" => bars.push((
+                format!(
+                    "fanout: {:.2} × ceiling deliveries/s ≥ 0.5",
+                    r.rate_vs_ceiling
+                ),
+                r.rate_vs_ceiling >= 0.5,
+            )),
+            "tenants" => {
+                bars.push((
+                    format!(
+                        "tenants: {:.2} × ceiling deliveries/s ≥ 0.5",
+                        r.rate_vs_ceiling
+                    ),
+                    r.rate_vs_ceiling >= 0.5,
+                ));
+                if let Some(p) = o.publish_p99_ms {
+                    bars.push((
+                        format!("tenants: publish call p99 {p:.1} ms ≤ 10"),
+                        p <= 10.0,
+                    ));
+                }
+            }
+            "latency" => bars.push((
+                format!("latency: p99 {:.1} ms ≤ 5", o.p99_ms),
+                o.p99_ms <= 5.0,
+            )),
+            _ => {}
+        }
+    }
+    for (text, met) in bars {
+        println!("  [{}] {text}", if met { "met" } else { "NOT met" });
+    }
 }

@@ -105,6 +105,7 @@ impl Pace {
 const TENANTS_PACE: Pace = Pace::Fixed(1600);
 
 pub const ALL: &[&str] = &[
+    "ceiling",
     "throughput",
     "latency",
     "fanout",
@@ -113,7 +114,6 @@ pub const ALL: &[&str] = &[
     "backlog",
     "socket",
     "insights",
-    "ceiling",
     "retention",
     "relay",
 ];

@@ -34,14 +34,21 @@ struct Signed {
 }
 
 fn mac(ctx: &EventContext, key: &[u8]) -> String {
+    mac_parts(
+        [
+            ctx.event_type.as_str(),
+            ctx.team_id.as_str(),
+            ctx.app_id.as_str(),
+            ctx.channel_id.as_deref().unwrap_or(""),
+            ctx.event_id.as_str(),
+        ],
+        key,
+    )
+}
+
+fn mac_parts(parts: [&str; 5], key: &[u8]) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in [
-        ctx.event_type.as_str(),
-        ctx.team_id.as_str(),
-        ctx.app_id.as_str(),
-        ctx.channel_id.as_deref().unwrap_or(""),
-        ctx.event_id.as_str(),
-    ] {
+    for part in parts {
         m.update(&(part.len() as u32).to_be_bytes());
         m.update(part.as_bytes());
     }
@@ -50,15 +57,59 @@ fn mac(ctx: &EventContext, key: &[u8]) -> String {
 
 /// The handle for `ctx`, signed with `key`.
 pub fn encode(ctx: &EventContext, key: &[u8]) -> String {
-    let signed = Signed {
-        sig: mac(ctx, key),
-        ctx: ctx.clone(),
+    encode_parts(
+        &ctx.event_type,
+        &ctx.team_id,
+        &ctx.app_id,
+        ctx.channel_id.as_deref(),
+        &ctx.event_id,
+        key,
+    )
+}
+
+/// [`encode`] from borrowed parts: made once per delivery, so it copies nothing it does
+/// not send. The JSON is the same as [`Signed`]'s (its fields, then `sig`).
+pub fn encode_parts(
+    event_type: &str,
+    team_id: &str,
+    app_id: &str,
+    channel_id: Option<&str>,
+    event_id: &str,
+    key: &[u8],
+) -> String {
+    #[derive(Serialize)]
+    struct SignedRef<'a> {
+        et: &'a str,
+        tid: &'a str,
+        aid: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cid: Option<&'a str>,
+        eid: &'a str,
+        sig: &'a str,
+    }
+    let sig = mac_parts(
+        [
+            event_type,
+            team_id,
+            app_id,
+            channel_id.unwrap_or(""),
+            event_id,
+        ],
+        key,
+    );
+    let signed = SignedRef {
+        et: event_type,
+        tid: team_id,
+        aid: app_id,
+        cid: channel_id,
+        eid: event_id,
+        sig: &sig,
     };
     let json = serde_json::to_vec(&signed).unwrap_or_default();
-    format!(
-        "4-{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-    )
+    let mut out = String::with_capacity(2 + json.len() * 4 / 3 + 4);
+    out.push_str("4-");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(json, &mut out);
+    out
 }
 
 /// The context inside a handle, if it is one of ours and untouched.
@@ -83,6 +134,28 @@ mod tests {
             app_id: "A1".into(),
             channel_id: Some("C1".into()),
             event_id: "Ev123".into(),
+        }
+    }
+
+    #[test]
+    fn the_borrowed_encoding_is_the_signed_structs_json() {
+        for c in [
+            ctx(),
+            EventContext {
+                channel_id: None,
+                ..ctx()
+            },
+        ] {
+            let signed = Signed {
+                sig: mac(&c, b"k"),
+                ctx: c.clone(),
+            };
+            let json = serde_json::to_vec(&signed).unwrap();
+            let expected = format!(
+                "4-{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+            );
+            assert_eq!(encode(&c, b"k"), expected);
         }
     }
 

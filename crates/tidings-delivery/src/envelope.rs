@@ -5,7 +5,7 @@
 use serde_json::value::RawValue;
 use tidings_core::catalog::Catalog;
 use tidings_core::envelope::{self, EventCallbackParts};
-use tidings_core::event_context::{self, EventContext};
+use tidings_core::event_context;
 use tidings_store::{App, Delivery, EventShape, StoredEvent};
 
 /// The `event_context` handle an app gets for this event, if the type carries one.
@@ -17,14 +17,12 @@ pub fn event_context_for(
 ) -> Option<String> {
     let kind = catalog.get(&ev.event_type)?;
     kind.event_context.then(|| {
-        event_context::encode(
-            &EventContext {
-                event_type: ev.event_type.clone(),
-                team_id: ev.team_id.clone(),
-                app_id: app_id.to_string(),
-                channel_id: ev.channel_id.clone(),
-                event_id: ev.id.clone(),
-            },
+        event_context::encode_parts(
+            &ev.event_type,
+            &ev.team_id,
+            app_id,
+            ev.channel_id.as_deref(),
+            &ev.id,
             key,
         )
     })

@@ -207,7 +207,8 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
     const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
                 next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
                 lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1 AND status = 'pending' AND (?7 IS NULL OR lease_token = ?7)";
+             WHERE seq = ?1 AND status = 'pending' AND (?7 IS NULL OR lease_token = ?7)
+             RETURNING app_id, attempts";
     let t = now();
     let mut skipped = 0;
     for o in outcomes {
@@ -219,11 +220,8 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
         };
         let attempted = o.attempt.is_some() as i64;
         let update = params![o.seq, attempted, status, reason, next, t, o.lease];
-        let row: Option<(String, i64)> = c.query_opt(
-            &format!("{UPDATE} RETURNING app_id, attempts"),
-            update,
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let row: Option<(String, i64)> =
+            c.query_opt(UPDATE, update, |r| Ok((r.get(0)?, r.get(1)?)))?;
         if let (Some((_, attempts)), Some(a)) = (&row, &o.attempt) {
             insert_attempt(c, o.seq, *attempts, a)?;
         }
