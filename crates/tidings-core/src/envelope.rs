@@ -67,7 +67,12 @@ pub fn event_callback(p: &EventCallbackParts<'_>) -> Vec<u8> {
         authed_users: p.legacy.then_some([p.authorization.user_id.as_str()]),
         authed_teams: p.legacy.then_some([p.team_id]),
     };
-    serde_json::to_vec(&body).unwrap_or_default()
+    // Sized once: the event is most of it, and growing a Vec by doubling copied it ~8 times.
+    let mut out = Vec::with_capacity(p.event.get().len() + 640);
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The `url_verification` body.

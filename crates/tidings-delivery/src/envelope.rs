@@ -50,7 +50,8 @@ pub fn for_delivery(
             &app.id,
         ));
     }
-    let raw = RawValue::from_string(ev.payload.clone())
+    // Borrowed: the payload is sent as stored, not copied first.
+    let raw: &RawValue = serde_json::from_str(&ev.payload)
         .map_err(|e| format!("stored event {} is not JSON: {e}", ev.id))?;
     let ctx = event_context_for(catalog, key, ev, &app.id);
     Ok(envelope::event_callback(&EventCallbackParts {
@@ -58,7 +59,7 @@ pub fn for_delivery(
         team_id: &ev.team_id,
         enterprise_id: ev.enterprise_id.as_deref(),
         app_id: &app.id,
-        event: &raw,
+        event: raw,
         event_id: &ev.id,
         event_time: ev.event_time,
         authorization: &delivery.authorization,

@@ -133,10 +133,10 @@ impl Dispatcher {
 
     /// The attempt counted in metrics and the health rule, and its lane paced while
     /// nobody answers at the endpoint.
-    fn observe(&self, app_id: &str, row: &DueDelivery, transport: &str, tried: &Tried) {
+    fn observe(&self, app_id: &str, row: &DueDelivery, transport: &'static str, tried: &Tried) {
         let outcome = tried.failure.unwrap_or("success");
-        metrics::counter!("tidings_delivery_attempts_total", "transport" => transport.to_string(), "outcome" => outcome).increment(1);
-        metrics::histogram!("tidings_delivery_latency_seconds", "transport" => transport.to_string())
+        metrics::counter!("tidings_delivery_attempts_total", "transport" => transport, "outcome" => outcome).increment(1);
+        metrics::histogram!("tidings_delivery_latency_seconds", "transport" => transport)
             .record(tried.latency.as_secs_f64());
         let first = row.attempts == 0 && !row.redeliver;
         (self.on_attempt)(app_id, tried.failure.is_none(), first);
