@@ -8,33 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::receiver::{Hit, Receiver, Reply};
-use support::{Server, ADMIN};
-
-/// Publishes `n` messages in C01 in batches; returns their event ids.
-async fn publish(s: &Server, n: usize, tag: &str) -> Vec<String> {
-    let mut ids = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|i| json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": format!("{tag}-{i}")}}))
-            .collect();
-        let res = Server::client()
-            .post(format!("{}/admin/v1/events/batch", s.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"events": events}))
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.expect("json");
-        for r in body["results"].as_array().expect("results") {
-            ids.push(r["event_id"].as_str().expect("accepted").to_string());
-        }
-    }
-    ids
-}
+use support::Server;
 
 async fn feed_token(s: &Server, app: &str) -> String {
     let (st, t) = s
@@ -67,10 +43,10 @@ async fn an_app_down_for_10000_events_catches_up_and_sees_each_event_once() {
     };
     s.app_in_channel(json!({"id": "A01", "name": "app", "bot_events": ["message.channels"], "request_url": r.url}))
         .await;
-    let mut published = publish(&s, 500, "before").await;
+    let mut published = s.say_many(500, "before").await;
     s.wait_none_pending("A01").await;
     down.store(true, Ordering::Relaxed);
-    let missed = publish(&s, 10_000, "down").await;
+    let missed = s.say_many(10_000, "down").await;
     s.wait_none_pending("A01").await;
     down.store(false, Ordering::Relaxed);
     // So many failures disable the app (the health rule; the rest were dropped): the
@@ -78,7 +54,7 @@ async fn an_app_down_for_10000_events_catches_up_and_sees_each_event_once() {
     let (st, _) = s.admin("POST", "/apps/A01/events/enable", None).await;
     assert_eq!(st, 200);
     published.extend(missed.iter().cloned());
-    published.extend(publish(&s, 500, "after").await);
+    published.extend(s.say_many(500, "after").await);
     s.wait_none_pending("A01").await;
 
     // What the app processed from deliveries: the 2xx answers.
@@ -160,7 +136,7 @@ async fn the_feed_refuses_another_apps_cursor_and_bad_tokens_and_parameters() {
         )
         .await;
     assert_eq!(st, 201);
-    publish(&s, 3, "x").await;
+    s.say_many(3, "x").await;
     let one = feed_token(&s, "A01").await;
     let two = feed_token(&s, "A02").await;
     let (_, page) = s

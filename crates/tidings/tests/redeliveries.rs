@@ -13,30 +13,6 @@ use serde_json::{json, Value};
 use support::receiver::{Hit, Receiver, Reply};
 use support::{Server, ADMIN};
 
-/// Publishes `n` messages in C01 in batches of 100; returns their event ids.
-async fn publish(s: &Server, n: usize) -> Vec<String> {
-    let mut ids = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|i| json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": format!("m{i}")}}))
-            .collect();
-        let res = Server::client()
-            .post(format!("{}/admin/v1/events/batch", s.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"events": events}))
-            .send()
-            .await
-            .expect("publish");
-        assert_eq!(res.status(), 200);
-        let body: Value = res.json().await.expect("json");
-        for r in body["results"].as_array().expect("results") {
-            ids.push(r["event_id"].as_str().expect("accepted").to_string());
-        }
-    }
-    ids
-}
-
 /// Waits until A01 has no pending delivery (bounded by what `n` deliveries may take).
 async fn wait_none_pending(s: &Server) {
     for _ in 0..30_000 {
@@ -192,7 +168,7 @@ async fn a_job_killed_half_way_resumes_after_restart_and_requeues_each_delivery_
     };
     s.app_in_channel(json!({"id": "A01", "name": "app", "bot_events": ["message.channels"], "request_url": r.url}))
         .await;
-    let published = publish(&s, n).await;
+    let published = s.say_many(n, "m").await;
     wait_none_pending(&s).await;
     mode.store(GONE, Ordering::SeqCst);
     // So many failures disable the app (the health rule; later ones are dropped).
@@ -282,7 +258,7 @@ async fn the_cli_starts_a_job_waits_for_it_and_shows_it() {
     let r = Receiver::with(Arc::new(|_: &Hit, _| Reply::status(500))).await;
     s.app_in_channel(json!({"id": "A01", "name": "app", "bot_events": ["message.channels"], "request_url": r.url}))
         .await;
-    publish(&s, 3).await;
+    s.say_many(3, "m").await;
     s.wait_none_pending("A01").await;
     r.set_script(Arc::new(|_: &Hit, _| Reply::ok()));
     tokio::task::spawn_blocking(move || {

@@ -474,6 +474,26 @@ impl Server {
         r["event_id"].as_str().expect("event id").to_string()
     }
 
+    /// Publishes `n` messages from U01 in C01 (texts `{tag}-0`, `{tag}-1`, …) through
+    /// the batch endpoint, 100 a call; returns their event ids in order.
+    pub async fn say_many(&self, n: usize, tag: &str) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let events: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({"team_id": "T01", "event": {"type": "message", "channel": "C01", "user": "U01", "text": format!("{tag}-{i}")}}))
+                .collect();
+            let (st, body) = self
+                .admin("POST", "/events/batch", Some(json!({"events": events})))
+                .await;
+            assert_eq!(st, 200, "{body}");
+            for r in body["results"].as_array().expect("results") {
+                ids.push(r["event_id"].as_str().expect("accepted").to_string());
+            }
+        }
+        ids
+    }
+
     /// The server's Prometheus text from `/metrics` (no token needed).
     pub async fn metrics(&self) -> String {
         Self::client()
