@@ -15,15 +15,17 @@
 //! `allow_private_targets` turns the policy off (every special-purpose block, loopback
 //! included, as before the loopback key existed). `--dev` turns on loopback only.
 //!
-//! Hostnames go through [`GuardedResolver`], which reqwest calls for every new connection,
+//! Hostnames go through [`GuardedResolver`], which the HTTP client calls for every new connection,
 //! so a name that resolves to a refused address is refused even if it changed since the
 //! URL was saved. IP-literal hosts never reach a resolver; [`check_url`] covers them.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use hyper_util::client::legacy::connect::dns::Name;
 use ipnet::{Ipv4Net, Ipv6Net};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// What the operator allows besides globally reachable addresses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -352,45 +354,58 @@ pub fn check_url(url: &url::Url, policy: TargetPolicy) -> Result<(), String> {
 }
 
 /// A DNS resolver that drops refused addresses (and fails when none is left).
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct GuardedResolver {
     pub policy: TargetPolicy,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut ok = Vec::with_capacity(addrs.len());
-            let mut first_refused = None;
-            for a in addrs {
-                match policy.check(a.ip()) {
-                    Ok(()) => ok.push(a),
-                    Err(r) => {
-                        first_refused.get_or_insert((a.ip(), r));
-                    }
+/// Why a name was not resolved to any address the policy allows.
+pub type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
+impl GuardedResolver {
+    /// The addresses `host` resolves to that the policy allows (port 0: the connector
+    /// sets the URL's).
+    pub async fn resolve(self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let mut ok = Vec::with_capacity(addrs.len());
+        let mut first_refused = None;
+        for a in addrs {
+            match self.policy.check(a.ip()) {
+                Ok(()) => ok.push(a),
+                Err(r) => {
+                    first_refused.get_or_insert((a.ip(), r));
                 }
             }
-            if ok.is_empty() {
-                let why = match first_refused {
-                    Some((ip, r)) => format!("{host} resolves to {ip} which is {r}"),
-                    None => format!("{host} has no address"),
-                };
-                let err: Box<dyn std::error::Error + Send + Sync> =
-                    format!("refused by the SSRF policy: {why}").into();
-                return Err(err);
-            }
-            let iter: Addrs = Box::new(ok.into_iter());
-            Ok(iter)
-        })
+        }
+        if ok.is_empty() {
+            let why = match first_refused {
+                Some((ip, r)) => format!("{host} resolves to {ip} which is {r}"),
+                None => format!("{host} has no address"),
+            };
+            return Err(format!("refused by the SSRF policy: {why}").into());
+        }
+        Ok(ok)
     }
 }
 
-pub fn resolver(policy: TargetPolicy) -> Arc<GuardedResolver> {
-    Arc::new(GuardedResolver { policy })
+/// The resolver as hyper's connector calls it.
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = ResolveError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ResolveError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ResolveError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let this = *self;
+        Box::pin(async move { this.resolve(name.as_str()).await.map(Vec::into_iter) })
+    }
+}
+
+pub fn resolver(policy: TargetPolicy) -> GuardedResolver {
+    GuardedResolver { policy }
 }
 
 #[cfg(test)]
