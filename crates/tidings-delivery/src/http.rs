@@ -139,6 +139,14 @@ pub struct HttpSender {
     cfg: SenderConfig,
 }
 
+/// How long an unused connection stays in the pool. Under Node's `keepAliveTimeout` (5 s,
+/// the default of the servers Bolt apps run on), so a request is never sent on a
+/// connection the app's server is closing; and a connection the pool opened for a request
+/// that got another one first, and so never carried one, is closed within it too, instead
+/// of holding up the app server's graceful close (Node waits for such a socket until its
+/// own header timeout: 3 minutes in the `@slack/bolt` browser test).
+pub const POOL_IDLE: Duration = Duration::from_secs(4);
+
 /// How much of a response body is kept.
 const BODY_KEEP: usize = 4096;
 
@@ -239,7 +247,7 @@ impl HttpSender {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(cfg.max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .build(https);
@@ -678,6 +686,43 @@ mod tests {
             "{head}"
         );
         assert!(!head.contains("s3cret"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn an_unused_connection_is_closed_after_the_pool_idle_time() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = vec![0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            // Keep-alive: the next read ends when the client closes the connection.
+            let started = std::time::Instant::now();
+            let _ = s.read(&mut buf).await;
+            let _ = tx.send(started.elapsed());
+        });
+        let url = format!("http://127.0.0.1:{port}/events");
+        // Kept until the end: dropping the client would close its pool at once.
+        let client = sender();
+        let r = client
+            .post(&url, Bytes::from_static(b"{}"), &Signer::SlackV0("s"), None)
+            .await;
+        assert!(r.ok(), "{:?}", r.detail);
+        let idle = tokio::time::timeout(POOL_IDLE * 4, rx)
+            .await
+            .expect("the client closed the idle connection")
+            .expect("the server saw it");
+        assert!(
+            idle >= POOL_IDLE,
+            "closed after {idle:?}, before the idle time"
+        );
     }
 
     #[tokio::test]
