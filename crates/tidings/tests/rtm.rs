@@ -360,9 +360,14 @@ async fn a_client_that_never_reads_is_dropped_and_memory_stays_bounded() {
     wait_metric(&s, "tidings_rtm_connections ", 0.0).await;
     let grown_mib = rss_kib(s.pid()).saturating_sub(before) / 1024;
     // 40 MB were published for it; a server that queued them for the client would hold
-    // them all. It holds at most one batch (10 events) read from the store.
+    // them all. It holds at most one batch (10 events) read from the store, on top of what
+    // the same publishing costs with no client (the store's buffers: 7 MiB on PostgreSQL,
+    // where a bare 24 MiB bound failed once at 26).
     eprintln!("server RSS grew by {grown_mib} MiB (publishing alone: {baseline_mib} MiB)");
-    assert!(grown_mib < 24, "server RSS grew by {grown_mib} MiB");
+    assert!(
+        grown_mib < baseline_mib + 24,
+        "server RSS grew by {grown_mib} MiB (publishing alone: {baseline_mib} MiB)"
+    );
     drop(ws);
     // The server is fine and serves the next client.
     let mut next = connect(&s, &bot).await;
