@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, USER_AGENT,
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    USER_AGENT,
 };
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -92,32 +93,48 @@ impl<'a> Signer<'a> {
         }
     }
 
-    /// The signature headers for `body` sent at `ts`. A value that is not a valid header
-    /// (an id with a control character) is an error, not a panic.
-    fn headers(&self, ts: i64, body: &[u8]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-        let pairs = match self {
-            Signer::SlackV0(secret) => vec![
-                (X_SLACK_REQUEST_TIMESTAMP, ts.to_string()),
-                (X_SLACK_SIGNATURE, signing::sign(secret, ts, body)),
-            ],
+    /// Adds the signature headers for `body` sent at `ts`. A value that is not a valid
+    /// header (an id with a control character) is an error, not a panic.
+    fn sign_into(&self, ts: i64, body: &[u8], headers: &mut HeaderMap) -> Result<(), String> {
+        match self {
+            Signer::SlackV0(secret) => {
+                put(headers, X_SLACK_REQUEST_TIMESTAMP, ts.to_string())?;
+                put(headers, X_SLACK_SIGNATURE, signing::sign(secret, ts, body))
+            }
             Signer::Standard { id, keys } => {
                 let h = standard::sign(keys, id, ts, body);
-                vec![
-                    (WEBHOOK_ID, h.id),
-                    (WEBHOOK_TIMESTAMP, h.timestamp),
-                    (WEBHOOK_SIGNATURE, h.signature),
-                ]
+                put(headers, WEBHOOK_ID, h.id)?;
+                put(headers, WEBHOOK_TIMESTAMP, h.timestamp)?;
+                put(headers, WEBHOOK_SIGNATURE, h.signature)
             }
-        };
-        pairs
-            .into_iter()
-            .map(|(name, value)| {
-                HeaderValue::try_from(value)
-                    .map(|v| (HeaderName::from_static(name), v))
-                    .map_err(|e| format!("cannot send header {name}: {e}"))
-            })
-            .collect()
+        }
     }
+}
+
+/// Sets header `name` to `value`, refusing a value that is not a valid header.
+fn put(headers: &mut HeaderMap, name: &'static str, value: String) -> Result<(), String> {
+    let v = HeaderValue::try_from(value).map_err(|e| format!("cannot send header {name}: {e}"))?;
+    headers.insert(HeaderName::from_static(name), v);
+    Ok(())
+}
+
+/// Every header of one attempt but `Authorization` (which belongs to the URL, and a
+/// redirect changes it): content type, user agent, signature, and the retry headers when
+/// `retry` is `Some((number, reason))`. Built once per attempt, whatever its redirects.
+fn attempt_headers(
+    signer: &Signer<'_>,
+    body: &[u8],
+    retry: Option<(u32, &str)>,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    signer.sign_into(now_secs(), body, &mut headers)?;
+    if let Some((n, reason)) = retry {
+        headers.insert(X_SLACK_RETRY_NUM, HeaderValue::from(n));
+        put(&mut headers, X_SLACK_RETRY_REASON, reason.to_string())?;
+    }
+    Ok(headers)
 }
 
 const X_SLACK_REQUEST_TIMESTAMP: &str = "x-slack-request-timestamp";
@@ -125,6 +142,8 @@ const X_SLACK_SIGNATURE: &str = "x-slack-signature";
 const WEBHOOK_ID: &str = "webhook-id";
 const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+const X_SLACK_RETRY_NUM: HeaderName = HeaderName::from_static("x-slack-retry-num");
+const X_SLACK_RETRY_REASON: &str = "x-slack-retry-reason";
 const USER_AGENT_VALUE: &str = concat!(
     "Tidings/",
     env!("CARGO_PKG_VERSION"),
@@ -295,12 +314,7 @@ impl HttpSender {
                 )
             }
         };
-        let ts = now_secs();
-        let signature = match signer.headers(ts, &body) {
-            Ok(s) => s,
-            Err(e) => return fail(FailureReason::UnknownError, e, None),
-        };
-        let retry_headers = match retry.map(retry_headers).transpose() {
+        let headers = match attempt_headers(signer, &body, retry) {
             Ok(h) => h,
             Err(e) => return fail(FailureReason::UnknownError, e, None),
         };
@@ -314,19 +328,9 @@ impl HttpSender {
             let mut req = Request::new(Full::new(body.clone()));
             *req.method_mut() = Method::POST;
             *req.uri_mut() = target.uri.clone();
-            let headers = req.headers_mut();
-            headers.reserve(8);
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-            for (name, value) in &signature {
-                headers.insert(name.clone(), value.clone());
-            }
+            *req.headers_mut() = headers.clone();
             if let Some(auth) = &target.basic_auth {
-                headers.insert(AUTHORIZATION, auth.clone());
-            }
-            if let Some([(n1, v1), (n2, v2)]) = &retry_headers {
-                headers.insert(n1.clone(), v1.clone());
-                headers.insert(n2.clone(), v2.clone());
+                req.headers_mut().insert(AUTHORIZATION, auth.clone());
             }
             let res = match self.client.request(req).await {
                 Ok(r) => r,
@@ -485,19 +489,6 @@ fn excerpt(body: &[u8]) -> String {
     }
 }
 
-/// `X-Slack-Retry-Num` and `X-Slack-Retry-Reason` of retry `n` after `reason`.
-fn retry_headers((n, reason): (u32, &str)) -> Result<[(HeaderName, HeaderValue); 2], String> {
-    let reason = HeaderValue::from_str(reason)
-        .map_err(|e| format!("cannot send retry reason {reason:?}: {e}"))?;
-    Ok([
-        (
-            HeaderName::from_static("x-slack-retry-num"),
-            HeaderValue::from(n),
-        ),
-        (HeaderName::from_static("x-slack-retry-reason"), reason),
-    ])
-}
-
 /// The start of a response body (at most [`BODY_KEEP`] bytes); the rest is not read.
 async fn read_some(mut body: hyper::body::Incoming) -> Bytes {
     let mut out = Vec::new();
@@ -624,6 +615,32 @@ mod tests {
         port
     }
 
+    /// A listener on 127.0.0.1 for one keep-alive exchange: it answers the first request
+    /// with an empty 200, then reports that request's head and how long the client kept
+    /// the connection open after the answer.
+    async fn one_exchange() -> (u16, tokio::sync::oneshot::Receiver<(String, Duration)>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.expect("read");
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            // The next read ends when the client closes the connection.
+            let answered = std::time::Instant::now();
+            let _ = s.read(&mut buf).await;
+            let _ = tx.send((head, answered.elapsed()));
+        });
+        (port, rx)
+    }
+
     #[tokio::test]
     async fn https_to_a_server_that_does_not_speak_tls_fails_as_ssl_error() {
         let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
@@ -658,27 +675,13 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_in_the_url_arrive_as_basic_auth_and_not_in_the_request_line() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.expect("accept");
-            let mut buf = vec![0u8; 8192];
-            let n = s.read(&mut buf).await.expect("read");
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                .await;
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        });
+        let (port, exchange) = one_exchange().await;
         let url = format!("http://hooks:s3cret@127.0.0.1:{port}/events?x=1");
         let r = sender()
             .post(&url, Bytes::from_static(b"{}"), &Signer::SlackV0("s"), None)
             .await;
         assert!(r.ok(), "{:?}", r.detail);
-        let head = rx.await.expect("the request");
+        let (head, _) = exchange.await.expect("the request");
         assert!(head.starts_with("POST /events?x=1 HTTP/1.1\r\n"), "{head}");
         // base64("hooks:s3cret")
         assert!(
@@ -690,24 +693,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unused_connection_is_closed_after_the_pool_idle_time() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = l.local_addr().expect("addr").port();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.expect("accept");
-            let mut buf = vec![0u8; 8192];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                .await;
-            // Keep-alive: the next read ends when the client closes the connection.
-            let started = std::time::Instant::now();
-            let _ = s.read(&mut buf).await;
-            let _ = tx.send(started.elapsed());
-        });
+        let (port, exchange) = one_exchange().await;
         let url = format!("http://127.0.0.1:{port}/events");
         // Kept until the end: dropping the client would close its pool at once.
         let client = sender();
@@ -715,7 +701,7 @@ mod tests {
             .post(&url, Bytes::from_static(b"{}"), &Signer::SlackV0("s"), None)
             .await;
         assert!(r.ok(), "{:?}", r.detail);
-        let idle = tokio::time::timeout(POOL_IDLE * 4, rx)
+        let (_, idle) = tokio::time::timeout(POOL_IDLE * 4, exchange)
             .await
             .expect("the client closed the idle connection")
             .expect("the server saw it");
