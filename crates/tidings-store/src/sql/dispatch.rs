@@ -4,6 +4,7 @@
 use super::conn::{Conn, Dialect};
 use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
 use super::now;
+pub use super::outcomes::record;
 use crate::insights::{Settled, Tally};
 use crate::model::*;
 use crate::params;
@@ -191,89 +192,6 @@ pub fn next_due(
         not_excluded(c.dialect(), 2),
     );
     c.query_one(&sql, params![app, exclusion_json(exclude)], |r| r.get(0))
-}
-
-/// Records attempts and where each delivery goes next, counting both into `tally`;
-/// returns how many outcomes were not written. An outcome for a delivery that is not
-/// there or no longer pending (so a delivery is counted as ended once), or (nodes sharing the database) whose lease token is no longer the one it was
-/// claimed with — another node took it over — is skipped: it changes nothing, so one such
-/// row never fails the others. An attempt row whose number is already logged is skipped
-/// too (`ON CONFLICT DO NOTHING`). One `UPDATE … RETURNING` per outcome on both backends
-/// (it was a SELECT, an INSERT and an UPDATE on SQLite): the update is fenced by status
-/// and lease token in the statement itself, and what follows it (the attempt row, which
-/// conflicts into nothing) fails only when the disk does, so the writer may still run
-/// the batch without a savepoint (see [`super::writer`]).
-pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<usize> {
-    const UPDATE: &str = "UPDATE deliveries SET attempts = attempts + ?2, status = ?3, reason = ?4,
-                next_attempt_at = COALESCE(?5, next_attempt_at), redeliver = 0, updated_at = ?6,
-                lease_until = NULL, leased_by = NULL
-             WHERE seq = ?1 AND status = 'pending' AND (?7 IS NULL OR lease_token = ?7)
-             RETURNING app_id, attempts";
-    let t = now();
-    let mut skipped = 0;
-    for o in outcomes {
-        let (status, reason, next): (&str, Option<&str>, Option<i64>) = match &o.next {
-            NextStep::Delivered => ("delivered", None, None),
-            NextStep::Retry { at_ms, reason } => ("pending", Some(reason.as_str()), Some(*at_ms)),
-            NextStep::Failed { reason } => ("failed", Some(reason), None),
-            NextStep::Dropped { reason } => ("dropped", Some(reason), None),
-        };
-        let attempted = o.attempt.is_some() as i64;
-        let update = params![o.seq, attempted, status, reason, next, t, o.lease];
-        let row: Option<(String, i64)> =
-            c.query_opt(UPDATE, update, |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if let (Some((_, attempts)), Some(a)) = (&row, &o.attempt) {
-            insert_attempt(c, o.seq, *attempts, a)?;
-        }
-        let app = row.map(|(app, _)| app);
-        let Some(app) = app else {
-            skipped += 1;
-            tracing::debug!(
-                seq = o.seq,
-                lease = ?o.lease,
-                "outcome not written: the delivery is gone or another node holds its lease"
-            );
-            continue;
-        };
-        if let Some(a) = &o.attempt {
-            tally.attempt(
-                &app,
-                a.at.div_euclid(1000),
-                a.retry_num > 0,
-                a.latency_ms.max(0) as u64,
-                a.reason.as_deref(),
-            );
-        }
-        match &o.next {
-            NextStep::Delivered => tally.settled(&app, t, Settled::Delivered),
-            NextStep::Failed { reason } => tally.settled(&app, t, Settled::GaveUp(reason)),
-            NextStep::Dropped { reason } => tally.settled(&app, t, Settled::Dropped(reason)),
-            NextStep::Retry { .. } => {}
-        }
-    }
-    if skipped > 0 {
-        metrics::counter!("tidings_delivery_outcomes_fenced_total").increment(skipped as u64);
-    }
-    Ok(skipped)
-}
-
-/// Logs attempt `n` of delivery `seq`; a number already logged is left as it is.
-fn insert_attempt(c: &Conn, seq: i64, n: i64, a: &Attempt) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-        params![
-            seq,
-            n,
-            a.at,
-            a.transport,
-            a.status_code,
-            a.reason,
-            a.latency_ms,
-            a.retry_num
-        ],
-    )?;
-    Ok(())
 }
 
 /// Moves held deliveries' next attempt to `until_ms` and gives their leases back, without
@@ -499,6 +417,99 @@ mod tests {
             )
             .unwrap();
         assert_eq!((status.as_str(), attempts), ("delivered", 2));
+    }
+
+    #[test]
+    fn a_batch_moves_each_delivery_on_and_skips_only_the_stale_ones() {
+        let db = one_delivery();
+        a_batch_moves_each_delivery_on(&Conn::Sqlite(&db));
+    }
+
+    /// The same against a real server (`TIDINGS_TEST_DATABASE_URL`), where a batch is one
+    /// statement over the outcomes as JSON.
+    #[test]
+    fn a_batch_moves_each_delivery_on_and_skips_only_the_stale_ones_on_postgres() {
+        use crate::sql::conn::PgConn;
+        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
+            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
+            return;
+        };
+        let pg = PgConn::new(schema.opener().client().unwrap());
+        crate::sql::migrations::postgres::migrate(&pg).unwrap();
+        let c = Conn::Postgres(&pg);
+        c.batch(
+            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
+             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
+             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
+               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
+             INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+               VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0);",
+        )
+        .unwrap();
+        a_batch_moves_each_delivery_on(&c);
+    }
+
+    /// Seqs 1–4 pending (seq 1 exists): 3's lease token is not the outcome's, 2 has two
+    /// outcomes in the batch (a retry, then delivered).
+    fn a_batch_moves_each_delivery_on(c: &Conn) {
+        for id in ["DL2", "DL3", "DL4"] {
+            c.execute(
+                "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+                 VALUES (?1, 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0)",
+                params![id],
+            )
+            .unwrap();
+        }
+        c.execute("UPDATE deliveries SET lease_token = 5 WHERE seq = 3", &[])
+            .unwrap();
+        let outcome = |seq, next, lease| AttemptOutcome {
+            seq,
+            attempt: attempt(None),
+            next,
+            lease,
+        };
+        let retry = NextStep::Retry {
+            at_ms: 9_000,
+            reason: "http_error".into(),
+        };
+        let batch = [
+            outcome(1, NextStep::Delivered, None),
+            outcome(2, retry, None),
+            outcome(3, NextStep::Delivered, Some(4)),
+            outcome(
+                4,
+                NextStep::Failed {
+                    reason: "http_error".into(),
+                },
+                None,
+            ),
+            outcome(2, NextStep::Delivered, None),
+        ];
+        let mut tally = Tally::default();
+        assert_eq!(
+            record(c, &batch, &mut tally).unwrap(),
+            1,
+            "seq 3's lease is stale"
+        );
+        let rows: Vec<(i64, String, i64, i64)> = c
+            .query(
+                "SELECT seq, status, attempts, (SELECT COUNT(*) FROM delivery_attempts WHERE delivery_seq = seq)
+                 FROM deliveries ORDER BY seq",
+                &[],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (1, "delivered".into(), 1, 1),
+                // Delivered after its retry: in the other order the retry would be skipped.
+                (2, "delivered".into(), 2, 2),
+                (3, "pending".into(), 0, 0),
+                (4, "failed".into(), 1, 1),
+            ]
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod lifecycle;
 mod manifests;
 pub mod migrations;
 mod oauth;
+mod outcomes;
 pub mod owner_only;
 pub mod pg_tls;
 pub mod pool;
