@@ -342,11 +342,11 @@ pub fn pending_count(c: &Conn) -> StoreResult<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::sql::migrations::sqlite::migrate;
 
-    fn attempt(reason: Option<&str>) -> Option<Attempt> {
+    pub(in crate::sql) fn attempt(reason: Option<&str>) -> Option<Attempt> {
         Some(Attempt {
             at: 1_000,
             transport: "http".into(),
@@ -358,7 +358,7 @@ mod tests {
     }
 
     /// A store holding one pending delivery (seq 1) for app A1.
-    fn one_delivery() -> rusqlite::Connection {
+    pub(in crate::sql) fn one_delivery() -> rusqlite::Connection {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&db).unwrap();
         db.execute_batch(
@@ -378,198 +378,6 @@ mod tests {
             .unwrap();
         assert_eq!(seq, 1);
         db
-    }
-
-    #[test]
-    fn outcomes_number_their_attempts_and_move_the_delivery_on() {
-        let db = one_delivery();
-        let c = Conn::Sqlite(&db);
-        let failed = AttemptOutcome {
-            seq: 1,
-            attempt: attempt(Some("http_error")),
-            next: NextStep::Retry {
-                at_ms: 5_000,
-                reason: "http_error".into(),
-            },
-            lease: None,
-        };
-        let delivered = AttemptOutcome {
-            seq: 1,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: None,
-        };
-        let mut tally = Tally::default();
-        record(&c, &[failed, delivered], &mut tally).unwrap();
-        let ns: Vec<i64> = c
-            .query(
-                "SELECT n FROM delivery_attempts WHERE delivery_seq = 1 ORDER BY n",
-                &[],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(ns, vec![1, 2]);
-        let (status, attempts): (String, i64) = c
-            .query_one(
-                "SELECT status, attempts FROM deliveries WHERE seq = 1",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("delivered", 2));
-    }
-
-    #[test]
-    fn a_batch_moves_each_delivery_on_and_skips_only_the_stale_ones() {
-        let db = one_delivery();
-        a_batch_moves_each_delivery_on(&Conn::Sqlite(&db));
-    }
-
-    /// The same against a real server (`TIDINGS_TEST_DATABASE_URL`), where a batch is one
-    /// statement over the outcomes as JSON.
-    #[test]
-    fn a_batch_moves_each_delivery_on_and_skips_only_the_stale_ones_on_postgres() {
-        use crate::sql::conn::PgConn;
-        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
-            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
-            return;
-        };
-        let pg = PgConn::new(schema.opener().client().unwrap());
-        crate::sql::migrations::postgres::migrate(&pg).unwrap();
-        let c = Conn::Postgres(&pg);
-        c.batch(
-            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
-             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
-               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
-             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
-               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
-             INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
-               VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0);",
-        )
-        .unwrap();
-        a_batch_moves_each_delivery_on(&c);
-    }
-
-    /// Seqs 1–4 pending (seq 1 exists): 3's lease token is not the outcome's, 2 has two
-    /// outcomes in the batch (a retry, then delivered).
-    fn a_batch_moves_each_delivery_on(c: &Conn) {
-        for id in ["DL2", "DL3", "DL4"] {
-            c.execute(
-                "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
-                 VALUES (?1, 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0)",
-                params![id],
-            )
-            .unwrap();
-        }
-        c.execute("UPDATE deliveries SET lease_token = 5 WHERE seq = 3", &[])
-            .unwrap();
-        let outcome = |seq, next, lease| AttemptOutcome {
-            seq,
-            attempt: attempt(None),
-            next,
-            lease,
-        };
-        let retry = NextStep::Retry {
-            at_ms: 9_000,
-            reason: "http_error".into(),
-        };
-        let batch = [
-            outcome(1, NextStep::Delivered, None),
-            outcome(2, retry, None),
-            outcome(3, NextStep::Delivered, Some(4)),
-            outcome(
-                4,
-                NextStep::Failed {
-                    reason: "http_error".into(),
-                },
-                None,
-            ),
-            outcome(2, NextStep::Delivered, None),
-        ];
-        let mut tally = Tally::default();
-        assert_eq!(
-            record(c, &batch, &mut tally).unwrap(),
-            1,
-            "seq 3's lease is stale"
-        );
-        let rows: Vec<(i64, String, i64, i64)> = c
-            .query(
-                "SELECT seq, status, attempts, (SELECT COUNT(*) FROM delivery_attempts WHERE delivery_seq = seq)
-                 FROM deliveries ORDER BY seq",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                (1, "delivered".into(), 1, 1),
-                // Delivered after its retry: in the other order the retry would be skipped.
-                (2, "delivered".into(), 2, 2),
-                (3, "pending".into(), 0, 0),
-                (4, "failed".into(), 1, 1),
-            ]
-        );
-    }
-
-    #[test]
-    fn an_outcome_for_a_delivery_that_is_not_there_writes_nothing() {
-        let db = one_delivery();
-        let c = Conn::Sqlite(&db);
-        let before = c.total_changes();
-        let stray = AttemptOutcome {
-            seq: 99,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: None,
-        };
-        record(&c, &[stray], &mut Tally::default()).unwrap();
-        assert_eq!(
-            c.total_changes(),
-            before,
-            "so it may run without a savepoint"
-        );
-    }
-
-    #[test]
-    fn an_outcome_under_a_lost_lease_changes_nothing() {
-        let db = one_delivery();
-        let c = Conn::Sqlite(&db);
-        c.execute("UPDATE deliveries SET lease_token = 2 WHERE seq = 1", &[])
-            .unwrap();
-        let stale = AttemptOutcome {
-            seq: 1,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: Some(1),
-        };
-        let mut tally = Tally::default();
-        assert_eq!(record(&c, &[stale], &mut tally).unwrap(), 1);
-        let (status, attempts): (String, i64) = c
-            .query_one(
-                "SELECT status, attempts FROM deliveries WHERE seq = 1",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("pending", 0));
-        let logged: i64 = c
-            .query_one("SELECT COUNT(*) FROM delivery_attempts", &[], |r| r.get(0))
-            .unwrap();
-        assert_eq!(logged, 0);
-        let current = AttemptOutcome {
-            seq: 1,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: Some(2),
-        };
-        assert_eq!(record(&c, &[current], &mut tally).unwrap(), 0);
-        let status: String = c
-            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(status, "delivered");
     }
 
     #[test]
@@ -597,60 +405,6 @@ mod tests {
         );
         assert_eq!(postpone(&c, &[(1, Some(2))], 7_000).unwrap(), 1);
         assert_eq!(row(), (7_000, None), "the holder gives it back");
-    }
-
-    #[test]
-    fn a_delivery_ends_once_in_the_counts() {
-        let db = one_delivery();
-        let c = Conn::Sqlite(&db);
-        let delivered = || AttemptOutcome {
-            seq: 1,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: None,
-        };
-        let mut tally = Tally::default();
-        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 0);
-        assert_eq!(record(&c, &[delivered()], &mut tally).unwrap(), 1);
-        let sum = |f: fn(&crate::insights::DeliveryCounts) -> u64| -> u64 {
-            tally.deliveries.values().map(f).sum()
-        };
-        // Each count is kept under every granularity and scope: compare with one outcome's.
-        let mut one = Tally::default();
-        record(&Conn::Sqlite(&one_delivery()), &[delivered()], &mut one).unwrap();
-        let once: u64 = one.deliveries.values().map(|c| c.delivered).sum();
-        assert!(once > 0);
-        assert_eq!(
-            sum(|c| c.delivered),
-            once,
-            "the second outcome adds nothing"
-        );
-        assert_eq!(sum(|c| c.attempts), once);
-    }
-
-    #[test]
-    fn an_attempt_number_already_logged_does_not_fail_the_batch() {
-        let db = one_delivery();
-        let c = Conn::Sqlite(&db);
-        c.execute(
-            "INSERT INTO delivery_attempts (delivery_seq, n, at, transport, status_code, reason, latency_ms, retry_num)
-             VALUES (1, 1, 0, 'http', 200, NULL, 1, 0)",
-            &[],
-        )
-        .unwrap();
-        let delivered = AttemptOutcome {
-            seq: 1,
-            attempt: attempt(None),
-            next: NextStep::Delivered,
-            lease: None,
-        };
-        record(&c, &[delivered], &mut Tally::default()).unwrap();
-        let status: String = c
-            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(status, "delivered");
     }
 
     /// Against a real server (`TIDINGS_TEST_DATABASE_URL`): a claim whose lease ran out
