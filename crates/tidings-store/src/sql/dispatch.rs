@@ -357,27 +357,48 @@ pub(super) mod tests {
         })
     }
 
-    /// A store holding one pending delivery (seq 1) for app A1.
+    /// One pending delivery (seq 1) of event Ev1 for app A1 in team T1.
+    const ONE_DELIVERY: &str = r#"
+        INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
+        INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+          VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
+        INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
+          VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
+        INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+          VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending',
+            '{"enterprise_id":null,"team_id":"T1","user_id":"U1","is_bot":true,"is_enterprise_install":false}', 0, 0, 0);"#;
+
+    /// An SQLite store in memory holding [`ONE_DELIVERY`].
     pub(in crate::sql) fn one_delivery() -> rusqlite::Connection {
         let db = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&db).unwrap();
-        db.execute_batch(
-            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
-             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
-               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
-             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
-               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);",
-        )
-        .unwrap();
-        let seq = Conn::Sqlite(&db)
-            .insert_seq(
-                "INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
-                 VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0)",
-                &[],
-            )
-            .unwrap();
-        assert_eq!(seq, 1);
+        db.execute_batch(ONE_DELIVERY).unwrap();
         db
+    }
+
+    /// A PostgreSQL schema of its own holding [`ONE_DELIVERY`], when
+    /// `TIDINGS_TEST_DATABASE_URL` names a server (the schema is dropped with the first
+    /// value, so it must outlive the connection).
+    pub(in crate::sql) fn pg_one_delivery(
+    ) -> Option<(crate::sql::postgres::TestSchema, crate::sql::conn::PgConn)> {
+        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
+            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
+            return None;
+        };
+        let pg = crate::sql::conn::PgConn::new(schema.opener().client().unwrap());
+        crate::sql::migrations::postgres::migrate(&pg).unwrap();
+        Conn::Postgres(&pg).batch(ONE_DELIVERY).unwrap();
+        Some((schema, pg))
+    }
+
+    /// The status and attempt count of delivery `seq`.
+    pub(in crate::sql) fn status_and_attempts(c: &Conn, seq: i64) -> (String, i64) {
+        c.query_one(
+            "SELECT status, attempts FROM deliveries WHERE seq = ?1",
+            params![seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -411,25 +432,10 @@ pub(super) mod tests {
     /// is taken over as a retry, and the first holder's outcome is fenced off.
     #[test]
     fn a_take_over_counts_as_a_retry_and_fences_the_first_holder() {
-        use crate::sql::conn::PgConn;
-        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
-            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
+        let Some((_schema, pg)) = pg_one_delivery() else {
             return;
         };
-        let pg = PgConn::new(schema.opener().client().unwrap());
-        crate::sql::migrations::postgres::migrate(&pg).unwrap();
         let c = Conn::Postgres(&pg);
-        c.batch(
-            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
-             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
-               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
-             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
-               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
-             INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
-               VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending',
-                 '{\"enterprise_id\":null,\"team_id\":\"T1\",\"user_id\":\"U1\",\"is_bot\":true,\"is_enterprise_install\":false}', 0, 0, 0);",
-        )
-        .unwrap();
         let now = now_ms();
         // Node a claims it with a lease that has already ended (it went away).
         let first = claim(&c, "A1", now, 10, &[], now, "a").unwrap();
@@ -460,13 +466,6 @@ pub(super) mod tests {
             record(&c, &[outcome(taken[0].lease)], &mut tally).unwrap(),
             0
         );
-        let (status, attempts): (String, i64) = c
-            .query_one(
-                "SELECT status, attempts FROM deliveries WHERE seq = ?1",
-                params![seq],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("delivered", 2));
+        assert_eq!(status_and_attempts(&c, seq), ("delivered".into(), 2));
     }
 }

@@ -25,10 +25,9 @@ use crate::StoreResult;
 /// writer runs it without a savepoint.
 pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> StoreResult<usize> {
     let t = now();
-    let written = write(c, outcomes, t)?;
     let mut skipped = 0;
-    for (o, w) in outcomes.iter().zip(&written) {
-        let Some((app, _)) = w else {
+    for o in outcomes {
+        let Some((app, n)) = move_on(c, o, t)? else {
             skipped += 1;
             tracing::debug!(
                 seq = o.seq,
@@ -38,8 +37,9 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
             continue;
         };
         if let Some(a) = &o.attempt {
+            insert_attempt(c, o.seq, n, a)?;
             tally.attempt(
-                app,
+                &app,
                 a.at.div_euclid(1000),
                 a.retry_num > 0,
                 a.latency_ms.max(0) as u64,
@@ -47,9 +47,9 @@ pub fn record(c: &Conn, outcomes: &[AttemptOutcome], tally: &mut Tally) -> Store
             );
         }
         match &o.next {
-            NextStep::Delivered => tally.settled(app, t, Settled::Delivered),
-            NextStep::Failed { reason } => tally.settled(app, t, Settled::GaveUp(reason)),
-            NextStep::Dropped { reason } => tally.settled(app, t, Settled::Dropped(reason)),
+            NextStep::Delivered => tally.settled(&app, t, Settled::Delivered),
+            NextStep::Failed { reason } => tally.settled(&app, t, Settled::GaveUp(reason)),
+            NextStep::Dropped { reason } => tally.settled(&app, t, Settled::Dropped(reason)),
             NextStep::Retry { .. } => {}
         }
     }
@@ -69,10 +69,6 @@ fn step(next: &NextStep) -> (&str, Option<&str>, Option<i64>) {
     }
 }
 
-/// For each outcome, in order: (app, the delivery's attempt count after it) when it was
-/// written, `None` when it was skipped.
-type Written = Vec<Option<(String, i64)>>;
-
 /// Moves one delivery on, fenced by its status and (nodes sharing the database) lease token.
 macro_rules! update_sql {
     () => {
@@ -83,31 +79,12 @@ macro_rules! update_sql {
     };
 }
 
-fn write(c: &Conn, outcomes: &[AttemptOutcome], t: i64) -> StoreResult<Written> {
-    outcomes
-        .iter()
-        .map(|o| {
-            let row = move_on(c, o, t)?;
-            if let (Some((_, n)), Some(a)) = (&row, &o.attempt) {
-                insert_attempt(c, o.seq, *n, a)?;
-            }
-            Ok(row)
-        })
-        .collect()
-}
-
 /// One outcome's `UPDATE`; the delivery's app and attempt count after it, if it was written.
-///
-/// SQLite: the plain `UPDATE`, then a read of the row by rowid. `RETURNING` would make
-/// SQLite open a statement journal and a table for the returned rows on every execution:
-/// under callgrind that `UPDATE` cost 47.8k instructions, these two statements with the
-/// attempt `INSERT` 40.9k. (A batch as JSON through `json_each` cost 87.7k per outcome:
-/// each element is rendered as text and parsed again for every field.)
-///
-/// PostgreSQL: `UPDATE … RETURNING`, one round trip. A batch as JSON there
-/// (`json_to_recordset`, rows locked in seq order first, then one `UPDATE` and one
-/// `INSERT … SELECT`) used less of the server's CPU but delivered 20 % fewer events per
-/// second in paired `throughput` runs, so it was not kept.
+/// SQLite runs the plain `UPDATE` and reads the row back by rowid: with `RETURNING` it
+/// would open a statement journal and a table for the returned rows on every execution
+/// (the measurements, and the batched forms tried on both backends, are in
+/// `docs/benchmarks.md`, issue 22's third pass). PostgreSQL returns them in the one round
+/// trip.
 fn move_on(c: &Conn, o: &AttemptOutcome, t: i64) -> StoreResult<Option<(String, i64)>> {
     let (status, reason, next) = step(&o.next);
     let attempted = o.attempt.is_some() as i64;
@@ -144,7 +121,9 @@ fn insert_attempt(c: &Conn, seq: i64, n: i64, a: &Attempt) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::dispatch::tests::{attempt, one_delivery};
+    use crate::sql::dispatch::tests::{
+        attempt, one_delivery, pg_one_delivery, status_and_attempts,
+    };
 
     #[test]
     fn outcomes_number_their_attempts_and_move_the_delivery_on() {
@@ -175,14 +154,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ns, vec![1, 2]);
-        let (status, attempts): (String, i64) = c
-            .query_one(
-                "SELECT status, attempts FROM deliveries WHERE seq = 1",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("delivered", 2));
+        assert_eq!(status_and_attempts(&c, 1), ("delivered".into(), 2));
     }
 
     #[test]
@@ -195,24 +167,10 @@ mod tests {
     /// one `UPDATE … RETURNING`.
     #[test]
     fn a_batch_moves_each_delivery_on_and_skips_only_the_stale_ones_on_postgres() {
-        use crate::sql::conn::PgConn;
-        let Some(schema) = crate::sql::postgres::TestSchema::from_env() else {
-            eprintln!("needs PostgreSQL (TIDINGS_TEST_DATABASE_URL); not run");
+        let Some((_schema, pg)) = pg_one_delivery() else {
             return;
         };
-        let pg = PgConn::new(schema.opener().client().unwrap());
-        crate::sql::migrations::postgres::migrate(&pg).unwrap();
         let c = Conn::Postgres(&pg);
-        c.batch(
-            "INSERT INTO teams (id, name, domain, created_at) VALUES ('T1', 't', 't', 0);
-             INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
-               VALUES ('A1', 'a', '[]', '[]', 'slack', 's', 'v', 0);
-             INSERT INTO events (id, team_id, event_type, event_time, payload, created_at)
-               VALUES ('Ev1', 'T1', 'message', 0, '{}', 0);
-             INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
-               VALUES ('DL1', 'Ev1', 'A1', 'T1', 'message', 'pending', '{}', 0, 0, 0);",
-        )
-        .unwrap();
         a_batch_moves_each_delivery_on(&c);
     }
 
@@ -311,14 +269,7 @@ mod tests {
         };
         let mut tally = Tally::default();
         assert_eq!(record(&c, &[stale], &mut tally).unwrap(), 1);
-        let (status, attempts): (String, i64) = c
-            .query_one(
-                "SELECT status, attempts FROM deliveries WHERE seq = 1",
-                &[],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((status.as_str(), attempts), ("pending", 0));
+        assert_eq!(status_and_attempts(&c, 1), ("pending".into(), 0));
         let logged: i64 = c
             .query_one("SELECT COUNT(*) FROM delivery_attempts", &[], |r| r.get(0))
             .unwrap();
@@ -330,12 +281,7 @@ mod tests {
             lease: Some(2),
         };
         assert_eq!(record(&c, &[current], &mut tally).unwrap(), 0);
-        let status: String = c
-            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(status, "delivered");
+        assert_eq!(status_and_attempts(&c, 1).0, "delivered");
     }
 
     #[test]
@@ -384,11 +330,6 @@ mod tests {
             lease: None,
         };
         record(&c, &[delivered], &mut Tally::default()).unwrap();
-        let status: String = c
-            .query_one("SELECT status FROM deliveries WHERE seq = 1", &[], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(status, "delivered");
+        assert_eq!(status_and_attempts(&c, 1).0, "delivered");
     }
 }
