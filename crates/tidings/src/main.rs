@@ -28,6 +28,7 @@ async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Re
 }
 
 fn main() -> ExitCode {
+    memory::use_small_pages();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
