@@ -35,12 +35,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// plan whatever values are bound to it. Without it, SQLite marks a statement to be
 /// re-planned when a bound value could change its plan (weighing an equality on a bound
 /// value is enough), and rusqlite clears the bindings of every statement it puts back in
-/// its cache, which re-plans every statement so marked: such statements were parsed and
-/// planned again on every run. The
-/// fan-out index's cold reads (a team's installations, an app and team's rate window) and
-/// an install were among them: in `tenants`' first second, re-preparing them took a fifth
-/// of the writer's time. No query of the store depends on a bound value for its plan: its
-/// partial indexes are matched by literals.
+/// its cache, which re-plans every statement so marked: each run was a full parse and
+/// plan. The fan-out index's cold reads (a team's installations, an app and team's rate
+/// window) and an install were among them: in `tenants`' first second, re-preparing them
+/// took a fifth of the writer's time. No query of the store depends on a bound value for
+/// its plan: its partial indexes are matched by literals.
 fn stable_plans(c: &Connection) -> rusqlite::Result<()> {
     c.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
@@ -144,9 +143,8 @@ mod tests {
     use super::*;
     use rusqlite::StatementStatus;
 
-    /// Runs a grouped range query through rusqlite's
-    /// statement cache, with a new value each time; returns how often SQLite re-prepared
-    /// the statement.
+    /// Runs a grouped range query through rusqlite's statement cache, with new values each
+    /// time; returns how often SQLite re-prepared the statement.
     fn reprepares(c: &Connection) -> i32 {
         c.execute_batch(
             "CREATE TABLE IF NOT EXISTS t (a TEXT, b TEXT, n INTEGER);
