@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (10, "manifests", V10),
     (11, "receive", V11),
     (12, "redeliveries", V12),
+    (13, "attempt log without its time index", V13),
 ];
 
 const V1: &str = r#"
@@ -428,6 +429,13 @@ CREATE TABLE redeliveries (
 );
 CREATE INDEX redeliveries_app ON redeliveries(app_id, created_at);
 CREATE INDEX redeliveries_running ON redeliveries(state) WHERE state = 'running';
+"#;
+
+/// No query reads the attempt log by time (retention deletes attempts by delivery, the
+/// listings read them by delivery), so the index on `at` only cost every attempt one more
+/// B-tree insert (issue 22; measured in `docs/benchmarks.md`, fifth pass).
+const V13: &str = r#"
+DROP INDEX IF EXISTS delivery_attempts_at;
 "#;
 
 /// Applies every migration newer than the database's version.

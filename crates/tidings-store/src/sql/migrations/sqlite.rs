@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[super::Migration] = &[
     (10, "manifests", V10),
     (11, "receive", V11),
     (12, "redeliveries", V12),
+    (13, "attempt log without its time index", V13),
 ];
 
 const V1: &str = r#"
@@ -447,6 +448,13 @@ CREATE INDEX redeliveries_app ON redeliveries(app_id, created_at);
 CREATE INDEX redeliveries_running ON redeliveries(state) WHERE state = 'running';
 "#;
 
+/// No query reads the attempt log by time (retention deletes attempts by delivery, the
+/// listings read them by delivery), so the index on `at` only cost every attempt one more
+/// B-tree insert (issue 22; measured in `docs/benchmarks.md`, fifth pass).
+const V13: &str = r#"
+DROP INDEX IF EXISTS delivery_attempts_at;
+"#;
+
 /// Applies every migration newer than the database's version.
 pub fn migrate(conn: &Connection) -> StoreResult<i64> {
     migrate_to(conn, super::latest(MIGRATIONS))
@@ -490,6 +498,41 @@ mod tests {
         conn.execute_batch(upgrade_fixture::V1_ROWS).unwrap();
         assert_eq!(migrate(&conn).unwrap(), super::super::latest(MIGRATIONS));
         upgrade_fixture::check_upgraded(&Conn::Sqlite(&conn));
+    }
+
+    /// Every read of the attempt log goes by delivery, through the primary key; an index
+    /// on anything else only costs each attempt a B-tree insert (version 13 dropped one).
+    #[test]
+    fn the_attempt_log_keeps_only_the_index_its_reads_use() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'delivery_attempts'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            indexes,
+            vec!["sqlite_autoindex_delivery_attempts_1".to_string()]
+        );
+        for read in [
+            "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = 1 ORDER BY n",
+            "DELETE FROM delivery_attempts WHERE delivery_seq IN (SELECT value FROM json_each('[1,2,3]'))",
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {read}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|p| p.contains("sqlite_autoindex_delivery_attempts_1")),
+                "{read}: {plan:?}"
+            );
+        }
     }
 
     #[test]
