@@ -86,11 +86,10 @@ impl Dispatcher {
         }
         if !app.events_enabled {
             let seqs: Vec<i64> = rows.iter().map(|r| r.delivery.seq).collect();
-            let outcomes = seqs
+            let outcomes = rows
                 .iter()
-                .zip(&rows)
-                .map(|(&seq, row)| AttemptOutcome {
-                    seq,
+                .map(|row| AttemptOutcome {
+                    seq: row.delivery.seq,
                     lease: row.lease,
                     attempt: None,
                     next: NextStep::Dropped {

@@ -99,22 +99,22 @@ pub fn map_delivery(r: &Row) -> StoreResult<Delivery> {
     })
 }
 
+/// A delivery's attempts, in order (`?1`: its seq). Read through the attempt log's primary
+/// key, its one index (see migration 13's test).
+pub(crate) const ATTEMPTS_OF_DELIVERY: &str = "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY n";
+
 fn with_attempts(c: &Conn, mut list: Vec<Delivery>) -> StoreResult<Vec<Delivery>> {
     for d in &mut list {
-        d.attempts = c.query(
-            "SELECT at, transport, status_code, reason, latency_ms, retry_num FROM delivery_attempts WHERE delivery_seq = ?1 ORDER BY n",
-            params![d.seq],
-            |r| {
-                Ok(Attempt {
-                    at: r.get(0)?,
-                    transport: r.get(1)?,
-                    status_code: r.get(2)?,
-                    reason: r.get(3)?,
-                    latency_ms: r.get(4)?,
-                    retry_num: r.get(5)?,
-                })
-            },
-        )?;
+        d.attempts = c.query(ATTEMPTS_OF_DELIVERY, params![d.seq], |r| {
+            Ok(Attempt {
+                at: r.get(0)?,
+                transport: r.get(1)?,
+                status_code: r.get(2)?,
+                reason: r.get(3)?,
+                latency_ms: r.get(4)?,
+                retry_num: r.get(5)?,
+            })
+        })?;
     }
     Ok(list)
 }

@@ -229,6 +229,15 @@ fn json_set(d: Dialect, int: bool) -> &'static str {
     }
 }
 
+/// Deletes the attempts of the deliveries whose seqs are in the JSON array `?1`. Read
+/// through the attempt log's primary key, its one index (see migration 13's test).
+pub(crate) fn delete_attempts_sql(d: Dialect) -> String {
+    format!(
+        "DELETE FROM delivery_attempts WHERE delivery_seq IN {}",
+        json_set(d, true)
+    )
+}
+
 /// Up to `batch` finished deliveries past their age, their attempts, and their events
 /// when nothing of them is left; returns (deliveries, attempts, events) deleted.
 fn prune_deliveries(
@@ -269,13 +278,7 @@ fn prune_deliveries(
     }
     let d = c.dialect();
     let seqs = serde_json::to_string(&picked.iter().map(|p| p.0).collect::<Vec<_>>())?;
-    let attempts = c.execute(
-        &format!(
-            "DELETE FROM delivery_attempts WHERE delivery_seq IN {}",
-            json_set(d, true)
-        ),
-        params![seqs],
-    )?;
+    let attempts = c.execute(&delete_attempts_sql(d), params![seqs])?;
     let deliveries = c.execute(
         &format!("DELETE FROM deliveries WHERE seq IN {}", json_set(d, true)),
         params![seqs],
