@@ -195,6 +195,14 @@ pub async fn run(name: &str, p: &Params) -> Result<Outcome, String> {
     if received < expected {
         note = format!("only {received} of {expected} deliveries arrived within the drain time");
     }
+    if published.busy_retries > 0 {
+        note = format!(
+            "{} publish calls refused busy and retried {note}",
+            published.busy_retries
+        )
+        .trim()
+        .to_string();
+    }
     if shape.fail_first {
         note = format!(
             "{} first attempts refused {}",
@@ -234,6 +242,8 @@ pub(crate) const MAX_OUTSTANDING: u64 = 20_000;
 pub(crate) struct Published {
     pub events: u64,
     pub calls_us: Vec<u64>,
+    /// Busy refusals (503 with Retry-After) the publishers waited out and retried.
+    pub busy_retries: u64,
 }
 
 impl Published {
@@ -450,6 +460,7 @@ pub(crate) async fn publish_up_to(
         url: url.to_string(),
         pad: Arc::new("x".repeat(800)),
         places: Arc::new(places.to_vec()),
+        busy: Arc::new(AtomicU64::new(0)),
     };
     let end = Instant::now() + duration;
     let claimed = Arc::new(AtomicU64::new(0));
@@ -514,12 +525,14 @@ pub(crate) async fn publish_up_to(
     let mut total = Published {
         events: 0,
         calls_us: Vec::new(),
+        busy_retries: 0,
     };
     while let Some(r) = set.join_next().await {
         let (sent, calls) = r.map_err(|e| e.to_string())??;
         total.events += sent;
         total.calls_us.extend(calls);
     }
+    total.busy_retries = caller.busy.load(Ordering::Relaxed);
     Ok(total)
 }
 
@@ -534,7 +547,12 @@ struct Caller {
     url: String,
     pad: Arc<String>,
     places: Arc<Vec<Place>>,
+    /// Calls the server refused as busy (503 with Retry-After) and this caller retried.
+    busy: Arc<AtomicU64>,
 }
+
+/// How often one publish call is retried after a busy refusal before the run fails.
+const MAX_BUSY_RETRIES: u32 = 5;
 
 impl Caller {
     /// One call of `batch` events, numbered from `first` by `step` (each picks its place
@@ -558,22 +576,40 @@ impl Caller {
             );
         }
         body.push_str("]}");
+        let body = bytes::Bytes::from(body);
         let call = Instant::now();
-        let res = self
-            .c
-            .post(format!("{}/admin/v1/events/batch", self.url))
-            .bearer_auth(ADMIN)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = res.status();
-        let answer = res.bytes().await.map_err(|e| e.to_string())?;
+        let mut refusals = 0;
+        let (status, answer) = loop {
+            let res = self
+                .c
+                .post(format!("{}/admin/v1/events/batch", self.url))
+                .bearer_auth(ADMIN)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = res.status();
+            // A server shedding load answers 503 with Retry-After; a publisher does as
+            // it says, and the wait counts in this call's time.
+            let retry_after = (status == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                .then(|| res.headers().get(reqwest::header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let answer = res.bytes().await.map_err(|e| e.to_string())?;
+            match retry_after {
+                Some(secs) if refusals < MAX_BUSY_RETRIES => {
+                    refusals += 1;
+                    self.busy.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(secs.min(10))).await;
+                }
+                _ => break (status, answer),
+            }
+        };
         let us = call.elapsed().as_micros() as u64;
         if !status.is_success() {
             return Err(format!(
-                "publish: {status} {}",
+                "publish: {status} {} (after {refusals} busy refusals)",
                 String::from_utf8_lossy(&answer)
             ));
         }
