@@ -2,6 +2,7 @@
 //! redelivery, and the tallies the health rule is rebuilt from after a restart.
 
 use super::conn::{Conn, Dialect};
+use super::event_cache::EventCache;
 use super::events::{delivery_columns, map_delivery, map_event, EVENT_COLUMNS_E};
 use super::now;
 pub use super::outcomes::record;
@@ -46,8 +47,10 @@ fn not_excluded(dialect: Dialect, n: usize) -> String {
     }
 }
 
+/// `events`: the rows' events are taken from there when another row brought them already.
 pub fn due(
     c: &Conn,
+    events: &EventCache,
     app: &str,
     now_ms: i64,
     limit: usize,
@@ -66,11 +69,13 @@ pub fn due(
         &sql,
         params![app, now_ms, limit as i64, exclusion_json(exclude), below],
         |r| {
+            let delivery = map_delivery(r)?;
+            let event = events.get_or_read(&delivery.event_id, || map_event(r, 12))?;
             Ok(DueDelivery {
-                delivery: map_delivery(r)?,
+                delivery,
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
-                event: std::sync::Arc::new(map_event(r, 12)?),
+                event,
                 lease: None,
             })
         },
@@ -87,8 +92,10 @@ pub fn due(
 /// holder may have sent it, so the claim counts that as an attempt whose result is unknown
 /// (`attempts + 1`, reason [`TAKE_OVER_REASON`]), and the next attempt goes out as a retry
 /// with `X-Slack-Retry-Num` / `retry_attempt`. An operator's redeliver is not counted so.
+#[allow(clippy::too_many_arguments)]
 pub fn claim(
     c: &Conn,
+    events: &EventCache,
     app: &str,
     now_ms: i64,
     limit: usize,
@@ -123,12 +130,14 @@ pub fn claim(
             TAKE_OVER_REASON
         ],
         |r| {
+            let delivery = map_delivery(r)?;
+            let event = events.get_or_read(&delivery.event_id, || map_event(r, 13))?;
             Ok(DueDelivery {
-                delivery: map_delivery(r)?,
+                delivery,
                 attempts: r.get::<i64>(10)? as u32,
                 redeliver: r.get(11)?,
                 lease: Some(r.get(12)?),
-                event: std::sync::Arc::new(map_event(r, 13)?),
+                event,
             })
         },
     )?;
@@ -428,6 +437,34 @@ pub(super) mod tests {
         assert_eq!(row(), (7_000, None), "the holder gives it back");
     }
 
+    #[test]
+    fn the_due_rows_of_one_event_for_two_apps_share_one_event_record() {
+        let db = one_delivery();
+        db.execute_batch(
+            r#"INSERT INTO apps (id, name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at)
+                 SELECT 'A2', name, bot_events, user_events, event_shape, signing_secret, verification_token, created_at
+                 FROM apps WHERE id = 'A1';
+               INSERT INTO deliveries (id, event_id, app_id, team_id, event_type, status, auth, next_attempt_at, created_at, updated_at)
+                 SELECT 'DL2', event_id, 'A2', team_id, event_type, status, auth, next_attempt_at, created_at, updated_at
+                 FROM deliveries WHERE id = 'DL1';"#,
+        )
+        .unwrap();
+        let c = Conn::Sqlite(&db);
+        let events = EventCache::default();
+        let a1 = due(&c, &events, "A1", 1, 10, &[], None).unwrap();
+        let a2 = due(&c, &events, "A2", 1, 10, &[], None).unwrap();
+        assert_eq!((a1.len(), a2.len()), (1, 1));
+        assert_eq!(a2[0].delivery.app_id, "A2");
+        assert_eq!(
+            (a2[0].event.id.as_str(), a2[0].event.payload.as_str()),
+            ("Ev1", "{}")
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(&a1[0].event, &a2[0].event),
+            "the second app's row takes the record the first read made"
+        );
+    }
+
     /// Against a real server (`TIDINGS_TEST_DATABASE_URL`): a claim whose lease ran out
     /// is taken over as a retry, and the first holder's outcome is fenced off.
     #[test]
@@ -438,17 +475,36 @@ pub(super) mod tests {
         let c = Conn::Postgres(&pg);
         let now = now_ms();
         // Node a claims it with a lease that has already ended (it went away).
-        let first = claim(&c, "A1", now, 10, &[], now, "a").unwrap();
+        let first = claim(&c, &EventCache::default(), "A1", now, 10, &[], now, "a").unwrap();
         assert_eq!((first.len(), first[0].attempts), (1, 0));
         assert!(renew(&c, &[first[0].delivery.seq], "b", now + 60_000).unwrap() == 0);
-        let taken = claim(&c, "A1", now, 10, &[], now + 60_000, "b").unwrap();
+        let taken = claim(
+            &c,
+            &EventCache::default(),
+            "A1",
+            now,
+            10,
+            &[],
+            now + 60_000,
+            "b",
+        )
+        .unwrap();
         assert_eq!(taken.len(), 1, "an ended lease is claimable");
         assert_eq!(taken[0].attempts, 1, "the take-over counts as an attempt");
         assert_eq!(taken[0].delivery.reason.as_deref(), Some(TAKE_OVER_REASON));
         assert_ne!(taken[0].lease, first[0].lease);
-        assert!(claim(&c, "A1", now, 10, &[], now + 60_000, "c")
-            .unwrap()
-            .is_empty());
+        assert!(claim(
+            &c,
+            &EventCache::default(),
+            "A1",
+            now,
+            10,
+            &[],
+            now + 60_000,
+            "c"
+        )
+        .unwrap()
+        .is_empty());
         let seq = taken[0].delivery.seq;
         let outcome = |lease| AttemptOutcome {
             seq,

@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod conn;
 mod directory;
 mod dispatch;
+mod event_cache;
 mod events;
 mod insights;
 mod lifecycle;
@@ -87,6 +88,8 @@ pub struct SqlStore {
     work: work::Work,
     /// Apps as last committed, for `get_app` (off when nodes share the database).
     apps: app_cache::AppCache,
+    /// Events recently read with due work, shared by the rows that carry them.
+    events: event_cache::EventCache,
     /// Work signals from other nodes, forwarded to the work sink once it is set.
     signals: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<cluster::Signal>>>>,
     /// Revocations from every node (PostgreSQL), taken once by the server.
@@ -198,6 +201,7 @@ impl SqlStore {
             lease_ms,
             work,
             apps,
+            events: event_cache::EventCache::default(),
             signals: Arc::new(std::sync::Mutex::new(signals)),
             revocations: Arc::default(),
             limit: None,

@@ -53,15 +53,24 @@ impl DeliveryQueue for SqlStore {
         below: Option<i64>,
     ) -> StoreResult<(Vec<DueDelivery>, Option<i64>)> {
         let app = app_id.to_owned();
-        let (lease_ms, node) = (self.lease_ms, self.node_id.clone());
+        let (lease_ms, node, events) = (self.lease_ms, self.node_id.clone(), self.events.clone());
         // One trip to a pool connection for both reads: a dispatch round waits on it.
         self.read(move |c| {
             let rows = if lease_ms > 0 {
                 // Nodes share the database: claim the rows (an autocommit UPDATE on a
                 // pool connection, committed before any is sent).
-                dispatch::claim(c, &app, now_ms, limit, &exclude, now_ms + lease_ms, &node)?
+                dispatch::claim(
+                    c,
+                    &events,
+                    &app,
+                    now_ms,
+                    limit,
+                    &exclude,
+                    now_ms + lease_ms,
+                    &node,
+                )?
             } else {
-                dispatch::due(c, &app, now_ms, limit, &exclude, below)?
+                dispatch::due(c, &events, &app, now_ms, limit, &exclude, below)?
             };
             if rows.len() == limit {
                 return Ok((rows, Some(now_ms)));
