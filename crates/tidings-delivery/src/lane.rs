@@ -182,6 +182,7 @@ impl Lane {
     /// fence, so it reads the store in order again; returns how many it dropped.
     fn drop_held(&mut self) -> usize {
         let dropped = self.ready.len() + self.retrying.len();
+        metrics::counter!("tidings_delivery_held_dropped_total").increment(dropped as u64);
         self.ready.clear();
         self.retrying.clear();
         self.queued.clear();
@@ -438,6 +439,7 @@ impl Lanes {
                 !l.queued.contains(&r.delivery.seq) && !l.in_flight.contains(&r.delivery.seq)
             })
             .collect();
+        let read = rows.len();
         while rows.len() < capacity && l.retry_due(now) {
             let Some((_, row)) = l.retrying.pop_first() else {
                 break;
@@ -455,6 +457,10 @@ impl Lanes {
             rows.push(row);
         }
         l.in_flight.extend(rows.iter().map(|r| r.delivery.seq));
+        metrics::counter!("tidings_delivery_rows_total", "source" => "store")
+            .increment(read as u64);
+        metrics::counter!("tidings_delivery_rows_total", "source" => "held")
+            .increment((rows.len() - read) as u64);
         rows
     }
 }
