@@ -474,37 +474,19 @@ pub(super) mod tests {
         };
         let c = Conn::Postgres(&pg);
         let now = now_ms();
+        let events = EventCache::default();
+        let claim_as =
+            |node, lease_until| claim(&c, &events, "A1", now, 10, &[], lease_until, node).unwrap();
         // Node a claims it with a lease that has already ended (it went away).
-        let first = claim(&c, &EventCache::default(), "A1", now, 10, &[], now, "a").unwrap();
+        let first = claim_as("a", now);
         assert_eq!((first.len(), first[0].attempts), (1, 0));
         assert!(renew(&c, &[first[0].delivery.seq], "b", now + 60_000).unwrap() == 0);
-        let taken = claim(
-            &c,
-            &EventCache::default(),
-            "A1",
-            now,
-            10,
-            &[],
-            now + 60_000,
-            "b",
-        )
-        .unwrap();
+        let taken = claim_as("b", now + 60_000);
         assert_eq!(taken.len(), 1, "an ended lease is claimable");
         assert_eq!(taken[0].attempts, 1, "the take-over counts as an attempt");
         assert_eq!(taken[0].delivery.reason.as_deref(), Some(TAKE_OVER_REASON));
         assert_ne!(taken[0].lease, first[0].lease);
-        assert!(claim(
-            &c,
-            &EventCache::default(),
-            "A1",
-            now,
-            10,
-            &[],
-            now + 60_000,
-            "c"
-        )
-        .unwrap()
-        .is_empty());
+        assert!(claim_as("c", now + 60_000).is_empty());
         let seq = taken[0].delivery.seq;
         let outcome = |lease| AttemptOutcome {
             seq,

@@ -70,10 +70,11 @@ impl EventCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn event(id: &str, payload_len: usize) -> StoredEvent {
+    /// A stored event `id` whose payload is `payload_len` bytes.
+    pub(in crate::sql) fn event(id: &str, payload_len: usize) -> StoredEvent {
         StoredEvent {
             id: id.into(),
             team_id: "T1".into(),

@@ -199,7 +199,7 @@ mod tests {
     }
 
     fn row(app: &str, seq: i64) -> DueDelivery {
-        use crate::model::{Delivery, DeliveryStatus, StoredEvent};
+        use crate::model::{Delivery, DeliveryStatus};
         DueDelivery {
             delivery: Delivery {
                 id: format!("D{seq}"),
@@ -220,19 +220,7 @@ mod tests {
                 created_at: 0,
                 attempts: Vec::new(),
             },
-            event: Arc::new(StoredEvent {
-                id: "Ev1".into(),
-                team_id: "T1".into(),
-                enterprise_id: None,
-                event_type: "message".into(),
-                app_id: None,
-                channel_id: None,
-                actor_id: None,
-                event_time: 0,
-                payload: "{}".into(),
-                idempotency_key: None,
-                created_at: 0,
-            }),
+            event: Arc::new(super::super::event_cache::tests::event("Ev1", 2)),
             attempts: 0,
             redeliver: false,
             lease: None,
