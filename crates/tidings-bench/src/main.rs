@@ -73,11 +73,12 @@ async fn main() -> std::process::ExitCode {
     } else {
         (Duration::from_secs(a.duration), a.runs.max(1))
     };
-    let params = scenarios::Params {
+    let mut params = scenarios::Params {
         bin: a.tidings_bin.clone(),
         duration,
         drain: duration.max(Duration::from_secs(20)) * 2,
         quick: a.quick,
+        tenants_rate: None,
     };
     let names: Vec<String> = if a.scenarios.is_empty() {
         // `ceiling` first and last: the yardstick around the runs it divides.
@@ -93,6 +94,11 @@ async fn main() -> std::process::ExitCode {
     }
     let mut results = Vec::new();
     for name in &names {
+        // `tenants` at the load its bar names: half the ceiling measured so far (not in
+        // `--quick`, whose debug server could not hold it).
+        params.tenants_rate = Ceiling::of(&results)
+            .filter(|_| !a.quick)
+            .map(|c| ((c.requests_per_sec * 0.5).ceil() as u64).max(scenarios::TENANTS_RATE));
         let mut outs = Vec::new();
         for _ in 0..runs {
             match scenarios::run(name, &params).await {
