@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Attributes `perf script` samples of a tidings server to the stations of the hot path.
 
-Each sample goes to the first station (in the order below) that a frame of its stack
-names, read from the thread's root down; a sample no station names is the runtime's or
-the kernel's. Prints a Markdown table: station, share of the server's samples, and µs of
+Each sample goes to the first station in the list below whose frames all appear in its
+call chain; a sample that matches none is counted as other threads' or the kernel's. Prints a Markdown table: station, share of the server's samples, and µs of
 CPU per delivery (the share of `--us-per-delivery`, which the caller takes from the
 harness's `cpu s` ÷ deliveries).
 

@@ -78,7 +78,7 @@ async fn main() -> std::process::ExitCode {
         duration,
         drain: duration.max(Duration::from_secs(20)) * 2,
         quick: a.quick,
-        tenants_rate: None,
+        ceiling_rps: None,
     };
     let names: Vec<String> = if a.scenarios.is_empty() {
         // `ceiling` first and last: the yardstick around the runs it divides.
@@ -94,11 +94,11 @@ async fn main() -> std::process::ExitCode {
     }
     let mut results = Vec::new();
     for name in &names {
-        // `tenants` at the load its bar names: half the ceiling measured so far (not in
-        // `--quick`, whose debug server could not hold it).
-        params.tenants_rate = Ceiling::of(&results)
+        // The ceiling measured so far paces `tenants` (not in `--quick`: its debug server
+        // could not hold that pace).
+        params.ceiling_rps = Ceiling::of(&results)
             .filter(|_| !a.quick)
-            .map(|c| ((c.requests_per_sec * 0.5).ceil() as u64).max(scenarios::TENANTS_RATE));
+            .map(|c| c.requests_per_sec);
         let mut outs = Vec::new();
         for _ in 0..runs {
             match scenarios::run(name, &params).await {
